@@ -1,0 +1,1 @@
+"""Helpers of stack/stack: one module per part of the local stack (standard library only)."""
