@@ -1,0 +1,1 @@
+"""outboxkit's write side: events, their envelope, and publishing them in the caller's transaction."""

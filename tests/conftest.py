@@ -1,0 +1,84 @@
+"""Fixtures that find the real services of `stack/stack` (or of OUTBOX_... variables).
+
+A test that needs a service it cannot reach is skipped on a developer's machine, but fails under
+CI=true: in CI a skip would hide a broken install.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import ServiceAddresses, kafka_admin, probe_connect, probe_kafka, probe_postgres
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def unavailable(reason: str) -> None:
+    """Fail under CI, skip elsewhere."""
+    hint = " Start the stack with `stack/stack up`."
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"service unavailable in CI: {reason}.{hint}", pytrace=False)
+    pytest.skip(f"service unavailable: {reason}.{hint}")
+
+
+@pytest.fixture(scope="session")
+def services() -> ServiceAddresses:
+    return ServiceAddresses.discover(os.environ, REPO)
+
+
+@pytest.fixture(scope="session")
+def database_url(services: ServiceAddresses) -> str:
+    problem = probe_postgres(services.database_url)
+    if problem:
+        unavailable(f"PostgreSQL at {services.database_url}: {problem}")
+    return services.database_url
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(services: ServiceAddresses) -> str:
+    problem = probe_kafka(services.bootstrap_servers)
+    if problem:
+        unavailable(f"Kafka at {services.bootstrap_servers}: {problem}")
+    return services.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def connect_url(services: ServiceAddresses, bootstrap_servers: str) -> str:
+    problem = probe_connect(services.connect_url)
+    if problem:
+        unavailable(f"Kafka Connect at {services.connect_url}: {problem}")
+    return services.connect_url
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """unique("orders") -> "orders-1a2b3c4d": names that never collide across tests and runs."""
+    return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def new_topic(bootstrap_servers: str, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+    """Create a fresh topic (deleted afterwards): new_topic(partitions=1, config={...}) -> name."""
+    from confluent_kafka.admin import NewTopic
+
+    admin = kafka_admin(bootstrap_servers)
+    created: list[str] = []
+
+    def make(prefix: str = "test", partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = unique(prefix)
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
+        )
+        futures[name].result(timeout=30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.result(timeout=30)

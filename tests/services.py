@@ -1,0 +1,79 @@
+"""Where the real services are, and whether they answer."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULTS = {
+    "OUTBOX_DATABASE_URL": "postgresql://outbox:outbox@127.0.0.1:5432/outbox",
+    "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "OUTBOX_CONNECT_URL": "http://127.0.0.1:8083",
+}
+
+
+@dataclass(frozen=True)
+class ServiceAddresses:
+    database_url: str
+    bootstrap_servers: str
+    connect_url: str
+    stack_dir: Path
+
+    @classmethod
+    def discover(cls, env: Mapping[str, str], repo: Path) -> ServiceAddresses:
+        """OUTBOX_... variables win; then the stack.env that `stack/stack up` wrote; then defaults."""
+        stack_dir = Path(env.get("OUTBOX_STACK_DIR") or repo / ".stack")
+        values = dict(DEFAULTS)
+        env_file = stack_dir / "stack.env"
+        if env_file.exists():
+            for line in env_file.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key in values:
+                    values[key] = value
+        values.update({k: env[k] for k in DEFAULTS if env.get(k)})
+        return cls(
+            database_url=values["OUTBOX_DATABASE_URL"],
+            bootstrap_servers=values["OUTBOX_KAFKA_BOOTSTRAP_SERVERS"],
+            connect_url=values["OUTBOX_CONNECT_URL"],
+            stack_dir=stack_dir,
+        )
+
+
+def probe_postgres(url: str) -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as err:
+        return str(err).strip()
+    return None
+
+
+def kafka_admin(bootstrap_servers: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap_servers})
+
+
+def probe_kafka(bootstrap_servers: str) -> str | None:
+    from confluent_kafka import KafkaException
+
+    try:
+        metadata = kafka_admin(bootstrap_servers).list_topics(timeout=10)
+    except KafkaException as err:
+        return str(err)
+    return None if metadata.brokers else "no broker in metadata"
+
+
+def probe_connect(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{url}/", timeout=5) as resp:
+            json.load(resp)
+    except (OSError, ValueError) as err:
+        return str(err)
+    return None
