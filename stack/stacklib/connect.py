@@ -28,8 +28,12 @@ class Connect:
     def plugin_path(self) -> Path:
         # plugin.path names a dir whose *subdirs* hold one plugin each; Debezium's jars must never be
         # on the worker's own classpath as well.
-        return maven.resolve("debezium", self.s.cache_dir, self.s.logs_dir / "maven.log",
-                             subdir="debezium-connector-postgres")
+        return maven.resolve(
+            "debezium",
+            self.s.cache_dir,
+            self.s.logs_dir / "maven.log",
+            subdir="debezium-connector-postgres",
+        )
 
     def worker_properties(self) -> Path:
         s = self.s
@@ -65,11 +69,17 @@ class Connect:
     def start(self) -> None:
         if self.daemon.pid() is not None:
             return
+        maven.require_java()
         require_free(self.s.connect_port, "Kafka Connect's REST API", "OUTBOX_STACK_CONNECT_PORT")
         props = self.worker_properties()
         log_config = write_log_config(self.home / "log4j2.properties")
-        cmd = java_command(self.s, self.kafka_libs(), "org.apache.kafka.connect.cli.ConnectDistributed",
-                           heap="768m", log_config=log_config)
+        cmd = java_command(
+            self.s,
+            self.kafka_libs(),
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            heap="768m",
+            log_config=log_config,
+        )
         self.daemon.start([*cmd, str(props)])
 
     def wait(self) -> None:

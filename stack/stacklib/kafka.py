@@ -33,12 +33,16 @@ def java_command(settings: Settings, libs: Path, main: str, *, heap: str, log_co
     """The `java ...` line of Kafka's bin/kafka-run-class.sh, with our instance tag in it."""
     return [
         maven.require_java(),
-        f"-Xms{heap}", f"-Xmx{heap}",
-        "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log_config}",
         f"-Dkafka.logs.dir={settings.logs_dir}",
         f"-Doutboxkit.stack={settings.instance_tag()}",
-        "-cp", f"{libs}/*",
+        "-cp",
+        f"{libs}/*",
         main,
     ]
 
@@ -137,6 +141,7 @@ class Kafka:
     def start(self) -> None:
         if self.daemon.pid() is not None:
             return
+        maven.require_java()  # before Maven, which needs Java too and would blur the reason
         require_free(self.s.kafka_port, "the Kafka broker", "OUTBOX_STACK_KAFKA_PORT")
         require_free(self.s.controller_port, "the KRaft controller", "OUTBOX_STACK_CONTROLLER_PORT")
         libs = self.libs()
@@ -149,11 +154,20 @@ class Kafka:
             cmd = java_command(self.s, libs, "kafka.tools.StorageTool", heap="256m", log_config=tools_log)
             done = subprocess.run(
                 [*cmd, "format", "-t", cluster_id, "-c", str(props), "--standalone"],
-                capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
             )
             if done.returncode != 0:
-                raise StackError(f"formatting KRaft storage failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
-        self.daemon.start([*java_command(self.s, libs, "kafka.Kafka", heap="768m", log_config=log_config), str(props)])
+                raise StackError(
+                    f"formatting KRaft storage failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
+                )
+        self.daemon.start(
+            [
+                *java_command(self.s, libs, "kafka.Kafka", heap="768m", log_config=log_config),
+                str(props),
+            ]
+        )
 
     def wait(self) -> None:
         wait_until(self.answer, what="Kafka", daemon=self.daemon, timeout=self.s.start_timeout)

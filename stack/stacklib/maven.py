@@ -18,7 +18,9 @@ def require_tool(name: str, hint: str) -> str:
 
 
 def require_java() -> str:
-    java = require_tool("java", "Install OpenJDK 17 or newer (Debian: apt-get install openjdk-17-jre-headless).")
+    java = require_tool(
+        "java", "Install OpenJDK 17 or newer (Debian: apt-get install openjdk-17-jre-headless)."
+    )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     try:
         major = int(out.split('"')[1].split(".")[0])
@@ -40,7 +42,9 @@ def resolve(pom_name: str, cache_dir: Path, log_file: Path, subdir: str = "") ->
     target = cache_dir / "jars" / f"{pom_name}-{digest}"
     if (target / ".complete").exists():
         return target
-    mvn = require_tool("mvn", "Install Maven (Debian: apt-get install maven); it fetches jars from Maven Central.")
+    mvn = require_tool(
+        "mvn", "Install Maven (Debian: apt-get install maven); it fetches jars from Maven Central."
+    )
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / subdir).mkdir(parents=True)
@@ -48,9 +52,19 @@ def resolve(pom_name: str, cache_dir: Path, log_file: Path, subdir: str = "") ->
     print(f"stack: resolving {pom_name} jars from Maven Central (log: {log_file}) ...", flush=True)
     with open(log_file, "ab") as log:
         done = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={tmp / subdir}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp / subdir}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     if done.returncode != 0 or not any((tmp / subdir).glob("*.jar")):
         raise StackError(

@@ -50,10 +50,16 @@ class Stack:
             print(f"stack: postgres   ready at {self.s.database_url}", flush=True)
         if "connect" in want:
             self.connect.wait()
-            print(f"stack: connect    ready at {self.s.connect_url} (Debezium PostgreSQL plugin listed)", flush=True)
+            print(
+                f"stack: connect    ready at {self.s.connect_url} (Debezium PostgreSQL plugin listed)",
+                flush=True,
+            )
         (self.s.state_dir / "stack.env").write_text(self.env_text())
-        print(f"stack: up in {time.monotonic() - began:.1f}s; logs in {self.s.logs_dir}; "
-              f"addresses: stack/stack env", flush=True)
+        print(
+            f"stack: up in {time.monotonic() - began:.1f}s; logs in {self.s.logs_dir}; "
+            f"addresses: stack/stack env",
+            flush=True,
+        )
 
     def down(self) -> None:
         # Reverse order: Connect flushes its offsets to Kafka before the broker goes.
@@ -69,7 +75,8 @@ class Stack:
             reason = part.answer() if pid else "not running"
             healthy = healthy and reason is None
             state = "up" if reason is None else "DOWN"
-            print(f"{name:<10} {state:<5} pid={pid or '-':<8} {reason or 'answering'}   log: {part.daemon.log_file}")
+            log = part.daemon.log_file
+            print(f"{name:<10} {state:<5} pid={pid or '-':<8} {reason or 'answering'}   log: {log}")
         return healthy
 
     def logs(self, part: str | None, lines: int) -> None:

@@ -76,13 +76,33 @@ class Postgres:
     def socket_dir(self) -> Path:
         return self.base_dir() / "socket"
 
-    def psql(self, sql: str, database: str = "postgres", bindir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def psql(
+        self, sql: str, database: str = "postgres", bindir: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         bindir = bindir or find_bindir()
         assert bindir is not None
         return subprocess.run(
-            [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", str(self.socket_dir),
-             "-p", str(self.s.pg_port), "-U", "postgres", "-d", database, "-c", sql],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            [
+                str(bindir / "psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.s.pg_port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -94,25 +114,43 @@ class Postgres:
             require_free(self.s.pg_port, "PostgreSQL", "OUTBOX_STACK_PG_PORT")
             self._init_cluster(bindir, base, data)
             self.daemon.start(
-                [str(bindir / "postgres"), "-D", str(data),
-                 "-c", f"port={self.s.pg_port}",
-                 "-c", "listen_addresses=127.0.0.1",
-                 "-c", f"unix_socket_directories={self.socket_dir}",
-                 "-c", "wal_level=logical",  # Debezium reads the WAL through logical decoding
-                 "-c", "max_replication_slots=20",
-                 "-c", "max_wal_senders=20",
-                 "-c", "max_connections=300",  # concurrent-writer tests and several relays
-                 "-c", "shared_buffers=256MB",
-                 "-c", "cluster_name=outboxkit",
-                 "-c", f"outboxkit.stack={self.s.instance_tag()}"],  # our mark in the cmdline
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-c",
+                    f"port={self.s.pg_port}",
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={self.socket_dir}",
+                    "-c",
+                    "wal_level=logical",  # Debezium reads the WAL through logical decoding
+                    "-c",
+                    "max_replication_slots=20",
+                    "-c",
+                    "max_wal_senders=20",
+                    "-c",
+                    "max_connections=300",  # concurrent-writer tests and several relays
+                    "-c",
+                    "shared_buffers=256MB",
+                    "-c",
+                    "cluster_name=outboxkit",
+                    "-c",
+                    f"outboxkit.stack={self.s.instance_tag()}",
+                ],  # our mark in the cmdline
                 user=self.os_user,
             )
 
     def wait(self) -> None:
         bindir = find_bindir()
         assert bindir is not None, "start() installs PostgreSQL"
-        wait_until(lambda: self._probe(bindir), what="PostgreSQL", daemon=self.daemon,
-                   timeout=self.s.start_timeout)
+        wait_until(
+            lambda: self._probe(bindir),
+            what="PostgreSQL",
+            daemon=self.daemon,
+            timeout=self.s.start_timeout,
+        )
         self._bootstrap(bindir)
 
     def _init_cluster(self, bindir: Path, base: Path, data: Path) -> None:
@@ -126,9 +164,22 @@ class Postgres:
             for d in (base, self.socket_dir):
                 os.chown(d, pw.pw_uid, pw.pw_gid)
         done = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--no-locale", "-E", "UTF8",
-             "--auth-local=trust", "--auth-host=scram-sha-256"],
-            user=self.os_user, capture_output=True, text=True, cwd=base,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--no-locale",
+                "-E",
+                "UTF8",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
+            user=self.os_user,
+            capture_output=True,
+            text=True,
+            cwd=base,
         )
         if done.returncode != 0:
             raise StackError(f"initdb failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")

@@ -53,7 +53,9 @@ class Daemon:
             return pid
         return None
 
-    def start(self, argv: Sequence[str], *, user: str | None = None, env: dict[str, str] | None = None) -> int:
+    def start(
+        self, argv: Sequence[str], *, user: str | None = None, env: dict[str, str] | None = None
+    ) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -114,9 +116,7 @@ def require_free(port: int, what: str, variable: str) -> None:
         )
 
 
-def wait_until(
-    check: Callable[[], str | None], *, what: str, daemon: Daemon | None, timeout: float
-) -> None:
+def wait_until(check: Callable[[], str | None], *, what: str, daemon: Daemon | None, timeout: float) -> None:
     """Poll `check` (None = ready, else the reason it is not) until ready, the daemon dies, or timeout."""
     deadline = time.monotonic() + timeout
     reason = "no answer yet"

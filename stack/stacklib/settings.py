@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +68,7 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return (
-            f"postgresql://{self.db_user}:{self.db_password}@127.0.0.1:{self.pg_port}/{self.db_name}"
-        )
+        return f"postgresql://{self.db_user}:{self.db_password}@127.0.0.1:{self.pg_port}/{self.db_name}"
 
     @property
     def bootstrap_servers(self) -> str:

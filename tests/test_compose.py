@@ -1,0 +1,99 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check that it parses and agrees with stack/."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "stack"))
+
+from stacklib.connect import Connect  # noqa: E402
+from stacklib.kafka import Kafka  # noqa: E402
+from stacklib.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings.from_environment({"OUTBOX_STACK_DIR": str(tmp_path_factory.mktemp("state"))})
+
+
+def pom_version(name: str, prop: str) -> str:
+    pom = (REPO / "stack" / "maven" / name / "pom.xml").read_text()
+    match = re.search(rf"<{prop}>([^<]+)</{prop}>", pom)
+    assert match, f"{prop} not in {name}/pom.xml"
+    return match.group(1)
+
+
+def host_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(p).split(":")[0]) for p in service.get("ports", [])}
+
+
+def test_services_and_ports_match_stack(compose: dict[str, Any], settings: Settings) -> None:
+    services = compose["services"]
+    assert set(services) >= {"postgres", "kafka", "connect"}
+    assert host_ports(services["postgres"]) == {settings.pg_port}
+    assert host_ports(services["kafka"]) == {settings.kafka_port}
+    assert host_ports(services["connect"]) == {settings.connect_port}
+
+
+def test_images_use_the_versions_stack_resolves(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["kafka"]["image"] == f"apache/kafka:{pom_version('kafka', 'kafka.version')}"
+    debezium = pom_version("debezium", "debezium.version")
+    assert services["connect"]["image"] == f"quay.io/debezium/connect:{debezium}"
+    assert services["postgres"]["image"].split(":")[1].split(".")[0] == "15"
+
+
+def test_postgres_is_ready_for_debezium(compose: dict[str, Any], settings: Settings) -> None:
+    pg = compose["services"]["postgres"]
+    command = " ".join(pg["command"])
+    assert "wal_level=logical" in command
+    env = pg["environment"]
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+        settings.db_user,
+        settings.db_password,
+        settings.db_name,
+    )
+
+
+def test_kafka_has_the_single_node_overrides_of_stack(compose: dict[str, Any], settings: Settings) -> None:
+    env = compose["services"]["kafka"]["environment"]
+    props = dict(line.split("=", 1) for line in Kafka(settings).server_properties().read_text().splitlines())
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.replication.factor",
+        "group.initial.rebalance.delay.ms",
+        "log.cleaner.backoff.ms",
+    ):
+        env_key = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(env[env_key]) == props[key], key
+    assert f"127.0.0.1:{settings.kafka_port}" in env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_connect_worker_matches_stack(compose: dict[str, Any], settings: Settings) -> None:
+    env = compose["services"]["connect"]["environment"]
+    connect = Connect(settings, kafka_libs=lambda: settings.cache_dir)
+    connect.plugin_path = lambda: settings.cache_dir  # type: ignore[method-assign]
+    props = dict(line.split("=", 1) for line in connect.worker_properties().read_text().splitlines())
+    assert env["GROUP_ID"] == props["group.id"]
+    assert env["CONFIG_STORAGE_TOPIC"] == props["config.storage.topic"]
+    assert env["OFFSET_STORAGE_TOPIC"] == props["offset.storage.topic"]
+    assert env["STATUS_STORAGE_TOPIC"] == props["status.storage.topic"]
+    assert env["KEY_CONVERTER"] == props["key.converter"]
+    assert env["VALUE_CONVERTER"] == props["value.converter"]
+    assert env["CONNECT_EXACTLY_ONCE_SOURCE_SUPPORT"] == props["exactly.once.source.support"]

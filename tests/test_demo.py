@@ -1,0 +1,16 @@
+"""The README's main command: `outbox demo` against the real stack."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from outboxkit.cli import main
+
+
+def test_demo_makes_the_round_trip(database_url: str, bootstrap_servers: str) -> None:
+    result = CliRunner().invoke(
+        main, ["--database-url", database_url, "--bootstrap-servers", bootstrap_servers, "demo"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1. PostgreSQL: committed event" in result.output
+    assert "the event made the round trip" in result.output
