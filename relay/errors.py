@@ -1,0 +1,11 @@
+"""Errors of the relays (all under outbox.errors.OutboxError)."""
+
+from outbox.errors import OutboxError
+
+
+class RelayError(OutboxError):
+    """The relay cannot go on; the message says why and what to do."""
+
+
+class ProducerFailed(RelayError):
+    """The Kafka producer hit a fatal error (e.g. fenced by a newer relay) and must be replaced."""

@@ -1,0 +1,86 @@
+"""Which shards this relay publishes: PostgreSQL session advisory locks, one per shard.
+
+A lock lives as long as the relay's lease connection. When a relay dies (kill -9 included) its
+connection closes, PostgreSQL releases the locks at once, and a standby relay takes the shards over
+on its next `rebalance()` (every poll interval): failover within about one poll interval.
+
+Fair share: live relays of a group are counted by the `application_name` of their lease
+connections; a relay holding more than ceil(shards / live relays) gives the surplus back between
+batches, when nothing of those shards is in flight, so a shard changes hands without reordering.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import psycopg
+
+LOCK_NAMESPACE_SALT = "outboxkit-relay:"
+
+
+class ShardLeases:
+    """Owns a subset of `shards` for relay group `group` through `conn` (autocommit, dedicated)."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], group: str, shards: int,
+                 max_per_instance: int = 0) -> None:
+        self.conn = conn
+        self.group = group
+        self.shards = shards
+        self.max_per_instance = max_per_instance
+        # pg_try_advisory_lock(int4, int4): a group-wide namespace, then the shard number.
+        self.namespace = zlib.crc32((LOCK_NAMESPACE_SALT + group).encode()) - 2**31
+        self.owned: set[int] = set()
+
+    @property
+    def application_name(self) -> str:
+        return f"outbox-relay:{self.group}"
+
+    def live_instances(self) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (self.application_name,),
+        ).fetchone()
+        return max(1, int(row[0]) if row else 1)
+
+    def fair_share(self) -> int:
+        if self.max_per_instance:
+            return min(self.max_per_instance, self.shards)
+        return math.ceil(self.shards / self.live_instances())
+
+    def rebalance(self) -> tuple[set[int], set[int]]:
+        """Take free shards up to the fair share, give back the surplus; returns (gained, released)."""
+        share = self.fair_share()
+        released: set[int] = set()
+        while len(self.owned) > share:
+            shard = max(self.owned)
+            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))
+            self.owned.discard(shard)
+            released.add(shard)
+        gained: set[int] = set()
+        for shard in range(self.shards):
+            if len(self.owned) >= share:
+                break
+            if shard in self.owned:
+                continue
+            row = self.conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (self.namespace, shard)
+            ).fetchone()
+            if row and row[0]:
+                self.owned.add(shard)
+                gained.add(shard)
+        return gained, released
+
+    def release_all(self) -> None:
+        for shard in sorted(self.owned):
+            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, shard))
+        self.owned.clear()
+
+    def holders(self) -> dict[int, int]:
+        """shard -> pid of the PostgreSQL backend holding it (any relay of the group), for status."""
+        rows = self.conn.execute(
+            "SELECT objid, pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::oid AND objsubid = 2",
+            (self.namespace & 0xFFFFFFFF,),
+        ).fetchall()
+        return {int(objid): int(pid) for objid, pid in rows}

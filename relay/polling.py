@@ -1,0 +1,271 @@
+"""PollingRelay: the daemon that moves committed outbox rows to Kafka, in commit order per aggregate.
+
+One loop, one thread. Each turn: rebalance shard leases (relay/leases.py), then for every owned
+shard read a batch (relay/sql.py explains why the read never skips and keeps commit order), refuse
+oversized records, publish the rest (relay/publisher.py), delete/mark what Kafka acknowledged and
+quarantine poison. Idle, it sleeps until a NOTIFY or the poll interval. A batch is finished in
+PostgreSQL before the next one is read, so memory is bounded by the batch size, not the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from confluent_kafka import KafkaException
+
+from outbox.config import OutboxSettings, Retention
+from relay.errors import ProducerFailed
+from relay.leases import ShardLeases
+from relay.metrics import RelayMetrics
+from relay.progress import ProgressLog
+from relay.publisher import IdempotentPublisher, Publisher, TransactionalPublisher
+from relay.settings import RelayMode, RelaySettings
+from relay.size_guard import SizeGuard
+from relay.store import OutboxStore
+
+log = logging.getLogger("outbox.relay")
+
+BACKLOG_REFRESH_SECONDS = 5.0
+REBALANCE_SECONDS = 1.0
+
+
+class PollingRelay:
+    """Publishes the outbox of `outbox.database_url` to `outbox.kafka_bootstrap_servers`.
+
+    `run()` blocks until `stop()` (safe to call from a signal handler or another thread); the batch
+    in flight is finished first. Several relays of one group may run at once: each shard is
+    published by one of them at a time.
+    """
+
+    def __init__(self, outbox: OutboxSettings, settings: RelaySettings,
+                 metrics: RelayMetrics | None = None) -> None:
+        self.outbox = outbox
+        self.settings = settings
+        self.metrics = metrics or RelayMetrics()
+        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        self.stopping = False
+        self.conn: psycopg.Connection[Any] | None = None
+        self.lease_conn: psycopg.Connection[Any] | None = None
+        self.leases: ShardLeases | None = None
+        self.store: OutboxStore | None = None
+        self.publishers: dict[int, Publisher] = {}
+        self.shared_publisher: IdempotentPublisher | None = None
+        self.guard = SizeGuard(outbox.kafka_bootstrap_servers,
+                               _int_or_none(settings.producer.get("message.max.bytes")))
+        self.progress = ProgressLog(outbox.kafka_bootstrap_servers, settings.progress_topic,
+                                    settings.group, settings.shards)
+        self.backoff = 0.0
+        self.next_rebalance = 0.0
+        self.next_backlog = 0.0
+        self.next_purge = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping = True
+
+    def run(self, on_turn: Callable[[], None] | None = None) -> None:
+        log.info("relay starting", extra={"instance": self.instance, "mode": self.settings.mode.value,
+                                          "group": self.settings.group, "shards": self.settings.shards})
+        if self.settings.mode is RelayMode.TRANSACTIONAL:
+            self.progress.ensure_topic()
+        try:
+            while not self.stopping:
+                try:
+                    busy = self._turn()
+                    self.backoff = 0.0
+                    self.metrics.beat(status="ok", instance=self.instance,
+                                      shards=sorted(self.publishers or self._owned()))
+                    if on_turn:
+                        on_turn()
+                    if not busy:
+                        self._idle(self.settings.poll_interval)
+                except psycopg.OperationalError as err:
+                    self._fail("postgres", err)
+                    self._drop_database()
+                except (KafkaException, ProducerFailed) as err:
+                    self._fail("kafka", err)
+                    self._drop_publishers()
+        finally:
+            self._drop_publishers()
+            self._drop_database()
+            log.info("relay stopped", extra={"instance": self.instance})
+
+    def _owned(self) -> set[int]:
+        return set(self.leases.owned) if self.leases else set()
+
+    def _fail(self, kind: str, err: Exception) -> None:
+        self.metrics.errors.labels(kind).inc()
+        self.metrics.beat(status="degraded", reason=f"{kind}: {err}", instance=self.instance)
+        self.backoff = min(self.settings.max_backoff, max(0.1, self.backoff * 2))
+        log.warning("relay %s error, retrying in %.1fs: %s", kind, self.backoff, err)
+        self._idle(self.backoff, listen=False)
+
+    # -- one turn ----------------------------------------------------------------------------
+    def _turn(self) -> bool:
+        """Publish one batch per owned shard; True if some shard may have more waiting."""
+        self._connect()
+        now = time.monotonic()
+        if now >= self.next_rebalance:
+            self._rebalance()
+            self.next_rebalance = now + min(REBALANCE_SECONDS, self.settings.poll_interval)
+        if now >= self.next_backlog:
+            self._refresh_backlog()
+            self.next_backlog = now + BACKLOG_REFRESH_SECONDS
+        if now >= self.next_purge:
+            assert self.store is not None
+            self.store.purge()
+            self.next_purge = now + self.settings.purge_interval
+        busy = False
+        for shard in sorted(self._owned()):
+            if self.stopping:
+                break
+            busy |= self._batch(shard) >= self.settings.batch_size
+        return busy
+
+    def _batch(self, shard: int) -> int:
+        assert self.store is not None
+        started = time.perf_counter()
+        batch = self.store.fetch(shard, self.settings.shards, self.settings.batch_size)
+        if not batch:
+            return 0
+        publishable, refused = self.guard.split(batch)
+        for event_id, reason in refused:
+            self._quarantine(event_id, reason)
+        result = self._publisher(shard).publish(publishable)
+        self.store.finish(result.delivered)
+        for event_id, reason in result.poisoned:
+            self._quarantine(event_id, reason)
+        self.metrics.published.inc(len(result.delivered))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        if result.retry:
+            # Kafka-side trouble: nothing undelivered is lost (it stays in the outbox); wait, then
+            # re-read. In transactional mode an unknown commit outcome is settled by recover().
+            self._fail("kafka", RuntimeError(result.retry))
+            if self.settings.mode is RelayMode.TRANSACTIONAL:
+                self._recover(shard)
+            return 0
+        return len(batch)
+
+    def _quarantine(self, event_id: int, reason: str) -> None:
+        assert self.store is not None
+        self.store.quarantine(event_id, reason)
+        self.metrics.quarantined.inc()
+        log.error("event quarantined", extra={"event_row": event_id, "reason": reason})
+
+    # -- shards and publishers ---------------------------------------------------------------
+    def _rebalance(self) -> None:
+        assert self.leases is not None
+        gained, released = self.leases.rebalance()
+        for shard in sorted(released):
+            self._close_publisher(shard)
+            log.info("shard released", extra={"shard": shard, "instance": self.instance})
+        for shard in sorted(gained):
+            log.info("shard acquired", extra={"shard": shard, "instance": self.instance})
+            if self.settings.mode is RelayMode.TRANSACTIONAL:
+                self._publisher(shard)  # init_transactions fences a zombie owner before we read
+                self._recover(shard)
+        self.metrics.owned_shards.set(len(self._owned()))
+
+    def _publisher(self, shard: int) -> Publisher:
+        if self.settings.mode is RelayMode.IDEMPOTENT:
+            if self.shared_publisher is None:
+                self.shared_publisher = IdempotentPublisher(self.outbox.kafka_bootstrap_servers,
+                                                            self.settings)
+            return self.shared_publisher
+        publisher = self.publishers.get(shard)
+        if publisher is None:
+            publisher = TransactionalPublisher(self.outbox.kafka_bootstrap_servers, self.settings,
+                                               shard, self.progress)
+            self.publishers[shard] = publisher
+        return publisher
+
+    def _recover(self, shard: int) -> None:
+        """Finish in PostgreSQL what the shard's last committed Kafka transaction published."""
+        assert self.store is not None
+        ids = self._publisher(shard).recover()
+        if ids:
+            self.store.finish(ids)
+            log.info("recovered batch", extra={"shard": shard, "events": len(ids)})
+
+    def _close_publisher(self, shard: int) -> None:
+        publisher = self.publishers.pop(shard, None)
+        if publisher is not None:
+            try:
+                publisher.close()
+            except KafkaException as err:
+                log.warning("closing the producer of shard %s failed: %s", shard, err)
+
+    def _drop_publishers(self) -> None:
+        for shard in list(self.publishers):
+            self._close_publisher(shard)
+        if self.shared_publisher is not None:
+            try:
+                self.shared_publisher.close()
+            except KafkaException:
+                pass
+            self.shared_publisher = None
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+    def _connect(self) -> None:
+        if self.conn is not None and not self.conn.closed and self.lease_conn is not None \
+                and not self.lease_conn.closed:
+            return
+        self._drop_database()
+        url = self.outbox.database_url
+        self.conn = psycopg.connect(url, autocommit=True, application_name="outbox-relay-worker")
+        self.lease_conn = psycopg.connect(url, autocommit=True,
+                                          application_name=f"outbox-relay:{self.settings.group}")
+        if self.outbox.notify:
+            self.conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
+        self.leases = ShardLeases(self.lease_conn, self.settings.group, self.settings.shards,
+                                  self.settings.max_shards_per_instance)
+        self.store = OutboxStore(self.conn, keep=self.outbox.retention is Retention.KEEP,
+                                 retention_days=self.outbox.retention_days)
+        self.next_rebalance = 0.0
+
+    def _drop_database(self) -> None:
+        # Losing the lease connection loses the leases: stop publishing those shards at once.
+        self._drop_publishers()
+        for conn in (self.conn, self.lease_conn):
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+        self.conn = self.lease_conn = None
+        self.leases = None
+        self.store = None
+        self.metrics.owned_shards.set(0)
+
+    def _refresh_backlog(self) -> None:
+        assert self.store is not None
+        backlog, oldest, quarantined = self.store.backlog()
+        self.metrics.backlog.set(backlog)
+        self.metrics.oldest_age.set(oldest)
+        self.metrics.quarantine_size.set(quarantined)
+
+    def _idle(self, seconds: float, listen: bool = True) -> None:
+        """Sleep up to `seconds`, waking early on NOTIFY or stop()."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if listen and self.conn is not None and self.outbox.notify:
+                for _ in self.conn.notifies(timeout=min(left, 0.25), stop_after=1):
+                    # Drain what else arrived: one wake-up serves every notification so far.
+                    for _ in self.conn.notifies(timeout=0):
+                        pass
+                    return
+            else:
+                time.sleep(min(left, 0.1))
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value else None

@@ -1,0 +1,114 @@
+"""Transactional mode's progress log: the ids of each shard's last batch, in a compacted Kafka topic.
+
+The relay writes the record in the *same Kafka transaction* as the batch's events (the approach of
+Kafka Connect's exactly-once sources, KIP-618). After a crash between the Kafka commit and the
+PostgreSQL delete/mark, the last committed record names exactly the ids that Kafka has but the
+outbox still holds, so the next owner of the shard finishes them instead of publishing them again.
+Only the last batch can be in that state: the relay finishes a batch in PostgreSQL before it reads
+the next one. The record holds ids, not a high-water mark: a lower id may commit later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from relay.errors import RelayError
+
+
+def to_ranges(ids: Iterable[int]) -> list[list[int]]:
+    """[1,2,3,7,8] -> [[1,3],[7,8]]: a batch's ids are mostly consecutive."""
+    ranges: list[list[int]] = []
+    for i in sorted(ids):
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return ranges
+
+
+def from_ranges(ranges: Sequence[Sequence[int]]) -> list[int]:
+    return [i for start, end in ranges for i in range(start, end + 1)]
+
+
+class ProgressLog:
+    """Reads and encodes progress records of one relay group."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, group: str, shards: int) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.group = group
+        self.shards = shards
+        self.partitions = 0
+
+    def ensure_topic(self, timeout: float = 30.0) -> None:
+        """Create the compacted topic (one partition per shard) unless it exists."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        metadata = admin.list_topics(timeout=timeout)
+        if self.topic not in metadata.topics:
+            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+            future = admin.create_topics(
+                [NewTopic(self.topic, num_partitions=self.shards, replication_factor=-1, config=config)]
+            )[self.topic]
+            try:
+                future.result(timeout=timeout)
+            except Exception as err:  # noqa: BLE001 - a concurrent relay may have created it
+                if "TOPIC_ALREADY_EXISTS" not in str(err):
+                    raise RelayError(f"cannot create the progress topic {self.topic!r}: {err}") from err
+            metadata = admin.list_topics(topic=self.topic, timeout=timeout)
+        self.partitions = len(metadata.topics[self.topic].partitions)
+
+    def key(self, shard: int) -> bytes:
+        return f"{self.group}/{shard}".encode()
+
+    def partition(self, shard: int) -> int:
+        return shard % self.partitions
+
+    def record(self, shard: int, ids: Iterable[int]) -> bytes:
+        return orjson.dumps({"ids": to_ranges(ids), "at": time.time()})
+
+    def last_batch(self, shard: int, timeout: float = 30.0) -> list[int]:
+        """Ids of the shard's last committed batch ([] if none), read with read_committed."""
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": f"{self.group}-progress-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        })
+        try:
+            partition = self.partition(shard)
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=timeout
+            )
+            window = 64
+            while True:
+                start = max(low, high - window)
+                found = self._scan(consumer, partition, start, self.key(shard), timeout)
+                if found is not None or start == low:
+                    return found or []
+                window *= 8
+        finally:
+            consumer.close()
+
+    def _scan(self, consumer: Consumer, partition: int, start: int, key: bytes,
+              timeout: float) -> list[int] | None:
+        consumer.assign([TopicPartition(self.topic, partition, start)])
+        last: list[int] | None = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return last
+                raise RelayError(f"reading the progress topic {self.topic!r} failed: {error}")
+            if msg.key() == key:
+                last = from_ranges(orjson.loads(msg.value() or b"{}").get("ids", []))
+        raise RelayError(f"reading the progress topic {self.topic!r} took longer than {timeout}s")

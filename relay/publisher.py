@@ -1,0 +1,237 @@
+"""Publishing a batch to Kafka: the port and its two implementations (idempotent, transactional).
+
+Contract of `Publisher.publish(batch)`: records are produced in batch order; the result says which
+ids Kafka acknowledged (`delivered`), which failed for good (`poisoned`, with the reason: too large,
+not authorised, invalid), and why the rest must be retried after a back-off (`retry`). The caller
+deletes/marks only delivered ids. Not thread-safe: one relay loop drives a publisher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from outbox.envelope import KafkaRecord
+from relay.errors import ProducerFailed
+from relay.progress import ProgressLog
+from relay.settings import RelaySettings
+
+# Errors no retry can fix: the event is quarantined with the reason and the relay goes on.
+PERMANENT_ERRORS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError._INVALID_ARG,
+})
+
+Batch = Sequence[tuple[int, KafkaRecord]]
+
+
+@dataclass
+class BatchResult:
+    delivered: list[int] = field(default_factory=list)
+    poisoned: list[tuple[int, str]] = field(default_factory=list)
+    retry: str | None = None
+    """Why the undelivered rest must wait (e.g. Kafka unavailable); None when nothing is left."""
+
+
+class Publisher(Protocol):
+    def publish(self, batch: Batch) -> BatchResult: ...
+
+    def recover(self) -> list[int]:
+        """Ids Kafka has that PostgreSQL may not have finished (after a crash); [] if unknowable."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def describe(error: KafkaError) -> str:
+    return f"{error.name()}: {error.str()}"
+
+
+def producer_config(bootstrap_servers: str, settings: RelaySettings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "enable.idempotence": True,  # also: acks=all, in-order retries
+        "acks": "all",
+        "message.timeout.ms": settings.message_timeout_ms,
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": max(100_000, 2 * settings.batch_size),
+        **settings.producer,
+    }
+
+
+def produce_all(producer: Producer, batch: Batch, outcome: list[Any]) -> None:
+    """Produce in order; outcome[i] becomes None (acked) or a KafkaError via the delivery callback."""
+    for i, (_, record) in enumerate(batch):
+        callback: Callable[[Any, Any], None] = lambda err, _msg, i=i: outcome.__setitem__(i, err)  # noqa: E731
+        while True:
+            try:
+                producer.produce(record.topic, record.value, record.key, headers=record.headers,
+                                 on_delivery=callback)
+                break
+            except BufferError:
+                producer.poll(0.05)  # local queue full: serve delivery reports, then retry
+            except KafkaException as err:
+                outcome[i] = err.args[0]
+                break
+
+
+PENDING = object()
+
+
+def sort_outcome(batch: Batch, outcome: list[Any], isolate: Callable[[Batch], BatchResult]) -> BatchResult:
+    """Turn per-record outcomes into a BatchResult; permanent failures are re-tried alone to find
+    the culprit (a broker may fail a whole request for one bad record)."""
+    result = BatchResult()
+    suspects: list[tuple[int, KafkaRecord]] = []
+    for (event_id, record), err in zip(batch, outcome, strict=True):
+        if err is None:
+            result.delivered.append(event_id)
+        elif err is PENDING:
+            result.retry = result.retry or "Kafka did not acknowledge in time"
+        elif err.code() in PERMANENT_ERRORS:
+            suspects.append((event_id, record))
+        else:
+            result.retry = result.retry or describe(err)
+    if suspects:
+        alone = isolate(suspects)
+        result.delivered += alone.delivered
+        result.poisoned += alone.poisoned
+        result.retry = result.retry or alone.retry
+    return result
+
+
+def isolate_each(batch: Batch, send_one: Callable[[int, KafkaRecord], KafkaError | None]) -> BatchResult:
+    """Send suspects one at a time, in order; a record that fails alone for good is poison. Later
+    records of a poisoned key are not sent: the quarantine holds them until an operator acts."""
+    result = BatchResult()
+    poisoned_keys: set[tuple[str, bytes]] = set()
+    for event_id, record in batch:
+        if (record.topic, record.key) in poisoned_keys:
+            result.retry = result.retry or "held behind a quarantined event"
+            continue
+        err = send_one(event_id, record)
+        if err is None:
+            result.delivered.append(event_id)
+        elif err.code() in PERMANENT_ERRORS:
+            result.poisoned.append((event_id, describe(err)))
+            poisoned_keys.add((record.topic, record.key))
+        else:
+            result.retry = result.retry or describe(err)
+    return result
+
+
+class IdempotentPublisher:
+    """At least once, in order per partition (idempotent producer, acks=all)."""
+
+    def __init__(self, bootstrap_servers: str, settings: RelaySettings) -> None:
+        self.settings = settings
+        self.producer = Producer(producer_config(bootstrap_servers, settings))
+        self.flush_timeout = settings.message_timeout_ms / 1000 + 5
+
+    def publish(self, batch: Batch) -> BatchResult:
+        outcome: list[Any] = [PENDING] * len(batch)
+        produce_all(self.producer, batch, outcome)
+        self.producer.flush(self.flush_timeout)
+        return sort_outcome(batch, outcome, lambda suspects: isolate_each(suspects, self._send_one))
+
+    def _send_one(self, _event_id: int, record: KafkaRecord) -> KafkaError | None:
+        outcome: list[Any] = [PENDING]
+        produce_all(self.producer, [(0, record)], outcome)
+        self.producer.flush(self.flush_timeout)
+        err = outcome[0]
+        return KafkaError(KafkaError._TIMED_OUT) if err is PENDING else err
+
+    def recover(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        self.producer.flush(self.flush_timeout)
+
+
+class TransactionalPublisher:
+    """Exactly once for read_committed consumers: one shard's batch + its progress record per
+    Kafka transaction, under transactional.id `<group>-shard-<n>`: a new owner's
+    init_transactions() fences a zombie owner and aborts its open transaction."""
+
+    def __init__(self, bootstrap_servers: str, settings: RelaySettings, shard: int,
+                 progress: ProgressLog) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.settings = settings
+        self.shard = shard
+        self.progress = progress
+        self.timeout = settings.transaction_timeout_ms / 1000
+        self.producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        config = producer_config(self.bootstrap_servers, self.settings)
+        config["transactional.id"] = f"{self.settings.group}-shard-{self.shard}"
+        config["transaction.timeout.ms"] = self.settings.transaction_timeout_ms
+        producer = Producer(config)
+        producer.init_transactions(self.timeout)
+        return producer
+
+    def recover(self) -> list[int]:
+        return self.progress.last_batch(self.shard)
+
+    def publish(self, batch: Batch) -> BatchResult:
+        outcome: list[Any] = [PENDING] * len(batch)
+        failure = self._in_transaction(batch, outcome)
+        if failure is None:
+            return BatchResult(delivered=[event_id for event_id, _ in batch])
+        # The transaction was aborted: nothing of it is visible to read_committed consumers.
+        # Records that failed for a permanent reason are re-sent alone to find the culprit;
+        # everything else is retried after a back-off.
+        if any(err not in (None, PENDING) and err.code() in PERMANENT_ERRORS for err in outcome):
+            return isolate_each(batch, self._send_one)
+        return BatchResult(retry=failure)
+
+    def _send_one(self, event_id: int, record: KafkaRecord) -> KafkaError | None:
+        outcome: list[Any] = [PENDING]
+        failure = self._in_transaction([(event_id, record)], outcome)
+        if failure is None:
+            return None
+        err = outcome[0]
+        return err if isinstance(err, KafkaError) else KafkaError(KafkaError._FAIL, failure)
+
+    def _in_transaction(self, batch: Batch, outcome: list[Any]) -> str | None:
+        """Produce `batch` and its progress record in one transaction; None if committed."""
+        try:
+            self.producer.begin_transaction()
+            produce_all(self.producer, batch, outcome)
+            if any(err not in (None, PENDING) for err in outcome):
+                raise KafkaException(next(e for e in outcome if e not in (None, PENDING)))
+            self.producer.produce(
+                self.progress.topic,
+                self.progress.record(self.shard, (event_id for event_id, _ in batch)),
+                self.progress.key(self.shard),
+                partition=self.progress.partition(self.shard),
+            )
+            self.producer.commit_transaction(self.timeout)
+            return None
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            self._abort(error)
+            return describe(error)
+
+    def _abort(self, error: KafkaError) -> None:
+        if not error.fatal():
+            try:
+                self.producer.abort_transaction(self.timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+        # Fatal (fenced by a newer owner of the shard, ...) or not abortable: this producer is done.
+        # The relay loop decides whether it still owns the shard before making a new one, so a
+        # fenced zombie never fences the new owner back.
+        raise ProducerFailed(f"shard {self.shard}: {describe(error)}")
+
+    def close(self) -> None:
+        self.producer.flush(self.timeout)

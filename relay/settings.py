@@ -1,0 +1,112 @@
+"""The polling relay's settings: OUTBOX_RELAY_... environment variables, a TOML file, CLI flags."""
+
+from __future__ import annotations
+
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from outbox.config import OutboxSettings
+from outbox.errors import ConfigurationError
+
+
+T = TypeVar("T", bound=BaseSettings)
+
+
+class RelayMode(str, Enum):
+    """How the relay talks to Kafka."""
+
+    IDEMPOTENT = "idempotent"
+    """enable.idempotence + acks=all: at least once, in order; a crash may publish a batch twice."""
+
+    TRANSACTIONAL = "transactional"
+    """Each batch and the relay's progress in one Kafka transaction: exactly once for read_committed."""
+
+
+class RelaySettings(BaseSettings):
+    """Knobs of `outbox relay run`. Every field has an OUTBOX_RELAY_<NAME> environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_RELAY_", frozen=True)
+
+    mode: RelayMode = RelayMode.IDEMPOTENT
+    """idempotent (at least once) or transactional (exactly once for read_committed consumers)."""
+
+    group: str = Field(default="outbox-relay", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    """Relays of one group share the work; names the locks, transactional ids and progress topic."""
+
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    """Events read and published per batch: bounds the relay's memory whatever the backlog."""
+
+    poll_interval: float = Field(default=1.0, gt=0, le=300)
+    """Seconds between polls when idle; NOTIFY wakes the relay sooner. A missed NOTIFY costs this much."""
+
+    shards: int = Field(default=1, ge=1, le=1024)
+    """Aggregates are split into this many key-hash shards, each published by one relay at a time."""
+
+    max_shards_per_instance: int = Field(default=0, ge=0)
+    """0: a fair share of the shards among the live relays of the group; else at most this many."""
+
+    message_timeout_ms: int = Field(default=30_000, ge=1000)
+    """How long the producer retries one record before the relay backs off and re-reads the batch."""
+
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+    """transaction.timeout.ms of the transactional producer (broker aborts a stuck transaction)."""
+
+    progress_topic: str = "outbox-relay-progress"
+    """Transactional mode: compacted topic with each shard's last published batch (KIP-618 style)."""
+
+    max_backoff: float = Field(default=5.0, gt=0)
+    """Upper bound of the back-off (seconds) while Kafka or PostgreSQL is unavailable."""
+
+    purge_interval: float = Field(default=60.0, gt=0)
+    """Seconds between purges of published rows older than the retention under retention=keep."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address of the Prometheus /metrics and /healthz endpoint."""
+
+    metrics_port: int = Field(default=9465, ge=0, le=65535)
+    """Port of /metrics and /healthz; 0 disables the endpoint."""
+
+    producer: dict[str, str] = Field(default_factory=dict)
+    """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}."""
+
+
+def load_settings(
+    config_file: Path | None = None, **flags: Any
+) -> tuple[OutboxSettings, RelaySettings]:
+    """Settings with the precedence flags > environment > config file > defaults.
+
+    The TOML file holds OutboxSettings keys at the top level and RelaySettings keys in `[relay]`.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_values = tomllib.loads(config_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigurationError(f"cannot read the config file {config_file}: {err}") from err
+    relay_file = file_values.pop("relay", {})
+    relay_flags = {k[len("relay_") :]: v for k, v in flags.items() if k.startswith("relay_")}
+    outbox_flags = {k: v for k, v in flags.items() if not k.startswith("relay_")}
+    return (
+        _layered(OutboxSettings, file_values, outbox_flags),
+        _layered(RelaySettings, relay_file, relay_flags),
+    )
+
+
+def _layered(cls: type[T], file_values: dict[str, Any], flags: dict[str, Any]) -> T:
+    unknown = sorted(set(file_values) - set(cls.model_fields))
+    if unknown:
+        raise ConfigurationError(f"unknown {cls.__name__} keys in the config file: {unknown}")
+    try:
+        from_env = cls()
+        env_values = {name: getattr(from_env, name) for name in from_env.model_fields_set}
+        values = {**file_values, **env_values, **{k: v for k, v in flags.items() if v is not None}}
+        return cls(**values)
+    except ValidationError as err:
+        raise ConfigurationError(
+            f"invalid {cls.__name__} (check OUTBOX_... variables, the config file and flags):\n{err}"
+        ) from err

@@ -1,0 +1,125 @@
+"""The relay's SQL as plain (query, parameters) values, unit-tested without a database.
+
+Why the relay reads without a cursor (the ordering argument; DESIGN.md "Commit order when polling"):
+`fetch_batch` selects the *visible, unpublished* rows in `id` order and the relay deletes or marks
+what Kafka acknowledged. A row whose transaction commits late is simply visible in a later poll: no
+cursor, so nothing lies "behind" one and nothing is skipped. Per aggregate, publish() takes a
+transaction-scoped advisory lock on the aggregate before drawing ids (outbox/sql.py), so a second
+writer of an aggregate draws its ids only after the first committed: one aggregate's ids are in
+commit order, and an aggregate never has a visible row *after* an invisible one. Publishing each
+batch in id order therefore publishes every aggregate in commit order.
+
+Shards split aggregates by the same 64-bit hash publish() locks on, so one aggregate always lives in
+one shard, and one relay at a time owns a shard (relay/leases.py).
+
+Quarantined events hold their aggregate: later events of an aggregate with an event in
+`outbox_quarantine` stay in the outbox (not fetched) until an operator requeues or discards the
+quarantined one, so a poison event never lets its successors overtake it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from outbox.schema import TABLE
+
+QUARANTINE = "outbox_quarantine"
+EVENT_COLUMNS = (
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_time",
+    "aggregate_type",
+    "aggregate_id",
+    "topic",
+    "content_type",
+    "payload",
+    "headers",
+    "traceparent",
+)
+"""Columns a relay reads, in this order after `id`; also what a quarantined row keeps."""
+
+# The aggregate's hash, as publish() computes its advisory lock key (outbox.sql.lock_key).
+AGGREGATE_HASH = "hashtextextended(e.aggregate_type || chr(31) || e.aggregate_id, 0)"
+
+
+def shard_filter(shard: int, shards: int) -> tuple[str, dict[str, Any]]:
+    if shards == 1:
+        return "", {}
+    return f" AND abs({AGGREGATE_HASH} % %(shards)s) = %(shard)s", {"shards": shards, "shard": shard}
+
+
+def fetch_batch(shard: int, shards: int, limit: int) -> tuple[str, dict[str, Any]]:
+    """The next batch of one shard: visible, unpublished, not held by a quarantined predecessor."""
+    where, params = shard_filter(shard, shards)
+    columns = ", ".join("e.ce_id::text" if c == "ce_id" else f"e.{c}" for c in EVENT_COLUMNS)
+    query = (
+        f"SELECT e.id, {columns} FROM {TABLE} e"
+        f" WHERE e.published_at IS NULL{where}"
+        f" AND NOT EXISTS (SELECT 1 FROM {QUARANTINE} q"
+        "  WHERE q.aggregate_type = e.aggregate_type AND q.aggregate_id = e.aggregate_id)"
+        " ORDER BY e.id LIMIT %(limit)s"
+    )
+    return query, {**params, "limit": limit}
+
+
+def finish(ids: Sequence[int], keep: bool) -> tuple[str, dict[str, Any]]:
+    """After Kafka acknowledged `ids`: delete them, or (retention=keep) mark them published."""
+    if keep:
+        return (
+            f"UPDATE {TABLE} SET published_at = now() WHERE id = ANY(%(ids)s) AND published_at IS NULL",
+            {"ids": list(ids)},
+        )
+    return f"DELETE FROM {TABLE} WHERE id = ANY(%(ids)s)", {"ids": list(ids)}
+
+
+def purge(retention_days: int, limit: int) -> tuple[str, dict[str, Any]]:
+    """Delete up to `limit` rows published more than `retention_days` ago (retention=keep)."""
+    return (
+        f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE}"
+        " WHERE published_at < now() - make_interval(days => %(days)s) LIMIT %(limit)s)",
+        {"days": retention_days, "limit": limit},
+    )
+
+
+def quarantine(event_id: int, reason: str) -> tuple[str, dict[str, Any]]:
+    """Move one event from the outbox into the quarantine table, with the reason."""
+    cols = ", ".join(EVENT_COLUMNS)
+    return (
+        f"WITH moved AS (DELETE FROM {TABLE} WHERE id = %(id)s RETURNING id, {cols})"
+        f" INSERT INTO {QUARANTINE} (id, {cols}, reason) SELECT id, {cols}, %(reason)s FROM moved",
+        {"id": event_id, "reason": reason},
+    )
+
+
+def requeue(ce_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Put quarantined events back into the outbox with their original ids (so their old place)."""
+    cols = ", ".join(EVENT_COLUMNS)
+    return (
+        f"WITH moved AS (DELETE FROM {QUARANTINE} WHERE ce_id = ANY(%(ce_ids)s::uuid[])"
+        f" RETURNING id, {cols})"
+        f" INSERT INTO {TABLE} (id, {cols}) OVERRIDING SYSTEM VALUE SELECT id, {cols} FROM moved"
+        " RETURNING ce_id::text",
+        {"ce_ids": list(ce_ids)},
+    )
+
+
+def discard(ce_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Drop quarantined events for good (their aggregates' held events then flow)."""
+    return (
+        f"DELETE FROM {QUARANTINE} WHERE ce_id = ANY(%(ce_ids)s::uuid[]) RETURNING ce_id::text",
+        {"ce_ids": list(ce_ids)},
+    )
+
+
+def backlog() -> tuple[str, dict[str, Any]]:
+    """Unpublished count, age of the oldest unpublished event (s), quarantined count."""
+    return (
+        f"SELECT (SELECT count(*) FROM {TABLE} WHERE published_at IS NULL),"
+        # The lowest unpublished id is (nearly) the oldest event, and the partial index finds it at once.
+        f" (SELECT extract(epoch FROM now() - created_at) FROM {TABLE} WHERE published_at IS NULL"
+        "   ORDER BY id LIMIT 1),"
+        f" (SELECT count(*) FROM {QUARANTINE})",
+        {},
+    )

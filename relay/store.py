@@ -1,0 +1,64 @@
+"""The relay's side of PostgreSQL: read batches, finish what Kafka acknowledged, quarantine poison."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from outbox.envelope import KafkaRecord, StoredEvent, to_kafka
+from relay import sql
+
+Row = tuple[Any, ...]
+
+
+class OutboxStore:
+    """Statements on one autocommit connection; each call is its own short transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Row], keep: bool, retention_days: int) -> None:
+        self.conn = conn
+        self.keep = keep
+        self.retention_days = retention_days
+
+    def fetch(self, shard: int, shards: int, limit: int) -> list[tuple[int, KafkaRecord]]:
+        query, params = sql.fetch_batch(shard, shards, limit)
+        rows = self.conn.execute(query, params, prepare=True).fetchall()
+        return [(row[0], to_kafka(stored_event(row))) for row in rows]
+
+    def finish(self, ids: Sequence[int]) -> None:
+        if ids:
+            self.conn.execute(*sql.finish(ids, self.keep), prepare=True)
+
+    def quarantine(self, event_id: int, reason: str) -> None:
+        self.conn.execute(*sql.quarantine(event_id, reason))
+
+    def purge(self, limit: int = 10_000) -> int:
+        """Under retention=keep, delete rows published longer ago than the retention."""
+        if not self.keep:
+            return 0
+        return self.conn.execute(*sql.purge(self.retention_days, limit)).rowcount
+
+    def backlog(self) -> tuple[int, float, int]:
+        row = self.conn.execute(*sql.backlog()).fetchone()
+        assert row is not None
+        return int(row[0]), float(row[1] or 0.0), int(row[2])
+
+
+def stored_event(row: Row) -> StoredEvent:
+    """A fetch_batch row (id first, then sql.EVENT_COLUMNS) as the envelope's StoredEvent."""
+    (_, ce_id, ce_type, ce_source, ce_time, aggregate_type, aggregate_id, topic, content_type,
+     payload, headers, traceparent) = row
+    return StoredEvent(
+        ce_id=ce_id,
+        ce_type=ce_type,
+        ce_source=ce_source,
+        ce_time=ce_time,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        topic=topic,
+        content_type=content_type,
+        payload=bytes(payload),
+        headers=headers or {},
+        traceparent=traceparent,
+    )
