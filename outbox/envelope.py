@@ -1,0 +1,149 @@
+"""The CloudEvents Kafka binary binding: a stored outbox row <-> (topic, key, value, headers).
+
+Pure functions shared by the relays (encode) and the projectors (decode), so that every component
+agrees on one envelope (DESIGN.md, "The envelope").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from outbox.errors import EnvelopeError
+
+SPECVERSION = "1.0"
+CE_SPECVERSION = "ce_specversion"
+CE_ID = "ce_id"
+CE_TYPE = "ce_type"
+CE_SOURCE = "ce_source"
+CE_TIME = "ce_time"
+CE_SUBJECT = "ce_subject"
+CONTENT_TYPE = "content-type"
+TRACEPARENT = "traceparent"
+RESERVED_HEADERS = frozenset(
+    {CE_SPECVERSION, CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SUBJECT, CONTENT_TYPE, TRACEPARENT}
+)
+"""Header names the envelope owns; user headers may not use them (nor any other `ce_` name)."""
+
+# Upper bound of Kafka's framing around one record (record batch v2): 61 bytes of batch header,
+# at most 36 bytes of varints and attributes per record, at most 10 bytes of varints per header.
+BATCH_OVERHEAD = 61
+RECORD_OVERHEAD = 36
+HEADER_OVERHEAD = 10
+
+Headers = list[tuple[str, bytes]]
+
+
+def render_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, e.g. `2026-11-26T12:50:08.123456Z` (the stored `ce_time`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """The inverse of render_time (accepts any RFC 3339 timestamp)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One outbox row, with every header value already rendered as the relays must send it."""
+
+    ce_id: str
+    ce_type: str
+    ce_source: str
+    ce_time: str
+    aggregate_type: str
+    aggregate_id: str
+    topic: str
+    content_type: str
+    payload: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """What a relay hands to the Kafka producer."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
+
+    def size(self) -> int:
+        """Upper bound of the record's size on the wire, batch framing included."""
+        return (
+            BATCH_OVERHEAD
+            + RECORD_OVERHEAD
+            + len(self.key)
+            + len(self.value)
+            + sum(HEADER_OVERHEAD + len(name.encode()) + len(value) for name, value in self.headers)
+        )
+
+
+def to_kafka(event: StoredEvent) -> KafkaRecord:
+    """The Kafka record for a stored event. User headers follow the envelope's, sorted by name."""
+    headers: Headers = [
+        (CE_SPECVERSION, SPECVERSION.encode()),
+        (CE_ID, event.ce_id.encode()),
+        (CE_TYPE, event.ce_type.encode()),
+        (CE_SOURCE, event.ce_source.encode()),
+        (CE_TIME, event.ce_time.encode()),
+        (CE_SUBJECT, event.aggregate_id.encode()),
+        (CONTENT_TYPE, event.content_type.encode()),
+    ]
+    if event.traceparent is not None:
+        headers.append((TRACEPARENT, event.traceparent.encode()))
+    headers.extend((name, event.headers[name].encode()) for name in sorted(event.headers))
+    return KafkaRecord(event.topic, event.aggregate_id.encode(), event.payload, headers)
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """An event as a consumer sees it, decoded from a Kafka record."""
+
+    id: UUID
+    type: str
+    source: str
+    time: datetime
+    subject: str
+    content_type: str
+    data: bytes
+    topic: str
+    key: str
+    traceparent: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def from_kafka(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes | None]] | None,
+) -> ReceivedEvent:
+    """Decode a record written by either relay; raises EnvelopeError when it is not one of ours."""
+    found = {name: (raw or b"").decode() for name, raw in headers or ()}
+    missing = sorted({CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SUBJECT} - found.keys())
+    if missing or found.get(CE_SPECVERSION) != SPECVERSION:
+        raise EnvelopeError(
+            f"record on {topic!r} is not a CloudEvents {SPECVERSION} event: missing {missing}"
+        )
+    try:
+        event_id, moment = UUID(found[CE_ID]), parse_time(found[CE_TIME])
+    except ValueError as err:
+        raise EnvelopeError(f"record on {topic!r} has a malformed ce_id or ce_time: {err}") from err
+    return ReceivedEvent(
+        id=event_id,
+        type=found[CE_TYPE],
+        source=found[CE_SOURCE],
+        time=moment,
+        subject=found[CE_SUBJECT],
+        content_type=found.get(CONTENT_TYPE, "application/json"),
+        data=value or b"",
+        topic=topic,
+        key=(key or b"").decode(),
+        traceparent=found.get(TRACEPARENT),
+        headers={k: v for k, v in found.items() if k not in RESERVED_HEADERS},
+    )

@@ -1,0 +1,223 @@
+"""publish() and publish_many(): write events in the caller's transaction. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, overload
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from outbox.config import KAFKA_DEFAULT_MAX_RECORD_BYTES, OutboxSettings
+from outbox.envelope import StoredEvent, render_time, to_kafka
+from outbox.errors import (
+    EventTooLargeError,
+    InvalidEventError,
+    MigrationError,
+    StorageError,
+    UnsupportedTargetError,
+)
+from outbox.event import Event
+from outbox.routing import TopicRouter
+from outbox.schema import TABLE
+from outbox.serialization import JsonSerializer, Serializer
+from outbox.sql import insert_statement
+from outbox.validation import checked_headers, checked_traceparent, required_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+SyncTarget = Session | Connection
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """How events are checked, rendered and written. Immutable; share one per service."""
+
+    source: str = "outboxkit"
+    """`ce_source` for events that do not set their own."""
+    router: TopicRouter = field(default_factory=TopicRouter)
+    """Topic of each event."""
+    serializer: Serializer = field(default_factory=JsonSerializer)
+    """Payload -> Kafka value bytes, and the `content-type` header."""
+    max_record_bytes: int = KAFKA_DEFAULT_MAX_RECORD_BYTES
+    """Largest Kafka record accepted, envelope and framing included."""
+    notify_channel: str | None = "outbox_events"
+    """Channel to NOTIFY on each write (wakes the relay); None sends no NOTIFY."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: OutboxSettings | None = None, serializer: Serializer | None = None
+    ) -> Outbox:
+        """An Outbox configured by OUTBOX_... settings (read from the environment when None)."""
+        settings = settings or OutboxSettings.load()
+        return cls(
+            source=settings.source,
+            router=TopicRouter(settings.topic_template),
+            serializer=serializer or JsonSerializer(),
+            max_record_bytes=settings.max_record_bytes,
+            notify_channel=settings.notify_channel if settings.notify else None,
+        )
+
+    def prepare(self, event: Event) -> StoredEvent:
+        """Check `event` and render the row the relays read; raises an InvalidEventError subclass."""
+        if not isinstance(event, Event):
+            raise InvalidEventError(f"publish() takes outbox.Event instances, got {type(event).__name__}")
+        event_type = required_text("type", event.type)
+        aggregate_type = required_text("aggregate_type", event.aggregate_type)
+        aggregate_id = required_text("aggregate_id", event.aggregate_id)
+        source = required_text("source", event.source or self.source)
+        if event.occurred_at.tzinfo is None:
+            raise InvalidEventError(
+                "event occurred_at is a naive datetime; pass a timezone-aware one (datetime.now(UTC))"
+            )
+        stored = StoredEvent(
+            ce_id=str(event.id),
+            ce_type=event_type,
+            ce_source=source,
+            ce_time=render_time(event.occurred_at),
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            topic=self.router.topic(aggregate_type, event_type, event.topic),
+            content_type=self.serializer.content_type,
+            payload=self.serializer.serialize(event.payload),
+            headers=checked_headers(event.headers),
+            traceparent=checked_traceparent(event.traceparent),
+        )
+        size = to_kafka(stored).size()
+        if size > self.max_record_bytes:
+            raise EventTooLargeError(
+                f"event {event_type!r} for {aggregate_type} {aggregate_id!r} would be a Kafka "
+                f"record of {size} bytes, over the limit of {self.max_record_bytes}: store large "
+                "data elsewhere and send a reference, or raise max_record_bytes together with "
+                "Kafka's message.max.bytes"
+            )
+        return stored
+
+    @overload
+    def publish_many(self, target: SyncTarget, events: Iterable[Event]) -> None: ...
+
+    @overload
+    def publish_many(
+        self, target: AsyncSession | AsyncConnection, events: Iterable[Event]
+    ) -> Coroutine[Any, Any, None]: ...
+
+    def publish_many(
+        self, target: SyncTarget | AsyncSession | AsyncConnection, events: Iterable[Event]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Write `events`, in order, in `target`'s transaction (await it for async targets)."""
+        stored = [self.prepare(event) for event in events]
+        if isinstance(target, Session | Connection):
+            if stored:
+                _write(target, stored, self.notify_channel)
+            return None
+        if _is_async(target):
+            return _write_async(target, stored, self.notify_channel)
+        raise UnsupportedTargetError(
+            f"publish() needs a SQLAlchemy Session, Connection, AsyncSession or AsyncConnection, "
+            f"got {type(target).__name__}"
+        )
+
+
+def _is_async(target: object) -> bool:
+    try:
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    except ImportError:  # pragma: no cover - sqlalchemy without its asyncio extension
+        return False
+    return isinstance(target, AsyncSession | AsyncConnection)
+
+
+def _translate(err: DBAPIError) -> StorageError | MigrationError:
+    # psycopg's UndefinedTable: the migrations have not been run on this database.
+    if getattr(err.orig, "sqlstate", None) == "42P01":
+        return MigrationError(
+            f"table {TABLE} does not exist: run `outbox migrate upgrade` (or include outboxkit's "
+            "migrations in your Alembic environment), then roll back and retry"
+        )
+    return StorageError(
+        f"PostgreSQL refused the outbox write: {err.orig}. The transaction is aborted: roll it back"
+    )
+
+
+def _write(target: SyncTarget, events: Sequence[StoredEvent], channel: str | None) -> None:
+    connection = target.connection() if isinstance(target, Session) else target
+    _check_dialect(connection.dialect.name)
+    query, params = insert_statement(events, channel)
+    try:
+        connection.execute(text(query), params)
+    except DBAPIError as err:
+        raise _translate(err) from err
+
+
+async def _write_async(
+    target: AsyncSession | AsyncConnection, events: Sequence[StoredEvent], channel: str | None
+) -> None:
+    if not events:
+        return
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    connection = await target.connection() if isinstance(target, AsyncSession) else target
+    _check_dialect(connection.dialect.name)
+    query, params = insert_statement(events, channel)
+    try:
+        await connection.execute(text(query), params)
+    except DBAPIError as err:
+        raise _translate(err) from err
+
+
+def _check_dialect(name: str) -> None:
+    if name != "postgresql":
+        raise UnsupportedTargetError(f"the outbox needs PostgreSQL, this connection is {name}")
+
+
+@cache
+def default_outbox() -> Outbox:
+    """The Outbox built from the environment's OUTBOX_... settings, read once."""
+    return Outbox.from_settings()
+
+
+@overload
+def publish(target: SyncTarget, event: Event, *, outbox: Outbox | None = None) -> None: ...
+
+
+@overload
+def publish(
+    target: AsyncSession | AsyncConnection, event: Event, *, outbox: Outbox | None = None
+) -> Coroutine[Any, Any, None]: ...
+
+
+def publish(
+    target: SyncTarget | AsyncSession | AsyncConnection,
+    event: Event,
+    *,
+    outbox: Outbox | None = None,
+) -> Coroutine[Any, Any, None] | None:
+    """Write `event` in the caller's transaction; `await` it for AsyncSession/AsyncConnection.
+
+    Raises an InvalidEventError subclass for a bad event (nothing is written) and StorageError or
+    MigrationError when PostgreSQL refuses (then roll the transaction back). Never commits.
+    """
+    return (outbox or default_outbox()).publish_many(target, (event,))
+
+
+@overload
+def publish_many(target: SyncTarget, events: Iterable[Event], *, outbox: Outbox | None = None) -> None: ...
+
+
+@overload
+def publish_many(
+    target: AsyncSession | AsyncConnection, events: Iterable[Event], *, outbox: Outbox | None = None
+) -> Coroutine[Any, Any, None]: ...
+
+
+def publish_many(
+    target: SyncTarget | AsyncSession | AsyncConnection,
+    events: Iterable[Event],
+    *,
+    outbox: Outbox | None = None,
+) -> Coroutine[Any, Any, None] | None:
+    """Write `events` in their order, in one statement, in the caller's transaction (see publish)."""
+    return (outbox or default_outbox()).publish_many(target, events)

@@ -1,0 +1,48 @@
+"""Which Kafka topic an event goes to: one rule, shared by the publisher and both relays."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from string import Formatter
+
+from outbox.errors import ConfigurationError, InvalidEventError
+
+PLACEHOLDERS = frozenset({"aggregate_type", "event_type"})
+_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def check_topic(topic: str) -> str:
+    """Return `topic` if Kafka accepts it as a topic name, else raise InvalidEventError."""
+    if not _TOPIC.match(topic) or topic in (".", ".."):
+        raise InvalidEventError(
+            f"{topic!r} is not a valid Kafka topic name: use 1-249 characters of "
+            "[a-zA-Z0-9._-] (check the aggregate type, the topic template or the event's topic)"
+        )
+    return topic
+
+
+@dataclass(frozen=True)
+class TopicRouter:
+    """Renders a topic from a template such as `"{aggregate_type}"` or `"shop.{aggregate_type}.v1"`."""
+
+    template: str = "{aggregate_type}"
+
+    def __post_init__(self) -> None:
+        try:
+            parsed = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(self.template)]
+        except ValueError as err:
+            raise ConfigurationError(f"topic template {self.template!r}: {err}") from err
+        names = {name for name, _, _ in parsed if name is not None}
+        specs = [spec or conv for name, spec, conv in parsed if name is not None]
+        if names - PLACEHOLDERS or any(specs):
+            raise ConfigurationError(
+                f"topic template {self.template!r} may only use the plain placeholders "
+                f"{sorted(PLACEHOLDERS)}, e.g. 'shop.{{aggregate_type}}'"
+            )
+
+    def topic(self, aggregate_type: str, event_type: str, override: str | None = None) -> str:
+        """The event's topic: `override` when given, else the rendered template; always checked."""
+        if override is not None:
+            return check_topic(override)
+        return check_topic(self.template.format(aggregate_type=aggregate_type, event_type=event_type))

@@ -1,0 +1,27 @@
+"""Names of the outbox table and its columns; the DDL itself lives in the Alembic migrations."""
+
+from __future__ import annotations
+
+TABLE = "outbox_events"
+"""The outbox table (in the connection's search_path, normally `public`)."""
+
+VERSION_TABLE = "outbox_alembic_version"
+"""Alembic's version table when `outbox migrate` runs our migrations on their own."""
+
+BRANCH_LABEL = "outboxkit"
+"""Alembic branch label of our migrations, for a service's own Alembic environment."""
+
+INSERT_COLUMNS = (
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_time",
+    "aggregate_type",
+    "aggregate_id",
+    "topic",
+    "content_type",
+    "payload",
+    "headers",
+    "traceparent",
+)
+"""Columns publish() fills; `id`, `created_at` and `published_at` are the database's and the relay's."""

@@ -1,0 +1,76 @@
+"""Turning a payload into the Kafka value bytes. JSON (orjson) by default; bring your own."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, is_dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from outbox.errors import SerializationError
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns payloads into bytes. Must be pure and thread-safe; raise SerializationError to refuse."""
+
+    content_type: str
+    """MIME type of the bytes, sent as the Kafka `content-type` header."""
+
+    def serialize(self, payload: Any) -> bytes:
+        """The payload as the exact bytes that go to Kafka."""
+        ...
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return any(_has_non_finite(getattr(value, f.name)) for f in fields(value))
+    return False
+
+
+class JsonSerializer:
+    """JSON by orjson: dicts, lists, dataclasses, pydantic models, datetimes, UUIDs, enums."""
+
+    content_type = "application/json"
+
+    def serialize(self, payload: Any) -> bytes:
+        """Compact UTF-8 JSON; refuses what JSON cannot carry exactly (NaN, big ints, bad keys)."""
+        if hasattr(payload, "model_dump") and callable(payload.model_dump):
+            payload = payload.model_dump(mode="json")  # a pydantic model
+        try:
+            data = orjson.dumps(payload)
+        except TypeError as err:  # orjson.JSONEncodeError is a TypeError
+            raise SerializationError(
+                f"payload of type {type(payload).__name__} is not JSON-serializable: {err}. "
+                "Use dicts with str keys, lists, str, int (64-bit), float, bool, None, "
+                "dataclasses or pydantic models, or configure another serializer"
+            ) from err
+        # orjson writes NaN and infinities as null, which would not round-trip: refuse them.
+        if b"null" in data and _has_non_finite(payload):
+            raise SerializationError(
+                "payload contains NaN or an infinity, which JSON cannot represent; "
+                "send null or a string instead"
+            )
+        return data
+
+
+class BytesSerializer:
+    """Payloads that are already bytes (Avro, Protobuf, ...), passed through unchanged."""
+
+    def __init__(self, content_type: str = "application/octet-stream") -> None:
+        self.content_type = content_type
+
+    def serialize(self, payload: Any) -> bytes:
+        """The payload itself; refuses anything but bytes-like objects."""
+        if isinstance(payload, bytes | bytearray | memoryview):
+            return bytes(payload)
+        raise SerializationError(
+            f"BytesSerializer takes bytes, got {type(payload).__name__}: encode the payload first"
+        )

@@ -1,0 +1,82 @@
+"""Checks that an event can travel: run at publish() time, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from outbox.envelope import RESERVED_HEADERS
+from outbox.errors import InvalidEventError, InvalidHeaderError
+
+MAX_TEXT = 1024
+# Kafka header names are free text; ours are restricted to what HTTP, AMQP and Connect all accept.
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _encodable(text: str) -> bool:
+    # PostgreSQL text and jsonb cannot hold NUL; lone surrogates cannot be encoded as UTF-8.
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def required_text(field: str, value: Any) -> str:
+    """`value` as non-empty, storable text of at most MAX_TEXT characters."""
+    if isinstance(value, int | UUID) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEventError(
+            f"event {field} is missing or empty (got {value!r}); set it to a non-empty string"
+        )
+    if len(value) > MAX_TEXT or not _encodable(value):
+        raise InvalidEventError(
+            f"event {field} {value[:80]!r}... must be at most {MAX_TEXT} characters of UTF-8 text "
+            "without NUL characters"
+        )
+    return value
+
+
+def checked_headers(headers: Any) -> dict[str, str]:
+    """User headers as a plain dict, refusing names the envelope owns and non-text values."""
+    if not isinstance(headers, Mapping):
+        raise InvalidHeaderError(
+            f"event headers must be a mapping of str to str, got {type(headers).__name__}"
+        )
+    result: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise InvalidHeaderError(
+                f"header name {name!r} is not allowed: use 1-255 characters of [A-Za-z0-9._-], "
+                "starting with a letter or digit"
+            )
+        if name.lower() in RESERVED_HEADERS or name.lower().startswith("ce_"):
+            raise InvalidHeaderError(
+                f"header name {name!r} belongs to the CloudEvents envelope; set the matching "
+                "Event field instead, or rename the header"
+            )
+        if not isinstance(value, str) or not _encodable(value):
+            raise InvalidHeaderError(
+                f"header {name!r} must have a str value of UTF-8 text without NUL characters, "
+                f"got {type(value).__name__}; convert it to text (for bytes: base64)"
+            )
+        result[name] = value
+    return result
+
+
+def checked_traceparent(value: Any) -> str | None:
+    """A W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`) or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TRACEPARENT.match(value):
+        raise InvalidHeaderError(
+            f"traceparent {value!r} is not W3C trace context (00-<trace id>-<span id>-<flags>, "
+            "lowercase hex); pass None to leave it out"
+        )
+    return value
