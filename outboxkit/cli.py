@@ -5,25 +5,32 @@ from __future__ import annotations
 import click
 
 from outbox.config import OutboxSettings
+from outboxkit.migrate import migrate
+from outboxkit.relay_cli import relay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--database-url", envvar="OUTBOX_DATABASE_URL", help="PostgreSQL URL of the outbox.")
-@click.option("--bootstrap-servers", envvar="OUTBOX_KAFKA_BOOTSTRAP_SERVERS", help="Kafka brokers.")
+@click.option("--database-url", help="PostgreSQL URL of the outbox [env OUTBOX_DATABASE_URL].")
+@click.option("--bootstrap-servers", help="Kafka brokers [env OUTBOX_KAFKA_BOOTSTRAP_SERVERS].")
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | None) -> None:
     """outboxkit: transactional outbox, relays and projectors for PostgreSQL and Kafka.
 
-    Settings come from OUTBOX_... environment variables; flags override them.
+    Settings come from OUTBOX_... environment variables (and a --config file where a command takes
+    one); flags override them.
     """
-    overrides = {"database_url": database_url, "kafka_bootstrap_servers": bootstrap_servers}
-    ctx.obj = OutboxSettings(**{k: v for k, v in overrides.items() if v is not None})
+    flags = {"database_url": database_url, "kafka_bootstrap_servers": bootstrap_servers}
+    ctx.obj = {k: v for k, v in flags.items() if v is not None}
 
 
 @main.command()
 @click.pass_obj
-def demo(settings: OutboxSettings) -> None:
+def demo(flags: dict[str, str]) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
     from outboxkit.demo import run_demo
 
-    run_demo(settings, echo=click.echo)
+    run_demo(OutboxSettings.load(**flags), echo=click.echo)
+
+
+main.add_command(migrate)
+main.add_command(relay)

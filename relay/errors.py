@@ -7,5 +7,5 @@ class RelayError(OutboxError):
     """The relay cannot go on; the message says why and what to do."""
 
 
-class ProducerFailed(RelayError):
+class ProducerFailedError(RelayError):
     """The Kafka producer hit a fatal error (e.g. fenced by a newer relay) and must be replaced."""

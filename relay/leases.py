@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from typing import Any
 
 import psycopg
 
@@ -22,8 +23,9 @@ LOCK_NAMESPACE_SALT = "outboxkit-relay:"
 class ShardLeases:
     """Owns a subset of `shards` for relay group `group` through `conn` (autocommit, dedicated)."""
 
-    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], group: str, shards: int,
-                 max_per_instance: int = 0) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], group: str, shards: int, max_per_instance: int = 0
+    ) -> None:
         self.conn = conn
         self.group = group
         self.shards = shards
@@ -63,9 +65,7 @@ class ShardLeases:
                 break
             if shard in self.owned:
                 continue
-            row = self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (self.namespace, shard)
-            ).fetchone()
+            row = self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self.namespace, shard)).fetchone()
             if row and row[0]:
                 self.owned.add(shard)
                 gained.add(shard)

@@ -18,7 +18,9 @@ class RelayMetrics:
         r = self.registry
         self.published = Counter("outbox_relay_published", "Events Kafka acknowledged", registry=r)
         self.batch_seconds = Histogram(
-            "outbox_relay_batch_seconds", "Read + publish + finish of one batch", registry=r,
+            "outbox_relay_batch_seconds",
+            "Read + publish + finish of one batch",
+            registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.errors = Counter("outbox_relay_errors", "Failures by kind", ["kind"], registry=r)
@@ -62,7 +64,7 @@ class RelayMetrics:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # scrapes are not worth a log line
 
         server = ThreadingHTTPServer((host, port), Handler)

@@ -9,6 +9,7 @@ PostgreSQL before the next one is read, so memory is bounded by the batch size, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
-from relay.errors import ProducerFailed
+from relay.errors import ProducerFailedError
 from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
@@ -43,8 +44,9 @@ class PollingRelay:
     published by one of them at a time.
     """
 
-    def __init__(self, outbox: OutboxSettings, settings: RelaySettings,
-                 metrics: RelayMetrics | None = None) -> None:
+    def __init__(
+        self, outbox: OutboxSettings, settings: RelaySettings, metrics: RelayMetrics | None = None
+    ) -> None:
         self.outbox = outbox
         self.settings = settings
         self.metrics = metrics or RelayMetrics()
@@ -56,10 +58,12 @@ class PollingRelay:
         self.store: OutboxStore | None = None
         self.publishers: dict[int, Publisher] = {}
         self.shared_publisher: IdempotentPublisher | None = None
-        self.guard = SizeGuard(outbox.kafka_bootstrap_servers,
-                               _int_or_none(settings.producer.get("message.max.bytes")))
-        self.progress = ProgressLog(outbox.kafka_bootstrap_servers, settings.progress_topic,
-                                    settings.group, settings.shards)
+        self.guard = SizeGuard(
+            outbox.kafka_bootstrap_servers, _int_or_none(settings.producer.get("message.max.bytes"))
+        )
+        self.progress = ProgressLog(
+            outbox.kafka_bootstrap_servers, settings.progress_topic, settings.group, settings.shards
+        )
         self.backoff = 0.0
         self.next_rebalance = 0.0
         self.next_backlog = 0.0
@@ -70,8 +74,15 @@ class PollingRelay:
         self.stopping = True
 
     def run(self, on_turn: Callable[[], None] | None = None) -> None:
-        log.info("relay starting", extra={"instance": self.instance, "mode": self.settings.mode.value,
-                                          "group": self.settings.group, "shards": self.settings.shards})
+        log.info(
+            "relay starting",
+            extra={
+                "instance": self.instance,
+                "mode": self.settings.mode.value,
+                "group": self.settings.group,
+                "shards": self.settings.shards,
+            },
+        )
         if self.settings.mode is RelayMode.TRANSACTIONAL:
             self.progress.ensure_topic()
         try:
@@ -79,8 +90,9 @@ class PollingRelay:
                 try:
                     busy = self._turn()
                     self.backoff = 0.0
-                    self.metrics.beat(status="ok", instance=self.instance,
-                                      shards=sorted(self.publishers or self._owned()))
+                    self.metrics.beat(
+                        status="ok", instance=self.instance, shards=sorted(self.publishers or self._owned())
+                    )
                     if on_turn:
                         on_turn()
                     if not busy:
@@ -88,7 +100,7 @@ class PollingRelay:
                 except psycopg.OperationalError as err:
                     self._fail("postgres", err)
                     self._drop_database()
-                except (KafkaException, ProducerFailed) as err:
+                except (KafkaException, ProducerFailedError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
         finally:
@@ -175,13 +187,15 @@ class PollingRelay:
     def _publisher(self, shard: int) -> Publisher:
         if self.settings.mode is RelayMode.IDEMPOTENT:
             if self.shared_publisher is None:
-                self.shared_publisher = IdempotentPublisher(self.outbox.kafka_bootstrap_servers,
-                                                            self.settings)
+                self.shared_publisher = IdempotentPublisher(
+                    self.outbox.kafka_bootstrap_servers, self.settings
+                )
             return self.shared_publisher
         publisher = self.publishers.get(shard)
         if publisher is None:
-            publisher = TransactionalPublisher(self.outbox.kafka_bootstrap_servers, self.settings,
-                                               shard, self.progress)
+            publisher = TransactionalPublisher(
+                self.outbox.kafka_bootstrap_servers, self.settings, shard, self.progress
+            )
             self.publishers[shard] = publisher
         return publisher
 
@@ -205,28 +219,33 @@ class PollingRelay:
         for shard in list(self.publishers):
             self._close_publisher(shard)
         if self.shared_publisher is not None:
-            try:
+            with contextlib.suppress(KafkaException):
                 self.shared_publisher.close()
-            except KafkaException:
-                pass
             self.shared_publisher = None
 
     # -- PostgreSQL ----------------------------------------------------------------------------
     def _connect(self) -> None:
-        if self.conn is not None and not self.conn.closed and self.lease_conn is not None \
-                and not self.lease_conn.closed:
+        if (
+            self.conn is not None
+            and not self.conn.closed
+            and self.lease_conn is not None
+            and not self.lease_conn.closed
+        ):
             return
         self._drop_database()
         url = self.outbox.database_url
         self.conn = psycopg.connect(url, autocommit=True, application_name="outbox-relay-worker")
-        self.lease_conn = psycopg.connect(url, autocommit=True,
-                                          application_name=f"outbox-relay:{self.settings.group}")
+        self.lease_conn = psycopg.connect(
+            url, autocommit=True, application_name=f"outbox-relay:{self.settings.group}"
+        )
         if self.outbox.notify:
             self.conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
-        self.leases = ShardLeases(self.lease_conn, self.settings.group, self.settings.shards,
-                                  self.settings.max_shards_per_instance)
-        self.store = OutboxStore(self.conn, keep=self.outbox.retention is Retention.KEEP,
-                                 retention_days=self.outbox.retention_days)
+        self.leases = ShardLeases(
+            self.lease_conn, self.settings.group, self.settings.shards, self.settings.max_shards_per_instance
+        )
+        self.store = OutboxStore(
+            self.conn, keep=self.outbox.retention is Retention.KEEP, retention_days=self.outbox.retention_days
+        )
         self.next_rebalance = 0.0
 
     def _drop_database(self) -> None:
@@ -234,10 +253,8 @@ class PollingRelay:
         self._drop_publishers()
         for conn in (self.conn, self.lease_conn):
             if conn is not None:
-                try:
+                with contextlib.suppress(psycopg.Error):
                     conn.close()
-                except psycopg.Error:
-                    pass
         self.conn = self.lease_conn = None
         self.leases = None
         self.store = None

@@ -15,7 +15,10 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+)
 
 from relay.errors import RelayError
 
@@ -56,7 +59,7 @@ class ProgressLog:
             )[self.topic]
             try:
                 future.result(timeout=timeout)
-            except Exception as err:  # noqa: BLE001 - a concurrent relay may have created it
+            except Exception as err:  # a concurrent relay may have created it
                 if "TOPIC_ALREADY_EXISTS" not in str(err):
                     raise RelayError(f"cannot create the progress topic {self.topic!r}: {err}") from err
             metadata = admin.list_topics(topic=self.topic, timeout=timeout)
@@ -73,18 +76,18 @@ class ProgressLog:
 
     def last_batch(self, shard: int, timeout: float = 30.0) -> list[int]:
         """Ids of the shard's last committed batch ([] if none), read with read_committed."""
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap_servers,
-            "group.id": f"{self.group}-progress-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": f"{self.group}-progress-reader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
         try:
             partition = self.partition(shard)
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=timeout
-            )
+            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout)
             window = 64
             while True:
                 start = max(low, high - window)
@@ -95,8 +98,9 @@ class ProgressLog:
         finally:
             consumer.close()
 
-    def _scan(self, consumer: Consumer, partition: int, start: int, key: bytes,
-              timeout: float) -> list[int] | None:
+    def _scan(
+        self, consumer: Consumer, partition: int, start: int, key: bytes, timeout: float
+    ) -> list[int] | None:
         consumer.assign([TopicPartition(self.topic, partition, start)])
         last: list[int] | None = None
         deadline = time.monotonic() + timeout

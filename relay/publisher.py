@@ -10,24 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from outbox.envelope import KafkaRecord
-from relay.errors import ProducerFailed
+from relay.errors import ProducerFailedError
 from relay.progress import ProgressLog
 from relay.settings import RelaySettings
 
 # Errors no retry can fix: the event is quarantined with the reason and the relay goes on.
-PERMANENT_ERRORS = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.INVALID_RECORD,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.TOPIC_EXCEPTION,
-    KafkaError._INVALID_ARG,
-})
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_EXCEPTION,
+        KafkaError._INVALID_ARG,
+    }
+)
 
 Batch = Sequence[tuple[int, KafkaRecord]]
 
@@ -67,14 +69,26 @@ def producer_config(bootstrap_servers: str, settings: RelaySettings) -> dict[str
     }
 
 
+def _recorder(outcome: list[Any], i: int) -> Callable[[KafkaError | None, Any], None]:
+    def record(err: KafkaError | None, _msg: Any) -> None:
+        outcome[i] = err
+
+    return record
+
+
 def produce_all(producer: Producer, batch: Batch, outcome: list[Any]) -> None:
     """Produce in order; outcome[i] becomes None (acked) or a KafkaError via the delivery callback."""
     for i, (_, record) in enumerate(batch):
-        callback: Callable[[Any, Any], None] = lambda err, _msg, i=i: outcome.__setitem__(i, err)  # noqa: E731
+        callback = _recorder(outcome, i)
         while True:
             try:
-                producer.produce(record.topic, record.value, record.key, headers=record.headers,
-                                 on_delivery=callback)
+                producer.produce(
+                    record.topic,
+                    record.value,
+                    record.key,
+                    headers=cast(Any, record.headers),
+                    on_delivery=callback,
+                )
                 break
             except BufferError:
                 producer.poll(0.05)  # local queue full: serve delivery reports, then retry
@@ -161,8 +175,9 @@ class TransactionalPublisher:
     Kafka transaction, under transactional.id `<group>-shard-<n>`: a new owner's
     init_transactions() fences a zombie owner and aborts its open transaction."""
 
-    def __init__(self, bootstrap_servers: str, settings: RelaySettings, shard: int,
-                 progress: ProgressLog) -> None:
+    def __init__(
+        self, bootstrap_servers: str, settings: RelaySettings, shard: int, progress: ProgressLog
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.settings = settings
         self.shard = shard
@@ -231,7 +246,7 @@ class TransactionalPublisher:
         # Fatal (fenced by a newer owner of the shard, ...) or not abortable: this producer is done.
         # The relay loop decides whether it still owns the shard before making a new one, so a
         # fenced zombie never fences the new owner back.
-        raise ProducerFailed(f"shard {self.shard}: {describe(error)}")
+        raise ProducerFailedError(f"shard {self.shard}: {describe(error)}")
 
     def close(self) -> None:
         self.producer.flush(self.timeout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,11 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from outbox.config import OutboxSettings
 from outbox.errors import ConfigurationError
 
-
 T = TypeVar("T", bound=BaseSettings)
 
 
-class RelayMode(str, Enum):
+class RelayMode(StrEnum):
     """How the relay talks to Kafka."""
 
     IDEMPOTENT = "idempotent"
@@ -75,9 +74,7 @@ class RelaySettings(BaseSettings):
     """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}."""
 
 
-def load_settings(
-    config_file: Path | None = None, **flags: Any
-) -> tuple[OutboxSettings, RelaySettings]:
+def load_settings(config_file: Path | None = None, **flags: Any) -> tuple[OutboxSettings, RelaySettings]:
     """Settings with the precedence flags > environment > config file > defaults.
 
     The TOML file holds OutboxSettings keys at the top level and RelaySettings keys in `[relay]`.

@@ -10,7 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 
 from outbox.envelope import KafkaRecord
 
@@ -34,7 +38,7 @@ class SizeGuard:
             resource = ConfigResource(ResourceType.TOPIC, topic)
             entries = self.admin.describe_configs([resource])[resource].result(timeout=10)
             topic_max = int(entries["max.message.bytes"].value)
-        except Exception:  # noqa: BLE001 - a topic that does not exist yet gets the broker default
+        except Exception:  # a topic that does not exist yet: broker default
             pass
         value = min(self.producer_max, topic_max)
         self.limits[topic] = (value, time.monotonic())
@@ -53,8 +57,13 @@ class SizeGuard:
                 continue
             size, limit = record.size(), self.limit(record.topic)
             if size > limit:
-                refused.append((event_id, f"record of {size} bytes exceeds the {limit}-byte limit of "
-                                          f"topic {record.topic!r}; raise max.message.bytes or shrink it"))
+                refused.append(
+                    (
+                        event_id,
+                        f"record of {size} bytes exceeds the {limit}-byte limit of "
+                        f"topic {record.topic!r}; raise max.message.bytes or shrink it",
+                    )
+                )
                 held.add((record.topic, record.key))
             else:
                 ok.append((event_id, record))

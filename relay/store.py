@@ -47,8 +47,20 @@ class OutboxStore:
 
 def stored_event(row: Row) -> StoredEvent:
     """A fetch_batch row (id first, then sql.EVENT_COLUMNS) as the envelope's StoredEvent."""
-    (_, ce_id, ce_type, ce_source, ce_time, aggregate_type, aggregate_id, topic, content_type,
-     payload, headers, traceparent) = row
+    (
+        _,
+        ce_id,
+        ce_type,
+        ce_source,
+        ce_time,
+        aggregate_type,
+        aggregate_id,
+        topic,
+        content_type,
+        payload,
+        headers,
+        traceparent,
+    ) = row
     return StoredEvent(
         ce_id=ce_id,
         ce_type=ce_type,

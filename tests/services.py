@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message
 
 DEFAULTS = {
     "OUTBOX_DATABASE_URL": "postgresql://outbox:outbox@127.0.0.1:5432/outbox",
@@ -77,3 +81,44 @@ def probe_connect(url: str) -> str | None:
     except (OSError, ValueError) as err:
         return str(err)
     return None
+
+
+def consume_all(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    *,
+    isolation: str = "read_committed",
+    timeout: float = 30.0,
+) -> list[Message]:
+    """Read `topic` from the start until `expected` records arrived or `timeout` passed."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None and msg.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue  # a topic that its first producer has not created yet
+            assert msg.error() is None, msg.error()
+            records.append(msg)
+        # Linger briefly: anything beyond `expected` is a defect the caller must see.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                records.append(msg)
+    finally:
+        consumer.close()
+    return records

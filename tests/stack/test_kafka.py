@@ -7,48 +7,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Producer
 
-
-def consume_all(
-    bootstrap: str,
-    topic: str,
-    expected: int,
-    *,
-    isolation: str = "read_committed",
-    timeout: float = 30.0,
-) -> list[Message]:
-    """Read `topic` from the start until `expected` records arrived or `timeout` passed."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error() is not None and msg.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                continue  # a topic that its first producer has not created yet
-            assert msg.error() is None, msg.error()
-            records.append(msg)
-        # Linger briefly: anything beyond `expected` is a defect the caller must see.
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                records.append(msg)
-    finally:
-        consumer.close()
-    return records
+from tests.services import consume_all
 
 
 def test_produce_consume_roundtrip(bootstrap_servers: str, new_topic: Callable[..., str]) -> None:

@@ -1,0 +1,126 @@
+"""Relay tests: a migrated database of their own, topics of their own, relays as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from outbox import migrations
+from tests.outbox.conftest import new_database  # noqa: F401 - a fixture, re-exported
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def relay_db(new_database: Callable[[], str]) -> str:  # noqa: F811
+    url = new_database()
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def clean_outbox(relay_db: str) -> str:
+    with psycopg.connect(relay_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE outbox_events, outbox_quarantine")
+        # Relays of earlier tests must be gone: their leases would keep shards from this one.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'outbox-relay%%'"
+        )
+    return relay_db
+
+
+class RelayProcess:
+    """`outbox relay run` as a child process, to kill -9 and restart like an operator would."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RelayProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "outboxkit", "relay", "run"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def relay_factory(
+    clean_outbox: str, bootstrap_servers: str, tmp_path: Path, unique: Callable[[str], str]
+) -> Iterator[Callable[..., RelayProcess]]:
+    """relay_factory(mode=..., shards=..., **OUTBOX_RELAY_* overrides) -> a started relay process."""
+    started: list[RelayProcess] = []
+    group = unique("relay")
+
+    def make(**overrides: Any) -> RelayProcess:
+        env = dict(os.environ)
+        env.update(
+            {
+                "OUTBOX_DATABASE_URL": clean_outbox,
+                "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+                "OUTBOX_RELAY_GROUP": group,
+                "OUTBOX_RELAY_POLL_INTERVAL": "0.2",
+                "OUTBOX_RELAY_METRICS_PORT": "0",
+                "OUTBOX_RELAY_PROGRESS_TOPIC": f"{group}-progress",
+                "OUTBOX_RELAY_MESSAGE_TIMEOUT_MS": "10000",
+            }
+        )
+        env.update({f"OUTBOX_RELAY_{k.upper()}": str(v) for k, v in overrides.items()})
+        relay = RelayProcess(env, tmp_path / f"relay-{len(started)}.log").start()
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        relay.kill()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def outbox_count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM outbox_events WHERE published_at IS NULL").fetchone()
+        return int(row[0]) if row else 0
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:8]
