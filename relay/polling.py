@@ -275,10 +275,9 @@ class PollingRelay:
             if left <= 0:
                 return
             if listen and self.conn is not None and self.outbox.notify:
+                # One notification is enough to wake up: the next turn reads everything committed.
+                # (Later notifications cost at most one extra, empty turn.)
                 for _ in self.conn.notifies(timeout=min(left, 0.25), stop_after=1):
-                    # Drain what else arrived: one wake-up serves every notification so far.
-                    for _ in self.conn.notifies(timeout=0):
-                        pass
                     return
             else:
                 time.sleep(min(left, 0.1))

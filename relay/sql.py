@@ -47,7 +47,7 @@ AGGREGATE_HASH = "hashtextextended(e.aggregate_type || chr(31) || e.aggregate_id
 def shard_filter(shard: int, shards: int) -> tuple[str, dict[str, Any]]:
     if shards == 1:
         return "", {}
-    return f" AND abs({AGGREGATE_HASH} % %(shards)s) = %(shard)s", {"shards": shards, "shard": shard}
+    return f" AND abs({AGGREGATE_HASH} %% %(shards)s) = %(shard)s", {"shards": shards, "shard": shard}
 
 
 def fetch_batch(shard: int, shards: int, limit: int) -> tuple[str, dict[str, Any]]:

@@ -6,38 +6,17 @@ tests use is never disturbed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, unavailable
+from tests.isolated import IsolatedStack, free_port, run_stack
 from tests.services import probe_postgres
-
-STACK = REPO / "stack" / "stack"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_stack(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(STACK), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def our_processes(tag_dir: Path) -> list[str]:
@@ -60,27 +39,15 @@ def our_processes(tag_dir: Path) -> list[str]:
 
 @pytest.fixture
 def isolated_env() -> Iterator[dict[str, str]]:
-    state = REPO / ".stack" / f"lifecycle-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ)
-    env.update(
-        {
-            "OUTBOX_STACK_DIR": str(state),
-            "OUTBOX_STACK_PG_PORT": str(free_port()),
-            "OUTBOX_STACK_KAFKA_PORT": str(free_port()),
-            "OUTBOX_STACK_CONTROLLER_PORT": str(free_port()),
-            "OUTBOX_STACK_CONNECT_PORT": str(free_port()),
-        }
-    )
-    yield env
-    run_stack(env, "down")
-    shutil.rmtree(state, ignore_errors=True)
+    stack = IsolatedStack()
+    yield stack.env
+    stack.remove()
 
 
 def test_up_is_idempotent_and_down_leaves_nothing(isolated_env: dict[str, str]) -> None:
     state = Path(isolated_env["OUTBOX_STACK_DIR"])
     first = run_stack(isolated_env, "up")
-    if first.returncode != 0:
-        unavailable(f"an isolated stack could not start: {first.stderr[-2000:]}")
+    assert first.returncode == 0, f"an isolated stack could not start: {first.stderr[-2000:]}"
     pids = {p.name: p.read_text() for p in (state / "run").glob("*.pid")}
     assert set(pids) == {"postgres.pid", "kafka.pid", "connect.pid"}
     assert run_stack(isolated_env, "status").returncode == 0

@@ -1,0 +1,79 @@
+"""A second, throw-away stack instance (own state dir and ports) for tests that stop services.
+
+Stopping the shared stack would break every other test; an isolated broker or database can be
+killed and restarted freely.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STACK = REPO / "stack" / "stack"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all held open while chosen, so none is handed out twice)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def run_stack(env: dict[str, str], *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(STACK), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class IsolatedStack:
+    def __init__(self) -> None:
+        self.state = REPO / ".stack" / f"isolated-{uuid.uuid4().hex[:8]}"
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "OUTBOX_STACK_DIR": str(self.state),
+                "OUTBOX_STACK_PG_PORT": str(free_port()),
+                "OUTBOX_STACK_KAFKA_PORT": str(free_port()),
+                "OUTBOX_STACK_CONTROLLER_PORT": str(free_port()),
+                "OUTBOX_STACK_CONNECT_PORT": str(free_port()),
+            }
+        )
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://outbox:outbox@127.0.0.1:{self.env['OUTBOX_STACK_PG_PORT']}/outbox"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.env['OUTBOX_STACK_KAFKA_PORT']}"
+
+    def up(self, *parts: str) -> subprocess.CompletedProcess[str]:
+        args = ["up", "--only", ",".join(parts)] if parts else ["up"]
+        return run_stack(self.env, *args)
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return run_stack(self.env, "down")
+
+    def remove(self) -> None:
+        self.down()
+        shutil.rmtree(self.state, ignore_errors=True)
