@@ -51,6 +51,8 @@ def run(ctx: click.Context, /, config: Path | None, log_level: str, **flags: Any
     logs.configure(log_level)
     metrics = RelayMetrics()
     daemon = PollingRelay(outbox_settings, relay_settings, metrics)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop())
     server = None
     if relay_settings.metrics_port:
         server = metrics.serve(
@@ -58,8 +60,6 @@ def run(ctx: click.Context, /, config: Path | None, log_level: str, **flags: Any
             relay_settings.metrics_port,
             stale_after=max(30.0, 3 * relay_settings.poll_interval),
         )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.stop())
     try:
         daemon.run()
     finally:

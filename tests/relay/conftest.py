@@ -66,8 +66,14 @@ class RelayProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until the relay logged its start (its SIGTERM handler is installed by then)."""
+        wait_for(lambda: b'"relay starting"' in self.log_path.read_bytes(), timeout, "the relay to start")
+
     def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM (once the relay is up) and its exit code."""
         assert self.proc is not None
+        self.wait_ready()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
