@@ -150,10 +150,11 @@ class Kafka:
         tools_log = write_log_config(self.home / "tools-log4j2.properties", target="SYSTEM_ERR", level="WARN")
         if not (self.home / "data" / "meta.properties").exists():
             # KRaft storage is formatted once, with a cluster id like `StorageTool random-uuid` makes.
+            # `--cluster-id=` form: an id may start with '-', which argparse would take for a flag.
             cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
             cmd = java_command(self.s, libs, "kafka.tools.StorageTool", heap="256m", log_config=tools_log)
             done = subprocess.run(
-                [*cmd, "format", "-t", cluster_id, "-c", str(props), "--standalone"],
+                [*cmd, "format", f"--cluster-id={cluster_id}", "-c", str(props), "--standalone"],
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -45,6 +46,25 @@ def write_numbered(
         with engine.begin() as conn:
             publish_many(conn, events[start : start + per_transaction], outbox=outbox)
     return len(events)
+
+
+def write_round(engine: Engine, outbox: Outbox, aggregates: Sequence[str], seq: int) -> None:
+    """Event number `seq` of every aggregate, in one transaction."""
+    events = [
+        Event(type="test.numbered", aggregate_type="test", aggregate_id=agg, payload={"agg": agg, "seq": seq})
+        for agg in aggregates
+    ]
+    with engine.begin() as conn:
+        publish_many(conn, events, outbox=outbox)
+
+
+def write_rounds(
+    engine: Engine, outbox: Outbox, aggregates: Sequence[str], start: int, end: int, pause: float = 0
+) -> None:
+    """Rounds start..end-1 of write_round, `pause` seconds apart."""
+    for seq in range(start, end):
+        write_round(engine, outbox, aggregates, seq)
+        time.sleep(pause)
 
 
 def by_key(records: Sequence[Message]) -> dict[str, list[int]]:

@@ -17,7 +17,14 @@ from relay.publisher import TransactionalPublisher
 from relay.settings import RelaySettings
 from relay.store import OutboxStore
 from tests.relay.conftest import RelayProcess, outbox_count, wait_for
-from tests.relay.events import assert_complete_in_order, by_key, engine_for, outbox_for, write_numbered
+from tests.relay.events import (
+    assert_complete_in_order,
+    by_key,
+    engine_for,
+    outbox_for,
+    write_numbered,
+    write_rounds,
+)
 from tests.services import consume_all
 
 AGGREGATES = [f"agg-{i}" for i in range(20)]
@@ -37,7 +44,9 @@ def test_kill_9_at_random_moments_loses_nothing(
     # 100 events per aggregate up front, 50 more written while relays are being killed.
     write_numbered(engine, outbox, AGGREGATES, 1000, per_transaction=500)
     per_aggregate = 1060
-    writer = threading.Thread(target=write_numbered_from_to, args=(engine, outbox, 1000, per_aggregate, 0.05))
+    writer = threading.Thread(
+        target=write_rounds, args=(engine, outbox, AGGREGATES, 1000, per_aggregate, 0.05)
+    )
     writer.start()
     rng = random.Random(mode)
     killed_mid_stream = 0
@@ -64,17 +73,6 @@ def test_kill_9_at_random_moments_loses_nothing(
         assert len(records) == total
 
 
-def write_numbered_from(engine: object, outbox: object, seq: int) -> None:
-    from outbox import Event, publish_many
-
-    events = [
-        Event(type="test.numbered", aggregate_type="test", aggregate_id=agg, payload={"agg": agg, "seq": seq})
-        for agg in AGGREGATES
-    ]
-    with engine.begin() as conn:  # type: ignore[attr-defined]
-        publish_many(conn, events, outbox=outbox)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("mode", ["idempotent", "transactional"])
 def test_three_relays_share_shards_and_survive_a_kill(
     mode: str,
@@ -90,7 +88,7 @@ def test_three_relays_share_shards_and_survive_a_kill(
     relays = [relay_factory(mode=mode, shards=6, batch_size=50) for _ in range(3)]
     time.sleep(2.0)
     relays[0].kill()  # its shards go to the other two
-    write_numbered_from_to(engine, outbox, 100, 150)
+    write_rounds(engine, outbox, AGGREGATES, 100, 150)
     wait_for(lambda: outbox_count(clean_outbox) == 0, 60, "the outbox to drain")
     for relay in relays[1:]:
         assert relay.terminate() == 0
@@ -98,12 +96,6 @@ def test_three_relays_share_shards_and_survive_a_kill(
     total = len(AGGREGATES) * 150
     records = consume_all(bootstrap_servers, topic, total * 2, timeout=5)
     assert_complete_in_order(records, AGGREGATES, 150, exactly_once=(mode == "transactional"))
-
-
-def write_numbered_from_to(engine: object, outbox: object, start: int, end: int, pause: float = 0) -> None:
-    for seq in range(start, end):
-        write_numbered_from(engine, outbox, seq)
-        time.sleep(pause)
 
 
 def test_crash_between_kafka_commit_and_postgres_delete_publishes_no_duplicate(

@@ -1,0 +1,106 @@
+"""Kafka and PostgreSQL go away and come back while the relay runs: nothing lost, nothing reordered.
+
+Both run on an isolated stack instance, so the shared services of the other tests stay up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from outbox import migrations
+from tests.isolated import IsolatedStack
+from tests.relay.conftest import RelayProcess, outbox_count, wait_for
+from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_numbered, write_rounds
+from tests.services import consume_all
+
+AGGREGATES = [f"agg-{i}" for i in range(10)]
+
+
+@pytest.fixture
+def isolated() -> Iterator[IsolatedStack]:
+    stack = IsolatedStack()
+    yield stack
+    stack.remove()
+
+
+def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str) -> RelayProcess:
+    env = dict(os.environ)
+    env.update(
+        {
+            "OUTBOX_DATABASE_URL": database_url,
+            "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "OUTBOX_RELAY_MODE": mode,
+            "OUTBOX_RELAY_POLL_INTERVAL": "0.2",
+            "OUTBOX_RELAY_METRICS_PORT": "0",
+            "OUTBOX_RELAY_MAX_BACKOFF": "1",
+            "OUTBOX_RELAY_MESSAGE_TIMEOUT_MS": "5000",
+            "OUTBOX_RELAY_BATCH_SIZE": "50",
+        }
+    )
+    return RelayProcess(env, tmp_path / f"relay-{mode}.log").start()
+
+
+@pytest.mark.parametrize("mode", ["idempotent", "transactional"])
+def test_kafka_broker_restart_during_publishing(
+    mode: str,
+    isolated: IsolatedStack,
+    database_url: str,
+    tmp_path: Path,
+    new_database: Callable[[], str],
+    unique: Callable[[str], str],
+) -> None:
+    started = isolated.up("kafka")
+    assert started.returncode == 0, started.stderr
+    url = new_database()
+    migrations.upgrade(url)
+    topic = unique("outage")
+    engine, outbox = engine_for(url), outbox_for(topic)
+    write_numbered(engine, outbox, AGGREGATES, 50)
+    relay = start_relay(tmp_path, url, isolated.bootstrap_servers, mode)
+    relay.wait_ready()
+    time.sleep(1.0)
+    stopped = isolated.down()
+    assert stopped.returncode == 0, stopped.stderr
+    # Kafka is gone: the backlog grows in PostgreSQL and the relay keeps running.
+    write_rounds(engine, outbox, AGGREGATES, 50, 100)
+    time.sleep(3.0)
+    assert relay.alive()
+    assert outbox_count(url) > 0
+    restarted = isolated.up("kafka")
+    assert restarted.returncode == 0, restarted.stderr
+    wait_for(lambda: outbox_count(url) == 0, 90, "the backlog to drain after Kafka returned")
+    assert relay.terminate() == 0
+
+    records = consume_all(isolated.bootstrap_servers, topic, 2 * 10 * 100, timeout=30)
+    assert_complete_in_order(records, AGGREGATES, 100, exactly_once=(mode == "transactional"))
+
+
+def test_postgres_restart_during_publishing(
+    isolated: IsolatedStack, bootstrap_servers: str, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
+    started = isolated.up("postgres")
+    assert started.returncode == 0, started.stderr
+    url = isolated.database_url
+    migrations.upgrade(url)
+    topic = unique("pgrestart")
+    engine, outbox = engine_for(url), outbox_for(topic)
+    write_numbered(engine, outbox, AGGREGATES, 50)
+    relay = start_relay(tmp_path, url, bootstrap_servers, "idempotent")
+    relay.wait_ready()
+    wait_for(lambda: outbox_count(url) == 0, 30, "the first backlog to drain")
+    assert isolated.down().returncode == 0
+    time.sleep(2.0)
+    assert relay.alive(), "the relay must wait for PostgreSQL, not exit"
+    restarted = isolated.up("postgres")
+    assert restarted.returncode == 0, restarted.stderr
+    write_rounds(engine, outbox, AGGREGATES, 50, 100)
+    wait_for(lambda: outbox_count(url) == 0, 60, "the relay to reconnect and drain")
+    assert relay.terminate() == 0
+
+    records = consume_all(bootstrap_servers, topic, 2 * 10 * 100, timeout=10)
+    assert_complete_in_order(records, AGGREGATES, 100, exactly_once=False)
