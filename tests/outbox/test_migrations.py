@@ -39,7 +39,7 @@ def test_cli_upgrade_current_downgrade(new_database: Callable[[], str]) -> None:
     result = runner.invoke(migrate, ["upgrade", "--database-url", url])
     assert result.exit_code == 0, result.output
     assert "outboxkit_0001" in result.output
-    assert {"outbox_events", "outbox_alembic_version"} <= tables(url)
+    assert {"outbox_events", "outbox_published", "outbox_alembic_version"} <= tables(url)
 
     result = runner.invoke(migrate, ["upgrade", "--database-url", url])  # idempotent
     assert result.exit_code == 0, result.output
@@ -47,7 +47,7 @@ def test_cli_upgrade_current_downgrade(new_database: Callable[[], str]) -> None:
     result = runner.invoke(migrate, ["downgrade", "base", "--database-url", url])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("base")
-    assert "outbox_events" not in tables(url)
+    assert not {"outbox_events", "outbox_published"} & tables(url)
 
 
 def test_cli_takes_the_url_from_the_environment(new_database: Callable[[], str]) -> None:
@@ -129,7 +129,7 @@ def test_from_a_service_alembic_environment(tmp_path: Path, new_database: Callab
     assert "outbox_alembic_version" not in tables(url)  # the service's version table holds ours
 
     command.downgrade(config, "outboxkit@base")  # our branch only
-    assert "outbox_events" not in tables(url)
+    assert not {"outbox_events", "outbox_published"} & tables(url)
     assert "shop_orders" in tables(url)
 
     command.upgrade(config, "outboxkit@head")
