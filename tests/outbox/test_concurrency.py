@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 from sqlalchemy import Connection, Engine, text
 
-from outbox import Event, publish
+from outbox import Event, publish, publish_many
 from tests.outbox.conftest import outbox_rows
 from tests.outbox.models import TEST_OUTBOX
 
@@ -111,3 +111,29 @@ def test_many_concurrent_writers_keep_commit_order_per_aggregate(engine: Engine)
     for agg in aggregates:
         commit_order = [int(row["headers"]["n"]) for row in rows if row["aggregate_id"] == agg]
         assert commit_order == list(range(1, len(commit_order) + 1)), agg
+
+
+def test_publish_many_locks_in_sorted_order_so_writers_do_not_deadlock(engine: Engine) -> None:
+    with engine.connect() as first, engine.connect() as second:
+        second_pid = backend_pid(second)
+        publish(first, event("x", "first"), outbox=TEST_OUTBOX)  # first holds x
+
+        def second_writer() -> None:
+            # Lists z before x. Locking in list order would take z, then wait for x while
+            # holding z, and the first writer's z below would deadlock; sorted, it waits for x
+            # first, holding nothing.
+            publish_many(second, [event("z", "second"), event("x", "second")], outbox=TEST_OUTBOX)
+            second.commit()
+
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(second_writer)
+            deadline = time.monotonic() + 10
+            while not waiting_on_advisory_lock(engine, second_pid):
+                assert time.monotonic() < deadline, "second writer never waited on the lock"
+                time.sleep(0.02)
+            publish(first, event("z", "first"), outbox=TEST_OUTBOX)  # would deadlock here
+            first.commit()
+            future.result(timeout=10)
+
+    rows = [(row["aggregate_id"], orjson.loads(row["payload"])["l"]) for row in outbox_rows(engine)]
+    assert rows == [("x", "first"), ("z", "first"), ("z", "second"), ("x", "second")]
