@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import orjson
 from sqlalchemy import Connection, Engine, text
@@ -33,6 +35,19 @@ def backend_pid(conn: Connection) -> int:
     return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
+@contextmanager
+def blocked_in_thread(engine: Engine, pid: int, writer: Callable[[], None]) -> Iterator[None]:
+    """Run `writer` (on the connection of backend `pid`) in a thread; enter once it waits on a lock."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(writer)
+        deadline = time.monotonic() + 10
+        while not waiting_on_advisory_lock(engine, pid):
+            assert time.monotonic() < deadline, "the writer never waited on the aggregate's lock"
+            time.sleep(0.02)
+        yield
+        future.result(timeout=10)
+
+
 def test_second_writer_of_an_aggregate_waits_and_ids_follow_commit_order(engine: Engine) -> None:
     second_done = threading.Event()
     with engine.connect() as first, engine.connect() as second:
@@ -47,19 +62,13 @@ def test_second_writer_of_an_aggregate_waits_and_ids_follow_commit_order(engine:
             second_done.set()
             second.commit()
 
-        with ThreadPoolExecutor(1) as pool:
-            future = pool.submit(second_writer)
-            deadline = time.monotonic() + 10
-            while not waiting_on_advisory_lock(engine, second_pid):
-                assert time.monotonic() < deadline, "second writer never waited on the lock"
-                time.sleep(0.02)
+        with blocked_in_thread(engine, second_pid, second_writer):
             # Another aggregate is not held up by the lock on order 42.
             with engine.begin() as third:
                 publish(third, event("43", "other aggregate"), outbox=TEST_OUTBOX)
             publish(first, event("42", "first-b"), outbox=TEST_OUTBOX)
             assert not second_done.is_set()
             first.commit()
-            future.result(timeout=10)
 
     with engine.connect() as conn:
         rows = conn.execute(
@@ -125,15 +134,9 @@ def test_publish_many_locks_in_sorted_order_so_writers_do_not_deadlock(engine: E
             publish_many(second, [event("z", "second"), event("x", "second")], outbox=TEST_OUTBOX)
             second.commit()
 
-        with ThreadPoolExecutor(1) as pool:
-            future = pool.submit(second_writer)
-            deadline = time.monotonic() + 10
-            while not waiting_on_advisory_lock(engine, second_pid):
-                assert time.monotonic() < deadline, "second writer never waited on the lock"
-                time.sleep(0.02)
+        with blocked_in_thread(engine, second_pid, second_writer):
             publish(first, event("z", "first"), outbox=TEST_OUTBOX)  # would deadlock here
             first.commit()
-            future.result(timeout=10)
 
     rows = [(row["aggregate_id"], orjson.loads(row["payload"])["l"]) for row in outbox_rows(engine)]
     assert rows == [("x", "first"), ("z", "first"), ("z", "second"), ("x", "second")]
