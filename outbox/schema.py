@@ -5,9 +5,6 @@ from __future__ import annotations
 TABLE = "outbox_events"
 """The outbox table (in the connection's search_path, normally `public`)."""
 
-PUBLISHED_TABLE = "outbox_published"
-"""Published events kept for replay under retention=keep (same columns plus `published_at`)."""
-
 VERSION_TABLE = "outbox_alembic_version"
 """Alembic's version table when `outbox migrate` runs our migrations on their own."""
 
@@ -27,4 +24,4 @@ INSERT_COLUMNS = (
     "headers",
     "traceparent",
 )
-"""Columns publish() fills; `id` and `created_at` are the database's."""
+"""Columns publish() fills; `id`, `created_at` (the database's) and `published_at` (the relay's) stay."""

@@ -58,7 +58,7 @@ def shared_engine(outbox_url: str) -> Iterator[Engine]:
 def engine(shared_engine: Engine) -> Engine:
     """The test database, emptied of events and domain rows."""
     with shared_engine.begin() as conn:
-        conn.execute(text("TRUNCATE outbox_events, outbox_published, orders, customers"))
+        conn.execute(text("TRUNCATE outbox_events, orders, customers"))
     return shared_engine
 
 

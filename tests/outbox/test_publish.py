@@ -51,6 +51,7 @@ def test_commit_writes_the_domain_row_and_the_event(engine: Engine) -> None:
     assert bytes(row["payload"]) == b'{"order_id":1,"total_cents":1250}'
     assert row["headers"] == {"tenant": "acme"}
     assert row["ce_time"] == event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert row["published_at"] is None
 
 
 def test_rollback_writes_neither(engine: Engine) -> None:
