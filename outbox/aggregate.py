@@ -143,10 +143,11 @@ def _inside(transaction: SessionTransaction | None, ended: SessionTransaction) -
 def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
     # Events flushed inside the rolled-back (sub)transaction are gone with its rows; drop the
     # ones recorded in it and not flushed yet. An outermost rollback drops every queued event.
+    # Every attached aggregate with queued events is in the registry (record(), after_attach).
     outermost = previous.parent is None
     recorders: dict[int, AggregateRoot] = session.info.get(_RECORDERS, {})
-    for obj in chain(recorders.values(), session.identity_map.values(), session.new):
-        queue = obj.__dict__.get(_PENDING) if isinstance(obj, AggregateRoot) else None
+    for aggregate in recorders.values():
+        queue = aggregate.__dict__.get(_PENDING)
         if queue:
             queue[:] = [p for p in queue if not outermost and not _inside(p.transaction, previous)]
     if outermost:

@@ -101,3 +101,16 @@ def test_a_bad_recorded_event_fails_the_flush_and_writes_nothing(engine: Engine)
         session.rollback()
     assert outbox_rows(engine) == []
     assert count_rows(engine, "orders") == 0
+
+
+def test_events_recorded_before_the_session_saw_the_aggregate(engine: Engine) -> None:
+    dropped, kept = Order(id=26), Order(id=27)
+    dropped.record(OrderPlaced(order_id=26, total_cents=1))  # not in any session yet
+    kept.record(OrderPlaced(order_id=27, total_cents=2))
+    with Session(engine) as session:
+        session.add(dropped)
+        session.rollback()
+        assert dropped.pending_events == []
+    with Session(engine) as session, session.begin():
+        session.add(kept)
+    assert [row["aggregate_id"] for row in outbox_rows(engine)] == ["27"]
