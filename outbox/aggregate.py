@@ -20,6 +20,9 @@ from outbox.publisher import Outbox, default_outbox
 _SEQUENCE = count()
 
 _PENDING = "_outbox_pending"
+# session.info key: aggregates with queued events, so a rollback finds them even after it has
+# expunged the objects that were new in the rolled-back transaction.
+_RECORDERS = "outbox.recorders"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +73,10 @@ class AggregateRoot:
             topic=topic,
         )
         session = inspect(self).session
-        transaction = session.get_nested_transaction() or session.get_transaction() if session else None
+        transaction = None
+        if session is not None:
+            transaction = session.get_nested_transaction() or session.get_transaction()
+            _register(session, self)
         self._outbox_queue().append(_Pending(next(_SEQUENCE), queued, transaction))
         flag_dirty(self)  # makes the next flush visit this object even if nothing else changed
         return queued
@@ -96,6 +102,16 @@ class AggregateRoot:
             queue = []
             self.__dict__[_PENDING] = queue
         return queue
+
+
+def _register(session: Session, aggregate: AggregateRoot) -> None:
+    recorders: dict[int, AggregateRoot] = session.info.setdefault(_RECORDERS, {})
+    recorders[id(aggregate)] = aggregate
+
+
+def _after_attach(session: Session, instance: object) -> None:
+    if isinstance(instance, AggregateRoot) and instance.__dict__.get(_PENDING):
+        _register(session, instance)
 
 
 def _aggregates(session: Session) -> list[AggregateRoot]:
@@ -127,14 +143,24 @@ def _inside(transaction: SessionTransaction | None, ended: SessionTransaction) -
 def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
     # Events flushed inside the rolled-back (sub)transaction are gone with its rows; drop the
     # ones recorded in it and not flushed yet. An outermost rollback drops every queued event.
+    # Every attached aggregate with queued events is in the registry (record(), after_attach).
     outermost = previous.parent is None
-    for obj in chain(session.identity_map.values(), session.new):
-        queue = obj.__dict__.get(_PENDING) if isinstance(obj, AggregateRoot) else None
+    recorders: dict[int, AggregateRoot] = session.info.get(_RECORDERS, {})
+    for aggregate in recorders.values():
+        queue = aggregate.__dict__.get(_PENDING)
         if queue:
             queue[:] = [p for p in queue if not outermost and not _inside(p.transaction, previous)]
+    if outermost:
+        recorders.clear()
+
+
+def _after_commit(session: Session) -> None:
+    session.info.pop(_RECORDERS, None)
 
 
 def _listen() -> None:
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "after_flush", _after_flush)
         event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+        event.listen(Session, "after_attach", _after_attach)
+        event.listen(Session, "after_commit", _after_commit)

@@ -24,7 +24,7 @@ class Retention(StrEnum):
     """Delete the row at once (the lean default; Kafka keeps the history)."""
 
     KEEP = "keep"
-    """Mark the row published and delete it `retention_days` later (replay from PostgreSQL)."""
+    """Set `published_at` and delete the row `retention_days` later (replay from PostgreSQL)."""
 
 
 class OutboxSettings(BaseSettings):

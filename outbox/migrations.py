@@ -12,6 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.engine import make_url
@@ -75,6 +76,11 @@ def downgrade(url: str, revision: str) -> None:
         command.downgrade(alembic_config(url), revision)
 
 
+def head_revisions() -> tuple[str, ...]:
+    """The newest revision(s) of our migrations: what `upgrade` reaches."""
+    return tuple(ScriptDirectory(str(script_location())).get_heads())
+
+
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revisions of ours applied on `connection` by `outbox migrate` (empty: none)."""
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
@@ -98,6 +104,7 @@ __all__ = [
     "current",
     "current_revisions",
     "downgrade",
+    "head_revisions",
     "script_location",
     "sqlalchemy_url",
     "upgrade",

@@ -24,13 +24,15 @@ from outbox.event import Event
 from outbox.routing import TopicRouter
 from outbox.schema import TABLE
 from outbox.serialization import JsonSerializer, Serializer
-from outbox.sql import insert_statement
+from outbox.sql import SQL, insert_statement
 from outbox.validation import checked_headers, checked_traceparent, required_text
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 SyncTarget = Session | Connection
+# Built once: SQLAlchemy then finds the compiled form in its cache instead of parsing the text.
+_TEXT = {query: text(query) for query in SQL.values()}
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def _write(target: SyncTarget, events: Sequence[StoredEvent], channel: str | Non
     _check_dialect(connection.dialect.name)
     query, params = insert_statement(events, channel)
     try:
-        connection.execute(text(query), params)
+        connection.execute(_TEXT[query], params)
     except DBAPIError as err:
         raise _translate(err) from err
 
@@ -163,7 +165,7 @@ async def _write_async(
     _check_dialect(connection.dialect.name)
     query, params = insert_statement(events, channel)
     try:
-        await connection.execute(text(query), params)
+        await connection.execute(_TEXT[query], params)
     except DBAPIError as err:
         raise _translate(err) from err
 

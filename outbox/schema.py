@@ -24,4 +24,4 @@ INSERT_COLUMNS = (
     "headers",
     "traceparent",
 )
-"""Columns publish() fills; `id`, `created_at` and `published_at` are the database's and the relay's."""
+"""Columns publish() fills; `id`, `created_at` (the database's) and `published_at` (the relay's) stay."""

@@ -18,9 +18,10 @@ _ARRAY_TYPES = {
     "headers": "text[]",
 }
 _CAST_BACK = {"headers": "jsonb"}
+_SCALAR_TYPES = {"ce_id": "uuid", "payload": "bytea", "headers": "jsonb"}
 
 
-def _insert_sql(notify: bool) -> str:
+def _many_sql(notify: bool) -> str:
     arrays = ", ".join(f"CAST(:{col} AS {_ARRAY_TYPES.get(col, 'text[]')})" for col in INSERT_COLUMNS)
     selected = ", ".join(
         f"e.{col}::{_CAST_BACK[col]}" if col in _CAST_BACK else f"e.{col}" for col in INSERT_COLUMNS
@@ -52,8 +53,27 @@ def _insert_sql(notify: bool) -> str:
     )
 
 
-INSERT_SQL = _insert_sql(notify=False)
-INSERT_AND_NOTIFY_SQL = _insert_sql(notify=True)
+def _single_sql(notify: bool) -> str:
+    # The same lock-then-insert as _many_sql (see there for the ordering argument) for the common
+    # case of one event, with scalar parameters: binding eleven one-element arrays costs the
+    # client more than the server spends on the whole statement.
+    notify_sql = ", pg_notify(:channel, '')" if notify else ""
+    selected = ", ".join(f"CAST(:{col} AS {_SCALAR_TYPES.get(col, 'text')})" for col in INSERT_COLUMNS)
+    return (
+        "WITH locks AS ("
+        f" SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0)){notify_sql}"
+        f") INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)})"
+        f" SELECT {selected} FROM locks"
+    )
+
+
+SQL = {
+    (False, False): _many_sql(notify=False),
+    (False, True): _many_sql(notify=True),
+    (True, False): _single_sql(notify=False),
+    (True, True): _single_sql(notify=True),
+}
+"""The four statement texts, by (single event?, notify?)."""
 
 
 def lock_key(aggregate_type: str, aggregate_id: str) -> str:
@@ -66,21 +86,32 @@ def lock_key(aggregate_type: str, aggregate_id: str) -> str:
 
 def insert_statement(events: Sequence[StoredEvent], notify_channel: str | None) -> tuple[str, dict[str, Any]]:
     """INSERT of `events` in their order, after locking their aggregates; NOTIFY when a channel is given."""
-    params: dict[str, Any] = {
-        "lock_keys": sorted({lock_key(e.aggregate_type, e.aggregate_id) for e in events}),
-        "ce_id": [e.ce_id for e in events],
-        "ce_type": [e.ce_type for e in events],
-        "ce_source": [e.ce_source for e in events],
-        "ce_time": [e.ce_time for e in events],
-        "aggregate_type": [e.aggregate_type for e in events],
-        "aggregate_id": [e.aggregate_id for e in events],
-        "topic": [e.topic for e in events],
-        "content_type": [e.content_type for e in events],
-        "payload": [e.payload for e in events],
-        "headers": [orjson.dumps(dict(e.headers)).decode() for e in events],
-        "traceparent": [e.traceparent for e in events],
+    if len(events) == 1:
+        [event] = events
+        params: dict[str, Any] = {
+            "lock_key": lock_key(event.aggregate_type, event.aggregate_id),
+            **_row(event),
+        }
+    else:
+        rows = [_row(event) for event in events]
+        params = {col: [row[col] for row in rows] for col in INSERT_COLUMNS}
+        params["lock_keys"] = sorted({lock_key(e.aggregate_type, e.aggregate_id) for e in events})
+    if notify_channel is not None:
+        params["channel"] = notify_channel
+    return SQL[len(events) == 1, notify_channel is not None], params
+
+
+def _row(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "ce_id": event.ce_id,
+        "ce_type": event.ce_type,
+        "ce_source": event.ce_source,
+        "ce_time": event.ce_time,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "topic": event.topic,
+        "content_type": event.content_type,
+        "payload": event.payload,
+        "headers": orjson.dumps(dict(event.headers)).decode(),
+        "traceparent": event.traceparent,
     }
-    if notify_channel is None:
-        return INSERT_SQL, params
-    params["channel"] = notify_channel
-    return INSERT_AND_NOTIFY_SQL, params

@@ -16,7 +16,7 @@ T = TypeVar("T")
 _URL = click.option(
     "--database-url",
     envvar="OUTBOX_DATABASE_URL",
-    default=lambda: OutboxSettings().database_url,
+    default=OutboxSettings.model_fields["database_url"].default,
     show_default="OUTBOX_DATABASE_URL, else the local stack's",
     help="PostgreSQL URL, e.g. postgresql://user:password@host:5432/db.",
 )

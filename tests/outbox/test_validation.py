@@ -1,0 +1,114 @@
+"""Every bad input is refused at publish() time with the documented error, and leaves no row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from outbox import (
+    BytesSerializer,
+    Event,
+    EventTooLargeError,
+    InvalidEventError,
+    InvalidHeaderError,
+    MigrationError,
+    Outbox,
+    OutboxError,
+    SerializationError,
+    UnsupportedTargetError,
+    publish,
+)
+from tests.outbox.conftest import count_rows, outbox_rows
+from tests.outbox.models import TEST_OUTBOX, Order
+
+GOOD: dict[str, Any] = {
+    "type": "order.placed",
+    "aggregate_type": "order",
+    "aggregate_id": "1",
+    "payload": {"ok": True},
+}
+
+BAD_EVENTS: list[tuple[str, dict[str, Any], type[OutboxError], str]] = [
+    ("empty type", {"type": ""}, InvalidEventError, "type is missing"),
+    ("blank type", {"type": "  "}, InvalidEventError, "type is missing"),
+    ("type not text", {"type": None}, InvalidEventError, "type is missing"),
+    ("no aggregate type", {"aggregate_type": ""}, InvalidEventError, "aggregate_type is missing"),
+    ("no aggregate id", {"aggregate_id": ""}, InvalidEventError, "aggregate_id is missing"),
+    ("NUL in aggregate id", {"aggregate_id": "a\x00b"}, InvalidEventError, "without NUL"),
+    ("huge type", {"type": "t" * 2000}, InvalidEventError, "at most 1024"),
+    ("set payload", {"payload": {"s": {1, 2}}}, SerializationError, "not JSON-serializable"),
+    ("object payload", {"payload": object()}, SerializationError, "not JSON-serializable"),
+    ("int key", {"payload": {1: "a"}}, SerializationError, "not JSON-serializable"),
+    ("big int", {"payload": {"n": 2**70}}, SerializationError, "not JSON-serializable"),
+    ("NaN", {"payload": {"x": float("nan")}}, SerializationError, "NaN"),
+    ("surrogate", {"payload": {"s": "\ud800"}}, SerializationError, "not JSON-serializable"),
+    ("header not a map", {"headers": [("a", "b")]}, InvalidHeaderError, "mapping"),
+    ("empty header name", {"headers": {"": "v"}}, InvalidHeaderError, "header name"),
+    ("space in name", {"headers": {"a b": "v"}}, InvalidHeaderError, "header name"),
+    ("ce_ header", {"headers": {"ce_type": "x"}}, InvalidHeaderError, "envelope"),
+    ("CE_ header", {"headers": {"CE_custom": "x"}}, InvalidHeaderError, "envelope"),
+    ("content-type", {"headers": {"content-type": "x"}}, InvalidHeaderError, "envelope"),
+    ("bytes value", {"headers": {"h": b"v"}}, InvalidHeaderError, "str value"),
+    ("NUL value", {"headers": {"h": "a\x00"}}, InvalidHeaderError, "without NUL"),
+    ("bad traceparent", {"traceparent": "00-xyz"}, InvalidHeaderError, "traceparent"),
+    ("naive time", {"occurred_at": datetime(2026, 1, 1)}, InvalidEventError, "naive"),
+    ("bad topic", {"topic": "orders/eu"}, InvalidEventError, "topic name"),
+    ("bad aggr. topic", {"aggregate_type": "an order"}, InvalidEventError, "topic name"),
+    ("too large", {"payload": {"blob": "x" * 1_000_000}}, EventTooLargeError, "over the limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [case[1:] for case in BAD_EVENTS],
+    ids=[case[0] for case in BAD_EVENTS],
+)
+def test_bad_event_is_refused_and_leaves_no_row(
+    engine: Engine, fields: dict[str, Any], error: type[OutboxError], message: str
+) -> None:
+    good = Event(**GOOD)
+    with Session(engine) as session, session.begin():
+        session.add(Order(id=1))
+        publish(session, good, outbox=TEST_OUTBOX)
+        with pytest.raises(error, match=message):
+            publish(session, Event(**(GOOD | fields)), outbox=TEST_OUTBOX)
+        # the caller's transaction is still usable: the refusal came before any SQL
+    assert [row["ce_id"] for row in outbox_rows(engine)] == [good.id]
+
+
+def test_size_limit_counts_the_envelope(engine: Engine) -> None:
+    outbox = Outbox(max_record_bytes=2048, notify_channel=None)
+    fits = outbox.prepare(Event(**(GOOD | {"payload": {"b": "x" * 1500}})))
+    headers = {f"h{i}": "v" * 40 for i in range(10)}  # same payload + ~500 bytes of headers
+    with pytest.raises(EventTooLargeError, match="2048"):
+        outbox.prepare(Event(**(GOOD | {"payload": {"b": "x" * 1500}, "headers": headers})))
+    assert len(fits.payload) < 2048
+
+
+def test_bytes_serializer_refuses_other_payloads() -> None:
+    with pytest.raises(SerializationError, match="takes bytes"):
+        Outbox(serializer=BytesSerializer()).prepare(Event(**GOOD))
+
+
+def test_not_an_event_is_refused() -> None:
+    with pytest.raises(InvalidEventError, match=r"outbox\.Event"):
+        TEST_OUTBOX.prepare(GOOD)  # type: ignore[arg-type]
+
+
+def test_not_a_session_is_refused() -> None:
+    with pytest.raises(UnsupportedTargetError, match="Session"):
+        publish(object(), Event(**GOOD), outbox=TEST_OUTBOX)  # type: ignore[call-overload]
+
+
+def test_missing_table_says_to_run_the_migrations(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS empty_schema"))
+        conn.execute(text("SET LOCAL search_path TO empty_schema"))
+        with pytest.raises(MigrationError, match="outbox migrate upgrade"):
+            publish(conn, Event(**GOOD), outbox=TEST_OUTBOX)
+        conn.rollback()
+    assert count_rows(engine, "outbox_events") == 0
