@@ -1,0 +1,52 @@
+"""The relay's SQL builders and progress encoding: pure logic, no database."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay import sql
+from relay.progress import from_ranges, to_ranges
+
+
+def test_one_shard_reads_without_a_shard_filter() -> None:
+    query, params = sql.fetch_batch(0, 1, 500)
+    assert "hashtextextended" not in query
+    assert "ORDER BY e.id LIMIT %(limit)s" in query
+    assert "published_at IS NULL" in query
+    assert "NOT EXISTS (SELECT 1 FROM outbox_quarantine" in query
+    assert params == {"limit": 500}
+
+
+def test_shards_split_by_the_aggregate_hash_publish_locks_on() -> None:
+    query, params = sql.fetch_batch(2, 8, 100)
+    assert "abs(hashtextextended(e.aggregate_type || chr(31) || e.aggregate_id, 0) %% %(shards)s)" in query
+    assert params == {"shards": 8, "shard": 2, "limit": 100}
+
+
+def test_finish_deletes_or_marks() -> None:
+    assert sql.finish([1, 2], keep=False) == (
+        "DELETE FROM outbox_events WHERE id = ANY(%(ids)s)",
+        {"ids": [1, 2]},
+    )
+    query, params = sql.finish([3], keep=True)
+    assert query.startswith("UPDATE outbox_events SET published_at = now()")
+    assert params == {"ids": [3]}
+
+
+def test_requeue_restores_the_original_ids() -> None:
+    query, params = sql.requeue(["0190-..."])
+    assert "OVERRIDING SYSTEM VALUE" in query
+    assert params == {"ce_ids": ["0190-..."]}
+
+
+@given(st.sets(st.integers(min_value=1, max_value=10_000), max_size=300))
+def test_progress_ranges_round_trip(ids: set[int]) -> None:
+    ranges = to_ranges(ids)
+    assert from_ranges(ranges) == sorted(ids)
+    assert all(a <= b for a, b in ranges)
+
+
+def test_consecutive_ids_compress_to_one_range() -> None:
+    assert to_ranges(range(100, 1100)) == [[100, 1099]]
+    assert to_ranges([5, 1, 2, 3, 9]) == [[1, 3], [5, 5], [9, 9]]
