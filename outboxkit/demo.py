@@ -1,100 +1,105 @@
-"""The README's demo: a smoke pipeline PostgreSQL -> Kafka -> back, printing what happened.
-
-At this stage of the project it writes an event row in a PostgreSQL transaction, publishes it to
-Kafka with the CloudEvents envelope, and reads it back; later stages replace each step with the
-toolkit's own publish(), relay and projector.
-"""
+"""The README's demo: a shop writes orders and their events atomically, the polling relay publishes
+them to Kafka in commit order, and a consumer reads them back — printing each step."""
 
 from __future__ import annotations
 
-import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-import psycopg
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.orm import Session
 
-from outbox.config import OutboxSettings
+from outbox import OutboxSettings, migrations
+from outbox.envelope import from_kafka
+from relay.polling import PollingRelay
+from relay.settings import RelaySettings
 
-TOPIC = "outboxkit.demo.smoke"
+Echo = Callable[[str], None]
 
 
-def run_demo(settings: OutboxSettings, echo: Callable[[str], None] = print) -> None:
-    event_id = str(uuid.uuid4())
-    payload = {"order_id": f"order-{event_id[:8]}", "total": "42.00", "currency": "EUR"}
-    with psycopg.connect(settings.database_url) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS outboxkit_demo_smoke ("
-            " id uuid PRIMARY KEY, aggregate_id text NOT NULL, payload jsonb NOT NULL,"
-            " created_at timestamptz NOT NULL DEFAULT now())"
-        )
-        conn.execute(
-            "INSERT INTO outboxkit_demo_smoke (id, aggregate_id, payload) VALUES (%s, %s, %s)",
-            (event_id, payload["order_id"], json.dumps(payload)),
-        )
-    echo(f"1. PostgreSQL: committed event {event_id} for aggregate {payload['order_id']}")
+def run_demo(settings: OutboxSettings, echo: Echo = print) -> None:
+    from examples.shop.models import Base, Order
 
-    with psycopg.connect(settings.database_url) as conn:
-        row = conn.execute(
-            "SELECT aggregate_id, payload, created_at FROM outboxkit_demo_smoke WHERE id = %s",
-            (event_id,),
-        ).fetchone()
-        conn.execute("DELETE FROM outboxkit_demo_smoke WHERE id = %s", (event_id,))
-    assert row is not None
-    aggregate_id, stored, created_at = row
-    headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", event_id.encode()),
-        ("ce_type", b"order.placed"),
-        ("ce_source", b"outboxkit-demo"),
-        ("ce_time", created_at.astimezone(UTC).isoformat().encode()),
-        ("ce_subject", aggregate_id.encode()),
-        ("content-type", b"application/json"),
-    ]
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-        }
-    )
-    producer.produce(TOPIC, key=aggregate_id.encode(), value=json.dumps(stored).encode(), headers=headers)
-    if producer.flush(30) != 0:
-        raise SystemExit("Kafka did not acknowledge the event within 30 s")
-    echo(f"2. Kafka: published to {TOPIC} with key {aggregate_id}")
+    echo(f"0. PostgreSQL {settings.database_url}: applying outboxkit's migrations")
+    migrations.upgrade(settings.database_url)
+    engine = create_engine(migrations.sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    Base.metadata.create_all(engine)  # the example's own domain table
 
+    run = uuid.uuid4().hex[:6]
+    orders = [f"order-{run}-{n}" for n in (1, 2)]
+    with Session(engine) as session, session.begin():
+        for n, order_id in enumerate(orders, 1):
+            session.add(Order.place(order_id, customer=f"customer-{n}", total_cents=1250 * n))
+    echo(f"1. shop: placed {orders[0]} and {orders[1]} (rows + order.placed events, one transaction)")
+    with Session(engine) as session, session.begin():
+        first = session.get_one(Order, orders[0])
+        first.pay()
+        first.ship("parcel-post")
+    echo(f"2. shop: {orders[0]} paid and shipped (order.paid, order.shipped in one transaction)")
+    with Session(engine) as session, session.begin():
+        ghost = Order.place(f"order-{run}-rolled-back", customer="nobody", total_cents=1)
+        session.add(ghost)
+        session.flush()
+        session.rollback()
+    echo(f"3. shop: order-{run}-rolled-back placed, then rolled back: neither row nor event exists")
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            text("SELECT count(*) FROM outbox_events WHERE aggregate_id LIKE :p"), {"p": f"order-{run}-%"}
+        ).scalar_one()
+    echo(f"   outbox: {waiting} events waiting for the relay")
+
+    relay = PollingRelay(settings, RelaySettings(group=f"demo-{run}", metrics_port=0, poll_interval=0.2))
+    thread = threading.Thread(target=relay.run, name="relay", daemon=True)
+    thread.start()
+    echo("4. relay: polling relay started (idempotent producer, commit order per aggregate)")
+    try:
+        received = read_back("shop.order", run, expected=4, settings=settings, echo=echo)
+    finally:
+        relay.stop()
+        thread.join(30)
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM outbox_events WHERE aggregate_id LIKE :p"), {"p": f"order-{run}-%"}
+        ).scalar_one()
+    engine.dispose()
+    if received != 4:
+        raise SystemExit(f"expected 4 events of this run on Kafka, got {received}")
+    echo(f"6. done: 4 events made the round trip, none of the rolled-back order; {left} left in the outbox")
+
+
+def read_back(topic: str, run: str, *, expected: int, settings: OutboxSettings, echo: Echo) -> int:
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"outboxkit-demo-{event_id[:8]}",
+            "group.id": f"outboxkit-demo-{run}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
     )
-    consumer.subscribe([TOPIC])
+    consumer.subscribe([topic])
+    received = 0
     deadline = time.monotonic() + 30
     try:
-        while time.monotonic() < deadline:
+        while received < expected and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    continue  # not created yet by the producer's metadata request
+                    continue  # created by the relay's first record
                 raise SystemExit(f"Kafka error: {error}")
-            raw = msg.headers() or []
-            pairs = raw.items() if isinstance(raw, dict) else raw
-            got = {k: v.decode() if isinstance(v, bytes) else (v or "") for k, v in pairs}
-            if got.get("ce_id") == event_id:
-                echo(
-                    f"3. Kafka -> consumer: partition {msg.partition()} offset {msg.offset()}, "
-                    f"type {got['ce_type']}, payload {(msg.value() or b'').decode()}"
-                )
-                echo(f"   at {datetime.now(UTC).isoformat()}: the event made the round trip")
-                return
+            event = from_kafka(msg.topic() or topic, msg.key(), msg.value(), msg.headers())  # type: ignore[arg-type]
+            if f"-{run}-" not in event.subject:
+                continue  # an earlier demo run's event
+            received += 1
+            echo(
+                f"5. kafka {event.topic}[{msg.partition()}]@{msg.offset()}: {event.type:<14} "
+                f"key={event.subject} ce_id={event.id} data={event.data.decode()}"
+            )
     finally:
         consumer.close()
-    raise SystemExit(f"event {event_id} did not come back from Kafka within 30 s")
+    return received

@@ -97,3 +97,15 @@ def test_connect_worker_matches_stack(compose: dict[str, Any], settings: Setting
     assert env["KEY_CONVERTER"] == props["key.converter"]
     assert env["VALUE_CONVERTER"] == props["value.converter"]
     assert env["CONNECT_EXACTLY_ONCE_SOURCE_SUPPORT"] == props["exactly.once.source.support"]
+
+
+def test_toolkit_daemons_run_the_console_script(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["relay"]["command"] == ["relay", "run"]
+    assert services["migrate"]["command"] == ["migrate", "upgrade"]
+    assert services["relay"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["outbox"]' in dockerfile
+    for package in ("outbox", "relay", "projectors", "outboxkit", "migrations"):
+        assert f"COPY {package} {package}" in dockerfile
+

@@ -1,0 +1,206 @@
+"""Polling relay benchmark (not a test): drain rate, the raw producer ceiling, latency, relay RSS.
+
+    python bench/bench_relay.py [--events 1000000] [--rate 1000] [--seconds 20]
+
+Same run, same machine, 1 KB JSON events:
+  (a) drain of a backlog of --events in each mode (idempotent, transactional), relay RSS sampled;
+  (b) the raw confluent-kafka producer rate for the same records (the ceiling);
+  (c) commit -> Kafka latency p50/p99 at a steady --rate events/s written through publish().
+Uses the addresses of `stack/stack env` (OUTBOX_... variables), a fresh database (dropped at the
+end) and fresh topics. Prints a table; results go to bench/README.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, Producer
+from sqlalchemy import create_engine, pool
+
+from outbox import Event, Outbox, OutboxSettings, TopicRouter, migrations, publish
+from outbox.envelope import to_kafka
+from relay.store import stored_event
+
+REPO = Path(__file__).resolve().parent.parent
+PAD = "x" * 960  # with the other fields, ~1 KB of JSON
+
+
+def fill(url: str, topic: str, events: int) -> None:
+    """A backlog of `events` rows, generated server-side (the bench measures the relay, not publish())."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO outbox_events (ce_id, ce_type, ce_source, ce_time, aggregate_type, aggregate_id,"
+            " topic, content_type, payload)"
+            " SELECT gen_random_uuid(), 'bench.event', 'bench', to_char(now() AT TIME ZONE 'UTC',"
+            " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'bench', 'agg-' || (i % 1000), %s, 'application/json',"
+            " convert_to('{\"seq\":' || i || ',\"pad\":\"' || %s || '\"}', 'UTF8')"
+            " FROM generate_series(1, %s) AS i",
+            (topic, PAD, events),
+        )
+        conn.execute("VACUUM ANALYZE outbox_events")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
+    topic = f"bench-drain-{mode}-{uuid.uuid4().hex[:6]}"
+    fill(url, topic, events)
+    env = dict(os.environ, OUTBOX_DATABASE_URL=url, OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+               OUTBOX_RELAY_MODE=mode, OUTBOX_RELAY_GROUP=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
+               OUTBOX_RELAY_METRICS_PORT="0", OUTBOX_RELAY_POLL_INTERVAL="0.1",
+               OUTBOX_RELAY_PROGRESS_TOPIC=f"bench-progress-{uuid.uuid4().hex[:6]}")
+    started = time.perf_counter()
+    relay = subprocess.Popen([sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
+                             env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+    samples: list[int] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            time.sleep(0.5)
+            samples.append(rss_kib(relay.pid))
+            left = conn.execute("SELECT count(*) FROM outbox_events").fetchone()
+            if left is not None and left[0] == 0:
+                break
+    seconds = time.perf_counter() - started
+    relay.terminate()
+    relay.wait(30)
+    return {"mode": mode, "events": events, "seconds": seconds, "rate": events / seconds,
+            "rss_first": samples[0] // 1024, "rss_max": max(samples) // 1024,
+            "rss_last": samples[-1] // 1024}
+
+
+def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
+    """The same records from memory through one idempotent producer: what Kafka + librdkafka allow."""
+    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    fill(url, topic, min(events, 100_000))
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id, ce_id::text, ce_type, ce_source, ce_time, aggregate_type, aggregate_id, topic,"
+            " content_type, payload, headers, traceparent FROM outbox_events ORDER BY id"
+        ).fetchall()
+        conn.execute("TRUNCATE outbox_events")
+    records = [to_kafka(stored_event(row)) for row in rows]
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5, "batch.num.messages": 10_000,
+                         "queue.buffering.max.messages": 200_000})
+    started = time.perf_counter()
+    sent = 0
+    while sent < events:
+        for record in records[: events - sent]:
+            while True:
+                try:
+                    producer.produce(record.topic, record.value, record.key, headers=record.headers)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+    producer.flush(120)
+    seconds = time.perf_counter() - started
+    return {"events": events, "seconds": seconds, "rate": events / seconds}
+
+
+def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, Any]:
+    topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, OUTBOX_DATABASE_URL=url, OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+               OUTBOX_RELAY_GROUP=f"bench-lat-{uuid.uuid4().hex[:6]}", OUTBOX_RELAY_METRICS_PORT="0")
+    relay = subprocess.Popen([sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
+                             env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 5})
+    consumer.subscribe([topic])
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    done = threading.Event()
+
+    def write() -> None:
+        engine = create_engine(migrations.sqlalchemy_url(url), poolclass=pool.QueuePool)
+        outbox = Outbox(router=TopicRouter(topic))
+        start = time.perf_counter()
+        for i in range(total):
+            target = start + i / rate
+            pause = target - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            with engine.begin() as conn:
+                publish(conn, Event(type="bench.event", aggregate_type="bench", aggregate_id=f"agg-{i % 100}",
+                                    payload={"seq": i, "pad": PAD[:900]}), outbox=outbox)
+            committed[i] = time.time()  # when the commit returned; the consumer matches by seq
+        done.set()
+
+    committed: dict[int, float] = {}
+    time.sleep(2.0)  # relay start-up
+    writer = threading.Thread(target=write)
+    writer.start()
+    deadline = time.monotonic() + seconds + 30
+    while len(latencies) < total and time.monotonic() < deadline:
+        msg = consumer.poll(0.05)
+        if msg is None or msg.error():
+            continue
+        received = time.time()
+        seq = orjson.loads(msg.value() or b"{}")["seq"]
+        while seq not in committed and not done.is_set():
+            time.sleep(0.0005)
+        if seq in committed:
+            latencies.append(max(0.0, received - committed[seq]) * 1000)
+    writer.join()
+    consumer.close()
+    relay.terminate()
+    relay.wait(30)
+    latencies.sort()
+    return {"rate": rate, "events": len(latencies),
+            "p50": statistics.median(latencies), "p99": latencies[int(len(latencies) * 0.99) - 1],
+            "max": latencies[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    settings = OutboxSettings()
+    base = settings.database_url
+    name = f"bench_relay_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrations.upgrade(url)
+        bootstrap = settings.kafka_bootstrap_servers
+        raw = ceiling(url, bootstrap, args.events)
+        drains = [drain(url, bootstrap, mode, args.events) for mode in ("idempotent", "transactional")]
+        lat = latency(url, bootstrap, args.rate, args.seconds)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    print(f"\n1 KB JSON events, {args.events:,} per drain; machine: {os.cpu_count()} cores")
+    print(f"{'what':<34}{'events/s':>12}{'x ceiling':>11}{'seconds':>10}{'RSS MiB first/max/last':>26}")
+    print(f"{'raw producer (ceiling)':<34}{raw['rate']:>12,.0f}{1.0:>11.2f}{raw['seconds']:>10.1f}")
+    for d in drains:
+        rss = f"{d['rss_first']}/{d['rss_max']}/{d['rss_last']}"
+        print(f"{'relay drain, ' + d['mode']:<34}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
+              f"{d['seconds']:>10.1f}{rss:>26}")
+    print(f"\ncommit -> Kafka latency at {lat['rate']} events/s ({lat['events']} events, idempotent): "
+          f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
+    print(orjson.dumps({"ceiling": raw, "drains": drains, "latency": lat}).decode())
+
+
+if __name__ == "__main__":
+    main()

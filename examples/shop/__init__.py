@@ -1,0 +1,1 @@
+"""A small shop: orders are aggregates that record their events through the outbox mixin."""
