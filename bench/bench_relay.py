@@ -61,13 +61,23 @@ def rss_kib(pid: int) -> int:
 def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
     topic = f"bench-drain-{mode}-{uuid.uuid4().hex[:6]}"
     fill(url, topic, events)
-    env = dict(os.environ, OUTBOX_DATABASE_URL=url, OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-               OUTBOX_RELAY_MODE=mode, OUTBOX_RELAY_GROUP=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
-               OUTBOX_RELAY_METRICS_PORT="0", OUTBOX_RELAY_POLL_INTERVAL="0.1",
-               OUTBOX_RELAY_PROGRESS_TOPIC=f"bench-progress-{uuid.uuid4().hex[:6]}")
+    env = dict(
+        os.environ,
+        OUTBOX_DATABASE_URL=url,
+        OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        OUTBOX_RELAY_MODE=mode,
+        OUTBOX_RELAY_GROUP=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
+        OUTBOX_RELAY_METRICS_PORT="0",
+        OUTBOX_RELAY_POLL_INTERVAL="0.1",
+        OUTBOX_RELAY_PROGRESS_TOPIC=f"bench-progress-{uuid.uuid4().hex[:6]}",
+    )
     started = time.perf_counter()
-    relay = subprocess.Popen([sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
-                             env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
     samples: list[int] = []
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
@@ -79,9 +89,15 @@ def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     relay.terminate()
     relay.wait(30)
-    return {"mode": mode, "events": events, "seconds": seconds, "rate": events / seconds,
-            "rss_first": samples[0] // 1024, "rss_max": max(samples) // 1024,
-            "rss_last": samples[-1] // 1024}
+    return {
+        "mode": mode,
+        "events": events,
+        "seconds": seconds,
+        "rate": events / seconds,
+        "rss_first": samples[0] // 1024,
+        "rss_max": max(samples) // 1024,
+        "rss_last": samples[-1] // 1024,
+    }
 
 
 def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
@@ -95,9 +111,16 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
         ).fetchall()
         conn.execute("TRUNCATE outbox_events")
     records = [to_kafka(stored_event(row)) for row in rows]
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "batch.num.messages": 10_000,
-                         "queue.buffering.max.messages": 200_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 200_000,
+        }
+    )
     started = time.perf_counter()
     sent = 0
     while sent < events:
@@ -116,13 +139,28 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
 
 def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, Any]:
     topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, OUTBOX_DATABASE_URL=url, OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-               OUTBOX_RELAY_GROUP=f"bench-lat-{uuid.uuid4().hex[:6]}", OUTBOX_RELAY_METRICS_PORT="0")
-    relay = subprocess.Popen([sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
-                             env=env, cwd=REPO, stdin=subprocess.DEVNULL)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-                         "fetch.wait.max.ms": 5})
+    env = dict(
+        os.environ,
+        OUTBOX_DATABASE_URL=url,
+        OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        OUTBOX_RELAY_GROUP=f"bench-lat-{uuid.uuid4().hex[:6]}",
+        OUTBOX_RELAY_METRICS_PORT="0",
+    )
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+        }
+    )
     consumer.subscribe([topic])
     latencies: list[float] = []
     total = int(rate * seconds)
@@ -138,8 +176,16 @@ def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, An
             if pause > 0:
                 time.sleep(pause)
             with engine.begin() as conn:
-                publish(conn, Event(type="bench.event", aggregate_type="bench", aggregate_id=f"agg-{i % 100}",
-                                    payload={"seq": i, "pad": PAD[:900]}), outbox=outbox)
+                publish(
+                    conn,
+                    Event(
+                        type="bench.event",
+                        aggregate_type="bench",
+                        aggregate_id=f"agg-{i % 100}",
+                        payload={"seq": i, "pad": PAD[:900]},
+                    ),
+                    outbox=outbox,
+                )
             committed[i] = time.time()  # when the commit returned; the consumer matches by seq
         done.set()
 
@@ -163,9 +209,13 @@ def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, An
     relay.terminate()
     relay.wait(30)
     latencies.sort()
-    return {"rate": rate, "events": len(latencies),
-            "p50": statistics.median(latencies), "p99": latencies[int(len(latencies) * 0.99) - 1],
-            "max": latencies[-1]}
+    return {
+        "rate": rate,
+        "events": len(latencies),
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "max": latencies[-1],
+    }
 
 
 def main() -> None:
@@ -195,10 +245,14 @@ def main() -> None:
     print(f"{'raw producer (ceiling)':<34}{raw['rate']:>12,.0f}{1.0:>11.2f}{raw['seconds']:>10.1f}")
     for d in drains:
         rss = f"{d['rss_first']}/{d['rss_max']}/{d['rss_last']}"
-        print(f"{'relay drain, ' + d['mode']:<34}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
-              f"{d['seconds']:>10.1f}{rss:>26}")
-    print(f"\ncommit -> Kafka latency at {lat['rate']} events/s ({lat['events']} events, idempotent): "
-          f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
+        print(
+            f"{'relay drain, ' + d['mode']:<34}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
+            f"{d['seconds']:>10.1f}{rss:>26}"
+        )
+    print(
+        f"\ncommit -> Kafka latency at {lat['rate']} events/s ({lat['events']} events, idempotent): "
+        f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
+    )
     print(orjson.dumps({"ceiling": raw, "drains": drains, "latency": lat}).decode())
 
 

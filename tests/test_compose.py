@@ -108,4 +108,3 @@ def test_toolkit_daemons_run_the_console_script(compose: dict[str, Any]) -> None
     assert 'ENTRYPOINT ["outbox"]' in dockerfile
     for package in ("outbox", "relay", "projectors", "outboxkit", "migrations"):
         assert f"COPY {package} {package}" in dockerfile
-
