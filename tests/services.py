@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 DEFAULTS = {
     "OUTBOX_DATABASE_URL": "postgresql://outbox:outbox@127.0.0.1:5432/outbox",
@@ -91,26 +91,30 @@ def consume_all(
     isolation: str = "read_committed",
     timeout: float = 30.0,
 ) -> list[Message]:
-    """Read `topic` from the start until `expected` records arrived or `timeout` passed."""
+    """Read `topic` from the start until `expected` records arrived or `timeout` passed.
+
+    Partitions are assigned, not subscribed: without group management no rebalance can rewind the
+    reader and make a record look duplicated.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": isolation,
         }
     )
-    consumer.subscribe([topic])
     records: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
+        partitions = wait_for_partitions(consumer, topic, deadline)
+        if partitions is None:
+            return records  # the topic was never created: nothing was published
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while len(records) < expected and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error() is not None and msg.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                continue  # a topic that its first producer has not created yet
             assert msg.error() is None, msg.error()
             records.append(msg)
         # Linger briefly: anything beyond `expected` is a defect the caller must see.
@@ -122,3 +126,13 @@ def consume_all(
     finally:
         consumer.close()
     return records
+
+
+def wait_for_partitions(consumer: Consumer, topic: str, deadline: float) -> list[int] | None:
+    """The topic's partition ids once it exists (its first producer may create it later)."""
+    while time.monotonic() < deadline:
+        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+        if metadata is not None and metadata.error is None and metadata.partitions:
+            return sorted(metadata.partitions)
+        time.sleep(0.2)
+    return None

@@ -86,11 +86,12 @@ class RelayProcess:
 def relay_factory(
     clean_outbox: str, bootstrap_servers: str, tmp_path: Path, unique: Callable[[str], str]
 ) -> Iterator[Callable[..., RelayProcess]]:
-    """relay_factory(mode=..., shards=..., **OUTBOX_RELAY_* overrides) -> a started relay process."""
+    """relay_factory(env_extra={...}, mode=..., shards=..., ...) -> a started relay process
+    (keyword arguments become OUTBOX_RELAY_* variables)."""
     started: list[RelayProcess] = []
     group = unique("relay")
 
-    def make(**overrides: Any) -> RelayProcess:
+    def make(env_extra: dict[str, str] | None = None, **overrides: Any) -> RelayProcess:
         env = dict(os.environ)
         env.update(
             {
@@ -104,6 +105,7 @@ def relay_factory(
             }
         )
         env.update({f"OUTBOX_RELAY_{k.upper()}": str(v) for k, v in overrides.items()})
+        env.update(env_extra or {})
         relay = RelayProcess(env, tmp_path / f"relay-{len(started)}.log").start()
         started.append(relay)
         return relay

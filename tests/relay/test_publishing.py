@@ -89,11 +89,7 @@ def test_retention_keep_marks_rows_and_purges_old_ones(
                 " WHERE id = (SELECT min(id) FROM outbox_events)"
             )
         )
-    relay = relay_factory()
-    relay.terminate()
-    relay = RelayProcess(
-        dict(relay.env, OUTBOX_RETENTION="keep", OUTBOX_RETENTION_DAYS="7"), relay.log_path
-    ).start()
+    relay = relay_factory(env_extra={"OUTBOX_RETENTION": "keep", "OUTBOX_RETENTION_DAYS": "7"})
     assert len(consume_all(bootstrap_servers, topic, 4, timeout=30)) == 4
 
     def settled() -> bool:
