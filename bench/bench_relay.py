@@ -17,15 +17,18 @@ import os
 import statistics
 import subprocess
 import sys
+import socket
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import create_engine, pool
 
 from outbox import Event, Outbox, OutboxSettings, TopicRouter, migrations, publish
@@ -43,12 +46,11 @@ def fill(url: str, topic: str, events: int) -> None:
             "INSERT INTO outbox_events (ce_id, ce_type, ce_source, ce_time, aggregate_type, aggregate_id,"
             " topic, content_type, payload)"
             " SELECT gen_random_uuid(), 'bench.event', 'bench', to_char(now() AT TIME ZONE 'UTC',"
-            " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'bench', 'agg-' || (i % 1000), %s, 'application/json',"
+            " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'bench', 'agg-' || (i %% 1000), %s, 'application/json',"
             " convert_to('{\"seq\":' || i || ',\"pad\":\"' || %s || '\"}', 'UTF8')"
             " FROM generate_series(1, %s) AS i",
             (topic, PAD, events),
         )
-        conn.execute("VACUUM ANALYZE outbox_events")
 
 
 def rss_kib(pid: int) -> int:
@@ -58,30 +60,54 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
-    topic = f"bench-drain-{mode}-{uuid.uuid4().hex[:6]}"
-    fill(url, topic, events)
+def start_relay(url: str, bootstrap: str, mode: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`outbox relay run` as a process; returns once its /healthz answers 200 (start-up excluded)."""
+    port = free_port()
     env = dict(
         os.environ,
         OUTBOX_DATABASE_URL=url,
         OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         OUTBOX_RELAY_MODE=mode,
         OUTBOX_RELAY_GROUP=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
-        OUTBOX_RELAY_METRICS_PORT="0",
+        OUTBOX_RELAY_METRICS_PORT=str(port),
         OUTBOX_RELAY_POLL_INTERVAL="0.1",
         OUTBOX_RELAY_PROGRESS_TOPIC=f"bench-progress-{uuid.uuid4().hex[:6]}",
     )
-    started = time.perf_counter()
     relay = subprocess.Popen(
         [sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
         env=env,
         cwd=REPO,
         stdin=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return relay, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+    relay.kill()
+    raise SystemExit("the relay did not become healthy within 60 s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
+    """Start the relay on an empty outbox, commit a backlog of `events` at once, time the drain."""
+    topic = f"bench-drain-{mode}-{uuid.uuid4().hex[:6]}"
+    relay, _ = start_relay(url, bootstrap, mode)
+    fill(url, topic, events)
+    started = time.perf_counter()
     samples: list[int] = []
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            time.sleep(0.5)
+            time.sleep(0.25)
             samples.append(rss_kib(relay.pid))
             left = conn.execute("SELECT count(*) FROM outbox_events").fetchone()
             if left is not None and left[0] == 0:
@@ -138,30 +164,20 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
 
 
 def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, Any]:
+    """Events written through publish() at a steady `rate`; commit return -> consumer receipt."""
     topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
-    env = dict(
-        os.environ,
-        OUTBOX_DATABASE_URL=url,
-        OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        OUTBOX_RELAY_GROUP=f"bench-lat-{uuid.uuid4().hex[:6]}",
-        OUTBOX_RELAY_METRICS_PORT="0",
-    )
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    relay, _ = start_relay(url, bootstrap, "idempotent")
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-            "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": 5,
         }
     )
-    consumer.subscribe([topic])
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     latencies: list[float] = []
     total = int(rate * seconds)
     done = threading.Event()
@@ -190,7 +206,6 @@ def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, An
         done.set()
 
     committed: dict[int, float] = {}
-    time.sleep(2.0)  # relay start-up
     writer = threading.Thread(target=write)
     writer.start()
     deadline = time.monotonic() + seconds + 30
