@@ -1,0 +1,135 @@
+"""A fresh database for the session (with the projector tables applied by their Alembic revision),
+and helpers to run projectors in threads or processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from examples.sites.read_model import create_read_model, metadata
+from projectors.database import engine_for
+from projectors.projector import Projector
+from projectors.runtime import ProjectorRunner
+
+REPO = Path(__file__).resolve().parents[2]
+REVISION = REPO / "migrations" / "versions" / "6a1f0c3b2d10_projector_offsets.py"
+
+
+def apply_revision(engine: Engine) -> None:
+    spec = importlib.util.spec_from_file_location("projector_offsets_revision", REVISION)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with engine.begin() as conn:
+        context = MigrationContext.configure(conn)
+        with Operations.context(context):
+            module.upgrade()
+
+
+@pytest.fixture(scope="session")
+def projector_db(database_url: str) -> Iterator[str]:
+    """URL of a database created for this session and dropped after it."""
+    name = f"outboxkit_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    engine = engine_for(url)
+    apply_revision(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(projector_db: str) -> Iterator[Engine]:
+    engine = engine_for(projector_db)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sites_db(engine: Engine) -> Engine:
+    """The engine, with an empty `site_summary` read model."""
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+        create_read_model(conn)
+    return engine
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def stored_total(engine: Engine, projector: str) -> int:
+    """Sum of the projector's stored next offsets (the count of applied records on a fresh topic)."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            text("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets WHERE projector = :p"),
+            {"p": projector},
+        ).scalar_one()
+    return int(value)
+
+
+@contextmanager
+def running(projector: Projector, engine: Engine, bootstrap: str) -> Iterator[ProjectorRunner]:
+    """Run a projector in a thread for the duration of the block."""
+    runner = ProjectorRunner(projector, engine, bootstrap)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runner.run(stop)
+        except BaseException as err:
+            failures.append(err)
+
+    thread = threading.Thread(target=target, name=f"projector-{projector.name}")
+    thread.start()
+    try:
+        yield runner
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive(), "projector thread did not stop"
+    if failures:
+        raise failures[0]
+
+
+def projector_process(
+    reference: str, database_url: str, bootstrap: str, env: dict[str, str], *args: str
+) -> subprocess.Popen[bytes]:
+    """`outbox projector run REFERENCE` as a child process (the CLI module run directly)."""
+    environment = {
+        **os.environ,
+        "OUTBOX_DATABASE_URL": database_url,
+        "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PYTHONPATH": str(REPO),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "outboxkit.projector_cli", "run", reference, *args],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
