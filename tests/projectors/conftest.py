@@ -133,3 +133,24 @@ def projector_process(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+@pytest.fixture
+def audited_db(sites_db: Engine) -> Engine:
+    """`sites_db` plus an empty `applied_log`."""
+    from tests.projectors.audited import log_metadata
+
+    with sites_db.begin() as conn:
+        log_metadata.drop_all(conn)
+        log_metadata.create_all(conn)
+    return sites_db
+
+
+def applied_counts(engine: Engine, projector: str) -> tuple[int, int]:
+    """(applies logged, distinct events among them) of a projector using `tests.projectors.audited`."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT count(*), count(DISTINCT event_id) FROM applied_log WHERE projector = :p"),
+            {"p": projector},
+        ).one()
+    return int(row[0]), int(row[1])

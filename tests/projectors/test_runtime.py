@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from examples.sites.events import SitesHistory, emit, envelope
+from examples.sites.events import SitesHistory, emit
 from examples.sites.projection import build_projector
 from examples.sites.read_model import all_summaries
 from tests.projectors.conftest import running, stored_total, wait_until
