@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -90,9 +91,15 @@ def stored_total(engine: Engine, projector: str) -> int:
     return int(value)
 
 
+@dataclass
+class Running:
+    runner: ProjectorRunner
+    thread: threading.Thread
+
+
 @contextmanager
-def running(projector: Projector, engine: Engine, bootstrap: str) -> Iterator[ProjectorRunner]:
-    """Run a projector in a thread for the duration of the block."""
+def running(projector: Projector, engine: Engine, bootstrap: str) -> Iterator[Running]:
+    """Run a projector in a thread for the duration of the block; re-raise what stopped it."""
     runner = ProjectorRunner(projector, engine, bootstrap)
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -106,7 +113,7 @@ def running(projector: Projector, engine: Engine, bootstrap: str) -> Iterator[Pr
     thread = threading.Thread(target=target, name=f"projector-{projector.name}")
     thread.start()
     try:
-        yield runner
+        yield Running(runner, thread)
     finally:
         stop.set()
         thread.join(60)
