@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import Engine, text
 
 from examples.sites.events import SitesHistory, emit
 from examples.sites.projection import build_projector
 from examples.sites.read_model import all_summaries
+from projectors.apply import FencedError
+from projectors.runtime import ProjectorRunner
 from tests.projectors.conftest import running, stored_total, wait_until
+from tests.stack.test_kafka import consume_all
 
 
 def test_projects_site_events_into_the_read_model(
@@ -82,3 +86,48 @@ def test_full_replay_from_offset_zero_twice_changes_nothing(
         with running(projector, sites_db, bootstrap_servers):
             wait_until(lambda: stored_total(sites_db, projector.name) == 1500, what="replay")
         assert snapshot(sites_db) == first
+
+
+def test_offsets_moved_under_a_running_projector_fence_it_and_it_follows(
+    sites_db: Engine, bootstrap_servers: str, new_topic: Callable[..., str], unique: Callable[[str], str]
+) -> None:
+    topic = new_topic("sites-fence", partitions=2)
+    history = SitesHistory(seed=4)
+    emit(bootstrap_servers, topic, history.generate(400, sites=30))
+    projector = build_projector(topic, name=unique("fence"))
+    with running(projector, sites_db, bootstrap_servers) as run:
+        wait_until(lambda: stored_total(sites_db, projector.name) == 400, what="first pass")
+        positions = run.runner.positions
+        # What a rebuild's swap or another instance does: the stored offset of partition 0 moves back.
+        with sites_db.begin() as conn:
+            conn.execute(
+                text("UPDATE projector_offsets SET next_offset = 0 WHERE projector = :p AND partition = 0"),
+                {"p": projector.name},
+            )
+            conn.execute(
+                text("DELETE FROM projector_applied_events WHERE projector = :p"), {"p": projector.name}
+            )
+        emit(bootstrap_servers, topic, history.generate(200, sites=30))
+        wait_until(lambda: stored_total(sites_db, projector.name) == 600, what="all records after the fence")
+        assert run.runner.positions != positions
+    with sites_db.connect() as conn:
+        assert all_summaries(conn) == history.expected
+
+
+def test_an_instance_with_stale_offsets_applies_nothing(
+    sites_db: Engine, bootstrap_servers: str, new_topic: Callable[..., str], unique: Callable[[str], str]
+) -> None:
+    topic = new_topic("sites-zombie")
+    history = SitesHistory(seed=6)
+    emit(bootstrap_servers, topic, history.generate(50, sites=5))
+    projector = build_projector(topic, name=unique("zombie"))
+    with running(projector, sites_db, bootstrap_servers):
+        wait_until(lambda: stored_total(sites_db, projector.name) == 50, what="applied")
+    # A paused instance wakes up with a batch from offset 10 it still believes it owns.
+    records = consume_all(bootstrap_servers, topic, 50)[10:20]
+    zombie = ProjectorRunner(projector, sites_db, bootstrap_servers)
+    before = snapshot(sites_db)
+    with pytest.raises(FencedError):
+        zombie.applier.apply(records, {(topic, 0): 10})
+    assert snapshot(sites_db) == before
+    assert stored_total(sites_db, projector.name) == 50
