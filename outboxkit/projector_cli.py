@@ -70,8 +70,7 @@ def run(
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     metrics = ProjectorMetrics()
     if metrics_port is not None:
         start_http_server(metrics_port, registry=metrics.registry)
@@ -82,6 +81,8 @@ def run(
         raise click.ClickException(str(err)) from err
     finally:
         engine.dispose()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @projector.command()

@@ -154,8 +154,10 @@ class ProjectorRunner:
         try:
             positions = self.applier.apply(records, expected)
         except FencedError as fenced:
+            # The whole batch was consumed but not applied: every partition in it goes back to its
+            # stored offset, not only the ones that moved.
             log.warning("%s; re-reading stored offsets", fenced)
-            self._resync(consumer, list(fenced.moved))
+            self._resync(consumer, list(expected))
             return
         self._positions.update(positions)
         # Only for monitoring tools: the database's offsets are the ones that count.
