@@ -142,15 +142,14 @@ class BatchApplier:
         """Events not applied before (by ce_id), each once; remembers them as applied."""
         if not self.config.dedupe_event_ids:
             return list(events)
-        seen = self.store.seen(conn, (e.id for e in events))
+        new = self.store.remember(conn, (e.id for e in events))
         fresh: list[ReceivedEvent] = []
         for event in events:
-            if event.id in seen:
+            if event.id in new:
+                new.discard(event.id)  # a second copy in this batch is a duplicate too
+                fresh.append(event)
+            else:
                 self.metrics.duplicates.labels(self.projector.name, event.topic).inc()
-                continue
-            seen.add(event.id)
-            fresh.append(event)
-        self.store.remember(conn, (e.id for e in fresh))
         return fresh
 
     def _run_handlers(self, conn: Connection, events: Sequence[ReceivedEvent]) -> None:

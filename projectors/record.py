@@ -64,7 +64,7 @@ class ReceivedEvent:
 
 def parse_time(text: str) -> datetime:
     """An RFC 3339 timestamp (`Z` or an offset) as an aware datetime."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    moment = datetime.fromisoformat(text)  # Python 3.11 reads every RFC 3339 form, `Z` included
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
     return moment
@@ -81,8 +81,9 @@ def decode(
 ) -> ReceivedEvent:
     """Decode one record; raises UndecodableRecordError saying what is wrong with it."""
     where = f"record {topic}[{partition}]@{offset}"
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
     try:
-        found = {name: raw.decode() for name, raw in header_pairs(headers)}
+        found = {k: v.decode() if isinstance(v, bytes) else v or "" for k, v in pairs}
     except UnicodeDecodeError as err:
         raise UndecodableRecordError(f"{where} has a header that is not UTF-8: {err}") from err
     missing = [name for name in REQUIRED if not found.get(name)]

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 TopicPartition = tuple[str, int]
 
@@ -106,21 +106,26 @@ class OffsetStore:
             [{"b_topic": t, "b_partition": p, "b_next": n} for (t, p), n in sorted(positions.items())],
         )
 
-    def seen(self, conn: Connection, event_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these event ids were applied before."""
+    def remember(self, conn: Connection, event_ids: Iterable[UUID]) -> set[UUID]:
+        """Record event ids as applied; returns those that were not recorded before.
+
+        One statement with one array parameter, whatever the batch size: the check and the record
+        are the same INSERT ... ON CONFLICT DO NOTHING RETURNING.
+        """
         ids = list(event_ids)
         if not ids:
             return set()
-        query = sa.select(APPLIED_EVENTS.c.event_id).where(
-            APPLIED_EVENTS.c.projector == self.projector, APPLIED_EVENTS.c.event_id.in_(ids)
+        unnested = sa.select(
+            sa.literal(self.projector, sa.Text),
+            sa.func.unnest(sa.bindparam("ids", ids, type_=ARRAY(sa.Uuid))),
         )
-        return set(conn.scalars(query))
-
-    def remember(self, conn: Connection, event_ids: Iterable[UUID]) -> None:
-        """Record event ids as applied."""
-        rows = [{"projector": self.projector, "event_id": i} for i in event_ids]
-        if rows:
-            conn.execute(insert(APPLIED_EVENTS), rows)
+        statement = (
+            insert(APPLIED_EVENTS)
+            .from_select(["projector", "event_id"], unnested)
+            .on_conflict_do_nothing()
+            .returning(APPLIED_EVENTS.c.event_id)
+        )
+        return set(conn.scalars(statement))
 
     def prune(self, conn: Connection, retention: timedelta) -> int:
         """Forget applied event ids older than `retention`; returns how many."""

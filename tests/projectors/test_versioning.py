@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
-from projectors.versioning import newer_than_row, version_columns, versioned_upsert
+from projectors.versioning import newer_than_row, newest_per_key, version_columns, versioned_upsert
 
 rows = sa.Table(
     "rows",
@@ -80,3 +80,13 @@ def test_postgresql_applies_newer_versions_only(engine: Engine) -> None:
             assert conn.execute(sa.select(table.c.name, table.c.source_offset)).one() == ("p1", 0)
         finally:
             table.drop(conn)
+
+
+def test_newest_per_key_keeps_the_highest_version() -> None:
+    rows_in = [
+        {"id": "a", "name": "1", "source_partition": 0, "source_offset": 3},
+        {"id": "b", "name": "2", "source_partition": 1, "source_offset": 1},
+        {"id": "a", "name": "3", "source_partition": 0, "source_offset": 9},
+        {"id": "a", "name": "4", "source_partition": 0, "source_offset": 5},
+    ]
+    assert [r["name"] for r in newest_per_key(rows_in, ["id"])] == ["3", "2"]
