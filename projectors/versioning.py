@@ -16,6 +16,7 @@ changing the partition count.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,40 +25,68 @@ from sqlalchemy.dialects.postgresql import ARRAY, Insert, insert
 
 from projectors.record import ReceivedEvent
 
-PARTITION_COLUMN = "source_partition"
-OFFSET_COLUMN = "source_offset"
-
 Excluded = Any
 """`insert(...).excluded`: the row that was proposed for insertion (PostgreSQL's EXCLUDED)."""
+Update = Callable[[Excluded], Mapping[str, Any]]
+"""Extra SET expressions on conflict, given EXCLUDED (e.g. appending to an array column)."""
 
 
-def version_columns(
-    partition_column: str = PARTITION_COLUMN, offset_column: str = OFFSET_COLUMN
-) -> tuple[sa.Column[int], sa.Column[int]]:
-    """The two version columns to put in a read-model table."""
-    return (
-        sa.Column(partition_column, sa.Integer, nullable=False),
-        sa.Column(offset_column, sa.BigInteger, nullable=False),
-    )
+@dataclass(frozen=True)
+class RowVersion:
+    """The names of a read-model table's two version columns."""
+
+    partition: str = "source_partition"
+    offset: str = "source_offset"
+
+    def columns(self) -> tuple[sa.Column[int], sa.Column[int]]:
+        """The two version columns to put in a read-model table."""
+        return (
+            sa.Column(self.partition, sa.Integer, nullable=False),
+            sa.Column(self.offset, sa.BigInteger, nullable=False),
+        )
+
+    def of(self, event: ReceivedEvent) -> dict[str, int]:
+        """The version values of a row written by `event`."""
+        return {self.partition: event.partition, self.offset: event.offset}
+
+    def newer_than_row(self, table: Table, partition: Any, offset: Any) -> ColumnElement[bool]:
+        """WHERE clause: the row's version is older than (partition, offset)."""
+        return sa.tuple_(table.c[self.partition], table.c[self.offset]) < sa.tuple_(partition, offset)
+
+    def newest_per_key(
+        self, rows: Iterable[Mapping[str, Any]], key: Sequence[str]
+    ) -> list[Mapping[str, Any]]:
+        """Of rows sharing a key keep the newest, for one multi-row upsert (PostgreSQL refuses to
+        update a row twice in one statement). Right for rows that carry the whole state."""
+        newest: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+        for row in rows:
+            k = tuple(row[c] for c in key)
+            kept = newest.get(k)
+            if kept is None or (kept[self.partition], kept[self.offset]) < (
+                row[self.partition],
+                row[self.offset],
+            ):
+                newest[k] = row
+        return list(newest.values())
 
 
-def version_of(
-    event: ReceivedEvent, partition_column: str = PARTITION_COLUMN, offset_column: str = OFFSET_COLUMN
-) -> dict[str, int]:
-    """The version values of a row written by `event`."""
-    return {partition_column: event.partition, offset_column: event.offset}
+ROW_VERSION = RowVersion()
+"""The default version columns, `source_partition` and `source_offset`."""
 
 
-def newer_than_row(
-    table: Table,
-    partition: Any,
-    offset: Any,
-    *,
-    partition_column: str = PARTITION_COLUMN,
-    offset_column: str = OFFSET_COLUMN,
-) -> ColumnElement[bool]:
+def version_columns() -> tuple[sa.Column[int], sa.Column[int]]:
+    """The default version columns for a read-model table."""
+    return ROW_VERSION.columns()
+
+
+def version_of(event: ReceivedEvent) -> dict[str, int]:
+    """The default version values of a row written by `event`."""
+    return ROW_VERSION.of(event)
+
+
+def newer_than_row(table: Table, partition: Any, offset: Any) -> ColumnElement[bool]:
     """WHERE clause for hand-written UPDATEs: the row's version is older than (partition, offset)."""
-    return sa.tuple_(table.c[partition_column], table.c[offset_column]) < sa.tuple_(partition, offset)
+    return ROW_VERSION.newer_than_row(table, partition, offset)
 
 
 def versioned_upsert(
@@ -65,27 +94,20 @@ def versioned_upsert(
     key: Sequence[str],
     *,
     columns: Sequence[str] | None = None,
-    update: Callable[[Excluded], Mapping[str, Any]] | None = None,
+    update: Update | None = None,
     guarded: bool = True,
-    partition_column: str = PARTITION_COLUMN,
-    offset_column: str = OFFSET_COLUMN,
+    version: RowVersion = ROW_VERSION,
 ) -> Insert:
     """INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE row version < incoming version.
 
-    Execute it with one row (each with the version columns, see `version_of`). On conflict it
-    sets `columns` (default: every non-key column of the table) from the incoming row, then the
-    expressions `update(excluded)` returns (e.g. appending to an array), and the version.
-    `guarded=False` drops the WHERE (only to measure what the guard costs).
+    Execute it with one row (with the version columns, see `version_of`). On conflict it sets
+    `columns` (default: every non-key column of the table) from the incoming row, then what
+    `update(excluded)` returns, and the version. `guarded=False` drops the WHERE (only to measure
+    what the guard costs).
     """
+    statement = insert(table)
     return on_conflict_newer(
-        insert(table),
-        table,
-        key,
-        columns=columns,
-        update=update,
-        guarded=guarded,
-        partition_column=partition_column,
-        offset_column=offset_column,
+        statement, table, key, columns=columns, update=update, guarded=guarded, version=version
     )
 
 
@@ -94,32 +116,24 @@ def versioned_upsert_many(
     key: Sequence[str],
     rows: Iterable[Mapping[str, Any]],
     *,
-    columns: Sequence[str] | None = None,
-    update: Callable[[Excluded], Mapping[str, Any]] | None = None,
+    update: Update | None = None,
     guarded: bool = True,
-    partition_column: str = PARTITION_COLUMN,
-    offset_column: str = OFFSET_COLUMN,
+    version: RowVersion = ROW_VERSION,
 ) -> Insert:
     """`versioned_upsert` of many rows as ONE statement: each column travels as one array
     (`INSERT ... SELECT unnest(:a), unnest(:b) ...`), so a batch costs one round trip whatever its
-    size. Rows sharing a key are reduced to the newest first. Scalar columns only (an array column
-    would be flattened by unnest)."""
-    newest = newest_per_key(rows, key, partition_column=partition_column, offset_column=offset_column)
-    names = list(newest[0]) if newest else [*key, partition_column, offset_column]
+    size. Rows sharing a key are reduced to the newest first; the rows' columns are set on
+    conflict. Scalar columns only (unnest would flatten an array column)."""
+    newest = version.newest_per_key(rows, key)
+    names = list(newest[0]) if newest else [*key, version.partition, version.offset]
     arrays = [
         sa.func.unnest(sa.bindparam(f"many_{i}", [r[n] for r in newest], type_=ARRAY(table.c[n].type)))
         for i, n in enumerate(names)
     ]
     statement = insert(table).from_select(names, sa.select(*arrays))
+    columns = [n for n in names if n not in key]
     return on_conflict_newer(
-        statement,
-        table,
-        key,
-        columns=[n for n in names if n not in key] if columns is None else columns,
-        update=update,
-        guarded=guarded,
-        partition_column=partition_column,
-        offset_column=offset_column,
+        statement, table, key, columns=columns, update=update, guarded=guarded, version=version
     )
 
 
@@ -129,50 +143,22 @@ def on_conflict_newer(
     key: Sequence[str],
     *,
     columns: Sequence[str] | None = None,
-    update: Callable[[Excluded], Mapping[str, Any]] | None = None,
+    update: Update | None = None,
     guarded: bool = True,
-    partition_column: str = PARTITION_COLUMN,
-    offset_column: str = OFFSET_COLUMN,
+    version: RowVersion = ROW_VERSION,
 ) -> Insert:
-    """Add the versioned ON CONFLICT ... DO UPDATE ... WHERE clause to an INSERT into `table`."""
+    """Add the versioned ON CONFLICT (key) DO UPDATE ... WHERE clause to an INSERT into `table`."""
     excluded = statement.excluded
-    version = {partition_column, offset_column}
     names = columns if columns is not None else [c.name for c in table.columns if c.name not in key]
-    assignments: dict[str, Any] = {name: excluded[name] for name in names if name not in version}
+    skip = {version.partition, version.offset}
+    assignments: dict[str, Any] = {name: excluded[name] for name in names if name not in skip}
     if update is not None:
         assignments.update(update(excluded))
-    assignments[partition_column] = excluded[partition_column]
-    assignments[offset_column] = excluded[offset_column]
+    assignments[version.partition] = excluded[version.partition]
+    assignments[version.offset] = excluded[version.offset]
     where = (
-        newer_than_row(
-            table,
-            excluded[partition_column],
-            excluded[offset_column],
-            partition_column=partition_column,
-            offset_column=offset_column,
-        )
+        version.newer_than_row(table, excluded[version.partition], excluded[version.offset])
         if guarded
         else None
     )
     return statement.on_conflict_do_update(index_elements=list(key), set_=assignments, where=where)
-
-
-def newest_per_key(
-    rows: Iterable[Mapping[str, Any]],
-    key: Sequence[str],
-    *,
-    partition_column: str = PARTITION_COLUMN,
-    offset_column: str = OFFSET_COLUMN,
-) -> list[Mapping[str, Any]]:
-    """Of rows sharing a key keep the newest, for one multi-row upsert (PostgreSQL refuses to update
-    a row twice in one statement). Right for rows that carry the whole state, not for increments."""
-    newest: dict[tuple[Any, ...], Mapping[str, Any]] = {}
-    for row in rows:
-        k = tuple(row[c] for c in key)
-        kept = newest.get(k)
-        if kept is None or (kept[partition_column], kept[offset_column]) < (
-            row[partition_column],
-            row[offset_column],
-        ):
-            newest[k] = row
-    return list(newest.values())

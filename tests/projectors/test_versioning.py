@@ -9,7 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 
-from projectors.versioning import newer_than_row, newest_per_key, version_columns, versioned_upsert
+from projectors.versioning import (
+    ROW_VERSION,
+    RowVersion,
+    newer_than_row,
+    version_columns,
+    versioned_upsert,
+    versioned_upsert_many,
+)
 
 rows = sa.Table(
     "rows",
@@ -46,9 +53,9 @@ def test_upsert_without_guard_and_with_expressions() -> None:
 
 def test_custom_version_columns() -> None:
     table = sa.Table(
-        "t", sa.MetaData(), sa.Column("k", sa.Integer, primary_key=True), *version_columns("p", "o")
+        "t", sa.MetaData(), sa.Column("k", sa.Integer, primary_key=True), *RowVersion("p", "o").columns()
     )
-    assert sql(versioned_upsert(table, ["k"], partition_column="p", offset_column="o")).endswith(
+    assert sql(versioned_upsert(table, ["k"], version=RowVersion("p", "o"))).endswith(
         "ON CONFLICT (k) DO UPDATE SET p = excluded.p, o = excluded.o "
         "WHERE (t.p, t.o) < (excluded.p, excluded.o)"
     )
@@ -89,4 +96,23 @@ def test_newest_per_key_keeps_the_highest_version() -> None:
         {"id": "a", "name": "3", "source_partition": 0, "source_offset": 9},
         {"id": "a", "name": "4", "source_partition": 0, "source_offset": 5},
     ]
-    assert [r["name"] for r in newest_per_key(rows_in, ["id"])] == ["3", "2"]
+    assert [r["name"] for r in ROW_VERSION.newest_per_key(rows_in, ["id"])] == ["3", "2"]
+
+
+def test_upsert_many_is_one_statement_of_arrays(engine: Engine) -> None:
+    table = sa.Table("versioning_many", sa.MetaData(), *[c._copy() for c in rows.columns])
+    batch = [
+        {"id": "a", "name": "a1", "source_partition": 0, "source_offset": 1},
+        {"id": "b", "name": "b1", "source_partition": 0, "source_offset": 2},
+        {"id": "a", "name": "a2", "source_partition": 0, "source_offset": 3},
+    ]
+    statement = versioned_upsert_many(table, ["id"], batch)
+    assert "SELECT unnest(" in sql(statement)
+    with engine.begin() as conn:
+        table.create(conn)
+        try:
+            conn.execute(statement)
+            conn.execute(versioned_upsert_many(table, ["id"], [{**batch[0], "name": "stale"}]))
+            assert sorted(conn.execute(sa.select(table.c.id, table.c.name))) == [("a", "a2"), ("b", "b1")]
+        finally:
+            table.drop(conn)
