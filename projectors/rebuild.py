@@ -115,7 +115,8 @@ def catch_up(
     """Apply records until every partition reached the high watermark it had when this began."""
     projector, store = applier.projector, applier.store
     settings = consumer_settings(projector, bootstrap_servers)
-    settings["group.id"] = f"{projector.group_id}.rebuild"
+    settings["group.id"] = f"{projector.group_id}.rebuild"  # never joined: partitions are assigned
+    settings.pop("group.instance.id", None)
     consumer = Consumer(settings)
     try:
         counts = partition_counts(consumer, projector.topics)

@@ -205,6 +205,12 @@ class ProjectorRunner:
             log.info("assigned %s", sorted(stored.items()))
             consumer.incremental_assign(partitions)
         except Exception as err:  # raised from consume() would lose it: keep it for run()
+            if not isinstance(err, ProjectorError):
+                failure = ProjectorError(
+                    f"projector {self.projector.name!r} could not take partitions: {err}"
+                )
+                failure.__cause__ = err
+                err = failure
             self._failure = err
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

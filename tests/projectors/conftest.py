@@ -22,6 +22,7 @@ from alembic.operations import Operations
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from examples.sites.events import SitesHistory, emit
 from examples.sites.read_model import create_read_model, metadata
 from projectors.database import engine_for
 from projectors.projector import Projector
@@ -161,3 +162,28 @@ def applied_counts(engine: Engine, projector: str) -> tuple[int, int]:
             {"p": projector},
         ).one()
     return int(row[0]), int(row[1])
+
+
+SitesTopic = Callable[..., tuple[str, SitesHistory]]
+
+
+@pytest.fixture
+def sites_topic(bootstrap_servers: str, new_topic: Callable[..., str]) -> SitesTopic:
+    """sites_topic(prefix, partitions=, events=, sites=, seed=) -> (a fresh topic holding `events`
+    site events, their history with the expected read model)."""
+
+    def make(
+        prefix: str, *, partitions: int = 1, events: int = 100, sites: int = 10, seed: int = 0
+    ) -> tuple[str, SitesHistory]:
+        topic = new_topic(prefix, partitions=partitions)
+        history = SitesHistory(seed=seed)
+        emit(bootstrap_servers, topic, history.generate(events, sites=sites))
+        return topic, history
+
+    return make
+
+
+def project(projector: Projector, engine: Engine, bootstrap: str, total: int) -> None:
+    """Run the projector until its stored offsets add up to `total`, then stop it."""
+    with running(projector, engine, bootstrap):
+        wait_until(lambda: stored_total(engine, projector.name) == total, what=f"{total} records applied")

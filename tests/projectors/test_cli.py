@@ -7,18 +7,21 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 from confluent_kafka.admin import NewPartitions
+from sqlalchemy import Engine
 
-from examples.sites.events import SitesHistory, emit
 from examples.sites.projection import build_projector
 from outboxkit.projector_cli import projector as projector_group
-from tests.projectors.conftest import running, stored_total, wait_until
+from tests.projectors.conftest import SitesTopic, project
 from tests.services import kafka_admin
 
 REFERENCE = "examples.sites.projection:from_environment"
 
 
+CliEnv = Callable[[str, str], dict[str, str]]
+
+
 @pytest.fixture
-def cli_env(projector_db: str, bootstrap_servers: str) -> Callable[[str, str], dict[str, str]]:
+def cli_env(projector_db: str, bootstrap_servers: str) -> CliEnv:
     return lambda topic, name: {
         "OUTBOX_DATABASE_URL": projector_db,
         "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
@@ -28,18 +31,14 @@ def cli_env(projector_db: str, bootstrap_servers: str) -> Callable[[str, str], d
 
 
 def test_status_and_rebuild(
-    sites_db: object,
+    sites_db: Engine,
     bootstrap_servers: str,
-    new_topic: Callable[..., str],
+    sites_topic: SitesTopic,
     unique: Callable[[str], str],
-    cli_env: Callable[[str, str], dict[str, str]],
+    cli_env: CliEnv,
 ) -> None:
-    from sqlalchemy import Engine
-
-    assert isinstance(sites_db, Engine)
-    topic, name = new_topic("sites-cli", partitions=2), unique("cli")
-    history = SitesHistory(seed=8)
-    emit(bootstrap_servers, topic, history.generate(300, sites=20))
+    topic, _ = sites_topic("sites-cli", partitions=2, events=300, sites=20, seed=8)
+    name = unique("cli")
     cli = CliRunner()
     env = cli_env(topic, name)
 
@@ -48,8 +47,7 @@ def test_status_and_rebuild(
     assert f"projector {name} (group outboxkit-projector-{name})" in before.output
     assert before.output.strip().endswith("total lag 300")
 
-    with running(build_projector(topic, name=name), sites_db, bootstrap_servers):
-        wait_until(lambda: stored_total(sites_db, name) == 300, what="applied")
+    project(build_projector(topic, name=name), sites_db, bootstrap_servers, 300)
     after = cli.invoke(projector_group, ["status", REFERENCE], env=env)
     assert after.exit_code == 0, after.output
     lines = [line.split() for line in after.output.splitlines()[2:-1]]
@@ -62,7 +60,7 @@ def test_status_and_rebuild(
     assert f"rebuilt {name} from 300 records and swapped it in" in rebuilt.output
 
 
-def test_unknown_projector_is_a_usage_error(cli_env: Callable[[str, str], dict[str, str]]) -> None:
+def test_unknown_projector_is_a_usage_error(cli_env: CliEnv) -> None:
     result = CliRunner().invoke(
         projector_group, ["status", "examples.nowhere:projector"], env=cli_env("t", "n")
     )
@@ -71,19 +69,15 @@ def test_unknown_projector_is_a_usage_error(cli_env: Callable[[str, str], dict[s
 
 
 def test_run_refuses_a_topic_whose_partition_count_changed(
-    sites_db: object,
+    sites_db: Engine,
     bootstrap_servers: str,
-    new_topic: Callable[..., str],
+    sites_topic: SitesTopic,
     unique: Callable[[str], str],
-    cli_env: Callable[[str, str], dict[str, str]],
+    cli_env: CliEnv,
 ) -> None:
-    from sqlalchemy import Engine
-
-    assert isinstance(sites_db, Engine)
-    topic, name = new_topic("sites-grow", partitions=2), unique("grow")
-    emit(bootstrap_servers, topic, SitesHistory(seed=10).generate(50, sites=5))
-    with running(build_projector(topic, name=name), sites_db, bootstrap_servers):
-        wait_until(lambda: stored_total(sites_db, name) == 50, what="applied")
+    topic, _ = sites_topic("sites-grow", partitions=2, events=50, sites=5, seed=10)
+    name = unique("grow")
+    project(build_projector(topic, name=name), sites_db, bootstrap_servers, 50)
     admin = kafka_admin(bootstrap_servers)  # kept alive until the future resolves
     admin.create_partitions([NewPartitions(topic, 4)])[topic].result(30)
 

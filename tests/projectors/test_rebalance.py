@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from examples.sites.events import SitesHistory, emit
+from examples.sites.events import emit
 from examples.sites.read_model import all_summaries
-from tests.projectors.conftest import applied_counts, projector_process, stored_total, wait_until
+from tests.projectors.conftest import SitesTopic, applied_counts, projector_process, stored_total, wait_until
 
 EVENTS = 6000
 REFERENCE = "tests.projectors.audited:from_environment"
@@ -23,13 +23,13 @@ def test_rebalances_neither_double_apply_nor_lose_events(
     audited_db: Engine,
     projector_db: str,
     bootstrap_servers: str,
-    new_topic: Callable[..., str],
+    sites_topic: SitesTopic,
     unique: Callable[[str], str],
 ) -> None:
-    topic = new_topic("sites-rebalance", partitions=6)
+    # The first chunk is on the topic before the instances start; the rest arrives while they change.
+    topic, history = sites_topic("sites-rebalance", partitions=6, events=EVENTS // 12, sites=400, seed=5)
     name = unique("rebalance")
-    history = SitesHistory(seed=5)
-    chunks = [history.generate(EVENTS // 12, sites=400) for _ in range(12)]
+    chunks = [history.generate(EVENTS // 12, sites=400) for _ in range(11)]
     env = {"TEST_TOPIC": topic, "TEST_PROJECTOR": name, "TEST_BATCH_SIZE": "50"}
 
     def producer() -> None:

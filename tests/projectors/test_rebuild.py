@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 
-from examples.sites.events import SitesHistory, emit
+from examples.sites.events import emit
 from examples.sites.projection import build_projector
 from examples.sites.read_model import all_summaries
 from projectors.rebuild import rebuild, rebuild_schema
-from tests.projectors.conftest import running, stored_total, wait_until
+from tests.projectors.conftest import SitesTopic, running, stored_total, wait_until
 
 
 def table_oid(engine: Engine) -> int:
@@ -21,11 +21,9 @@ def table_oid(engine: Engine) -> int:
 
 
 def test_rebuild_swaps_without_readers_seeing_an_empty_or_partial_table(
-    sites_db: Engine, bootstrap_servers: str, new_topic: Callable[..., str], unique: Callable[[str], str]
+    sites_db: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
 ) -> None:
-    topic = new_topic("sites-rebuild", partitions=3)
-    history = SitesHistory(seed=9)
-    emit(bootstrap_servers, topic, history.generate(4000, sites=500))
+    topic, history = sites_topic("sites-rebuild", partitions=3, events=4000, sites=500, seed=9)
     projector = build_projector(topic, name=unique("rebuild"))
     sites = len(history.expected)
     versions = sum(v for _, v, _ in history.expected.values())
