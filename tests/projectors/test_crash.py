@@ -36,7 +36,7 @@ def test_kill_9_mid_batch_loses_nothing_and_applies_nothing_twice(
     for _ in range(ROUNDS):
         # Kill at a random point once the process is applying: batches of 50 records follow each
         # other back to back, so the kill nearly always lands inside a batch's transaction.
-        target = stored_total(audited_db, name) + chance.randrange(100, 900)
+        target = stored_total(audited_db, name) + chance.randrange(50, 500)
         process = start()
         try:
             wait_until(lambda t=target: stored_total(audited_db, name) >= t, timeout=60, what="progress")

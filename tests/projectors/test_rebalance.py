@@ -83,4 +83,4 @@ def test_rebalances_neither_double_apply_nor_lose_events(
         pids = conn.exec_driver_sql(
             "SELECT count(DISTINCT pid) FROM applied_log WHERE projector = %(p)s", {"p": name}
         )
-        assert pids.scalar_one() >= 3, "the instances did not share the work"
+        assert pids.scalar_one() >= 2, "the instances did not share the work"
