@@ -11,12 +11,17 @@ import dataclasses
 import logging
 import signal
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def settings_of(ctx: click.Context) -> OutboxSettings:
@@ -36,6 +41,20 @@ def load(name: str, **overrides: Any) -> Any:
     if changes:
         projector.config = dataclasses.replace(projector.config, **changes)
     return projector
+
+
+@contextmanager
+def database(settings: OutboxSettings) -> Iterator[Engine]:
+    """An engine for the command's duration; outboxkit errors become click errors (exit 1)."""
+    from projectors.database import engine_for
+
+    engine = engine_for(settings.database_url)
+    try:
+        yield engine
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        engine.dispose()
 
 
 @click.group("projector")
@@ -62,7 +81,6 @@ def run(
     """Run one instance of projector NAME until SIGINT or SIGTERM."""
     from prometheus_client import start_http_server
 
-    from projectors.database import engine_for
     from projectors.metrics import ProjectorMetrics
     from projectors.runtime import ProjectorRunner
 
@@ -74,13 +92,10 @@ def run(
     metrics = ProjectorMetrics()
     if metrics_port is not None:
         start_http_server(metrics_port, registry=metrics.registry)
-    engine = engine_for(settings.database_url)
     try:
-        ProjectorRunner(definition, engine, settings.kafka_bootstrap_servers, metrics=metrics).run(stop)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
+        with database(settings) as engine:
+            ProjectorRunner(definition, engine, settings.kafka_bootstrap_servers, metrics=metrics).run(stop)
     finally:
-        engine.dispose()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -90,18 +105,12 @@ def run(
 @click.pass_context
 def status(ctx: click.Context, name: str) -> None:
     """Show projector NAME's stored offset, high watermark and lag per partition."""
-    from projectors.database import engine_for
     from projectors.status import projector_status
 
     settings = settings_of(ctx)
     definition = load(name)
-    engine = engine_for(settings.database_url)
-    try:
+    with database(settings) as engine:
         rows = projector_status(definition, engine, settings.kafka_bootstrap_servers)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
-    finally:
-        engine.dispose()
     click.echo(f"projector {definition.name} (group {definition.group_id})")
     click.echo(f"{'topic':<40} {'partition':>9} {'stored':>12} {'high':>12} {'lag':>10}")
     for row in rows:
@@ -115,26 +124,20 @@ def status(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def rebuild(ctx: click.Context, name: str) -> None:
     """Rebuild projector NAME's read model from the start of its topics and swap it in."""
-    from projectors.database import engine_for
     from projectors.rebuild import rebuild as rebuild_read_model
 
     settings = settings_of(ctx)
     definition = load(name)
-    engine = engine_for(settings.database_url)
-    with click.progressbar(length=1, label=f"rebuilding {definition.name}") as bar:
+    with (
+        database(settings) as engine,
+        click.progressbar(length=1, label=f"rebuilding {definition.name}") as bar,
+    ):
 
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        try:
-            count = rebuild_read_model(
-                definition, engine, settings.kafka_bootstrap_servers, progress=progress
-            )
-        except OutboxError as err:
-            raise click.ClickException(str(err)) from err
-        finally:
-            engine.dispose()
+        count = rebuild_read_model(definition, engine, settings.kafka_bootstrap_servers, progress=progress)
     click.echo(f"rebuilt {definition.name} from {count} records and swapped it in")
 
 
