@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Connection, Engine, MetaData
 
 from projectors.apply import BatchApplier, FencedError, where
+from projectors.database import driver_errors
 from projectors.dead_letter import DeadLetterPublisher
 from projectors.errors import RebuildError
 from projectors.metrics import ProjectorMetrics
@@ -56,6 +57,21 @@ def rebuild(
 ) -> int:
     """Rebuild the projector's read model from the start of its topics and swap it in; returns the
     number of records read. The projector may keep running meanwhile."""
+    with driver_errors(f"rebuild of projector {projector.name!r}"):
+        return _rebuild(
+            projector, engine, bootstrap_servers, progress=progress, metrics=metrics, idle=idle_timeout
+        )
+
+
+def _rebuild(
+    projector: Projector,
+    engine: Engine,
+    bootstrap_servers: str,
+    *,
+    progress: Progress | None,
+    metrics: ProjectorMetrics | None,
+    idle: float,
+) -> int:
     metadata = read_model(projector)
     schema = rebuild_schema(projector)
     live_store, store = OffsetStore(projector.name), OffsetStore(f"{projector.name}@rebuild")
@@ -75,9 +91,9 @@ def rebuild(
     applier = BatchApplier(projector, engine, store, dead_letters, metrics or ProjectorMetrics(), setup=setup)
     swapped = False
     try:
-        done = catch_up(applier, bootstrap_servers, progress, idle_timeout)
+        done = catch_up(applier, bootstrap_servers, progress, idle)
         # The live projector moved on while we built: a second, short pass narrows the gap.
-        done += catch_up(applier, bootstrap_servers, None, idle_timeout)
+        done += catch_up(applier, bootstrap_servers, None, idle)
         with engine.begin() as conn:
             live_store.load(conn, store.all(conn), lock=True)
             for table in reversed(metadata.sorted_tables):

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from sqlalchemy import Engine
 
 from projectors.apply import BatchApplier, FencedError, where
+from projectors.database import driver_errors
 from projectors.dead_letter import DeadLetterPublisher
 from projectors.errors import PartitionCountChangedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
@@ -109,6 +110,10 @@ class ProjectorRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on."""
+        with driver_errors(f"projector {self.projector.name!r}"):
+            self._run(stop)
+
+    def _run(self, stop: threading.Event) -> None:
         config = self.projector.config
         consumer = Consumer(consumer_settings(self.projector, self.bootstrap_servers))
         try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine
 
+from projectors.database import driver_errors
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
 from projectors.runtime import partition_counts
@@ -38,6 +39,17 @@ def projector_status(
     timeout: float = 10.0,
 ) -> list[PartitionStatus]:
     """Lag of every partition of the projector's topics (stored offsets against Kafka's watermarks)."""
+    with driver_errors(f"status of projector {projector.name!r}"):
+        return _status(projector, engine, bootstrap_servers, metrics, timeout)
+
+
+def _status(
+    projector: Projector,
+    engine: Engine,
+    bootstrap_servers: str,
+    metrics: ProjectorMetrics | None,
+    timeout: float,
+) -> list[PartitionStatus]:
     with engine.connect() as conn:
         stored = OffsetStore(projector.name).all(conn)
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": projector.group_id})

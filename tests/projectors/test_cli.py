@@ -85,3 +85,18 @@ def test_run_refuses_a_topic_whose_partition_count_changed(
     assert result.exit_code == 1
     assert f"topic '{topic}' has 4 partitions" in result.output
     assert "Rebuild the read model" in result.output
+
+
+def test_driver_errors_become_clear_messages(
+    projector_db: str, cli_env: CliEnv, new_topic: Callable[..., str]
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    missing = (
+        make_url(projector_db).set(database="outboxkit_no_such_db").render_as_string(hide_password=False)
+    )
+    env = {**cli_env(new_topic("sites-nodb"), "nodb"), "OUTBOX_DATABASE_URL": missing}
+    result = CliRunner().invoke(projector_group, ["status", REFERENCE], env=env)
+    assert result.exit_code == 1
+    assert "status of projector 'nodb': database error" in result.output
+    assert "outboxkit_no_such_db" in result.output
