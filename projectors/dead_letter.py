@@ -42,6 +42,8 @@ class DeadLetterPublisher:
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
             "acks": "all",
+            # Give up when `send` does, so that a stopped projector leaves nothing queued behind.
+            "message.timeout.ms": int(timeout * 1000),
         }
         self._projector = projector
         self._template = topic_template
