@@ -36,10 +36,13 @@ def upgrade() -> None:
         sa.Column("applied_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("projector", "event_id", name="projector_applied_events_pkey"),
     )
+    # Rows arrive in applied_at order and are only read back to prune old ones: a BRIN index finds
+    # them at a fraction of a B-tree's cost per insert (this table takes one row per event).
     op.create_index(
         "projector_applied_events_applied_at",
         "projector_applied_events",
-        ["projector", "applied_at"],
+        ["applied_at"],
+        postgresql_using="brin",
     )
 
 
