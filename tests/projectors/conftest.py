@@ -138,8 +138,9 @@ def projector_process(
         [sys.executable, "-m", "outboxkit.projector_cli", "run", reference, *args],
         cwd=REPO,
         env=environment,
+        # Inherited stderr: pytest's fd capture keeps the child's log and shows it when a test fails
+        # (a pipe nobody reads could fill up and block the child).
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
     )
 
 
