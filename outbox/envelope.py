@@ -42,8 +42,11 @@ def render_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """The inverse of render_time (accepts any RFC 3339 timestamp)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """The inverse of render_time: any RFC 3339 timestamp (`Z` or an offset) as an aware datetime."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return moment
 
 
 @dataclass(frozen=True)
@@ -121,29 +124,41 @@ def from_kafka(
     topic: str,
     key: bytes | None,
     value: bytes | None,
-    headers: Iterable[tuple[str, bytes | None]] | None,
+    headers: Iterable[tuple[str, str | bytes | None]] | None,
+    *,
+    where: str | None = None,
 ) -> ReceivedEvent:
-    """Decode a record written by either relay; raises EnvelopeError when it is not one of ours."""
-    found = {name: (raw or b"").decode() for name, raw in headers or ()}
-    missing = sorted({CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SUBJECT} - found.keys())
-    if missing or found.get(CE_SPECVERSION) != SPECVERSION:
+    """Decode a record written by either relay; raises EnvelopeError saying what is wrong with it.
+
+    `where` names the record in messages (default: its topic), e.g. `record orders[2]@41`.
+    """
+    where = where or f"record on {topic!r}"
+    try:
+        found = {name: raw.decode() if isinstance(raw, bytes) else raw or "" for name, raw in headers or ()}
+        text_key = (key or b"").decode()
+    except UnicodeDecodeError as err:
+        raise EnvelopeError(f"{where} has a header or key that is not UTF-8: {err}") from err
+    missing = [name for name in (CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SUBJECT) if not found.get(name)]
+    if missing:
+        raise EnvelopeError(f"{where} is not an outboxkit event: headers {missing} missing")
+    if found.get(CE_SPECVERSION) != SPECVERSION:
         raise EnvelopeError(
-            f"record on {topic!r} is not a CloudEvents {SPECVERSION} event: missing {missing}"
+            f"{where} has ce_specversion {found.get(CE_SPECVERSION)!r}, expected {SPECVERSION!r}"
         )
     try:
         event_id, moment = UUID(found[CE_ID]), parse_time(found[CE_TIME])
     except ValueError as err:
-        raise EnvelopeError(f"record on {topic!r} has a malformed ce_id or ce_time: {err}") from err
+        raise EnvelopeError(f"{where} has a malformed ce_id or ce_time: {err}") from err
     return ReceivedEvent(
         id=event_id,
         type=found[CE_TYPE],
         source=found[CE_SOURCE],
         time=moment,
         subject=found[CE_SUBJECT],
-        content_type=found.get(CONTENT_TYPE, "application/json"),
+        content_type=found.get(CONTENT_TYPE) or "application/json",
         data=value or b"",
         topic=topic,
-        key=(key or b"").decode(),
+        key=text_key,
         traceparent=found.get(TRACEPARENT),
         headers={k: v for k, v in found.items() if k not in RESERVED_HEADERS},
     )

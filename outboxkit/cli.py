@@ -6,6 +6,7 @@ import click
 
 from outbox.config import OutboxSettings
 from outboxkit.migrate import migrate
+from outboxkit.projector_cli import projector
 from outboxkit.relay_cli import relay
 
 
@@ -34,3 +35,4 @@ def demo(flags: dict[str, str]) -> None:
 
 main.add_command(migrate)
 main.add_command(relay)
+main.add_command(projector)

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.orm import Session
 
+from examples.sites.demo import run_sites_demo
 from outbox import OutboxSettings, migrations
 from outbox.envelope import from_kafka
 from relay.polling import PollingRelay
@@ -57,17 +58,22 @@ def run_demo(settings: OutboxSettings, echo: Echo = print) -> None:
     echo("4. relay: polling relay started (idempotent producer, commit order per aggregate)")
     try:
         received = read_back("shop.order", run, expected=4, settings=settings, echo=echo)
+        if received != 4:
+            raise SystemExit(f"expected 4 events of this run on Kafka, got {received}")
+        with engine.connect() as conn:
+            left = conn.execute(
+                text("SELECT count(*) FROM outbox_events WHERE aggregate_id LIKE :p"), {"p": f"order-{run}-%"}
+            ).scalar_one()
+        echo(
+            f"6. shop: 4 events made the round trip, none of the rolled-back order; {left} left in the outbox"
+        )
+        # Consume and project (seed §1): the sites service's events build a read model elsewhere.
+        run_sites_demo(settings.database_url, settings.kafka_bootstrap_servers, echo)
     finally:
         relay.stop()
         thread.join(30)
-    with engine.connect() as conn:
-        left = conn.execute(
-            text("SELECT count(*) FROM outbox_events WHERE aggregate_id LIKE :p"), {"p": f"order-{run}-%"}
-        ).scalar_one()
-    engine.dispose()
-    if received != 4:
-        raise SystemExit(f"expected 4 events of this run on Kafka, got {received}")
-    echo(f"6. done: 4 events made the round trip, none of the rolled-back order; {left} left in the outbox")
+        engine.dispose()
+    echo("done.")
 
 
 def read_back(topic: str, run: str, *, expected: int, settings: OutboxSettings, echo: Echo) -> int:

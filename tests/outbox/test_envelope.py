@@ -68,7 +68,7 @@ def test_from_kafka_decodes_what_to_kafka_encodes() -> None:
 def test_from_kafka_refuses_foreign_records() -> None:
     with pytest.raises(EnvelopeError, match="missing"):
         from_kafka("t", b"k", b"v", [("ce_specversion", b"1.0")])
-    with pytest.raises(EnvelopeError, match="not a CloudEvents"):
+    with pytest.raises(EnvelopeError, match="not an outboxkit event"):
         from_kafka("t", b"k", b"v", None)
     headers = [(n, v) for n, v in to_kafka(STORED).headers if n != "ce_id"] + [("ce_id", b"nope")]
     with pytest.raises(EnvelopeError, match="malformed"):

@@ -1,0 +1,30 @@
+"""The projectors' database engine (SQLAlchemy 2 on psycopg 3), and where driver errors become ours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import KafkaException
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from projectors.errors import ProjectorError
+
+
+def engine_for(database_url: str, **options: object) -> Engine:
+    """An engine for a `postgresql://` URL (any driver given in the URL is replaced by psycopg 3)."""
+    url = make_url(database_url).set(drivername="postgresql+psycopg")
+    return create_engine(url, pool_pre_ping=True, **options)
+
+
+@contextmanager
+def driver_errors(what: str) -> Iterator[None]:
+    """Translate SQLAlchemy/psycopg and Kafka errors escaping `what` into ProjectorError."""
+    try:
+        yield
+    except SQLAlchemyError as err:
+        raise ProjectorError(f"{what}: database error: {err}") from err
+    except KafkaException as err:
+        raise ProjectorError(f"{what}: Kafka error: {err}") from err

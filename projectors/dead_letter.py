@@ -1,0 +1,83 @@
+"""Dead-letter topic: a record a projector cannot apply, with its original key, value and headers plus
+headers that say why (`dlq_reason`, `dlq_exception`, where it came from, which projector)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaException, Message, Producer
+
+from projectors.errors import DeadLetterError
+from projectors.record import header_pairs
+
+REASON_LIMIT = 4000
+"""Longest `dlq_reason` header, in characters."""
+
+
+def dead_letter_headers(
+    message: Message, projector: str, error: BaseException, attempts: int
+) -> list[tuple[str, str | bytes | None]]:
+    """The original headers followed by the `dlq_...` headers describing the failure."""
+    original = header_pairs(message.headers())
+    reason = f"{type(error).__name__}: {error}"[:REASON_LIMIT]
+    extra = {
+        "dlq_reason": reason,
+        "dlq_exception": f"{type(error).__module__}.{type(error).__qualname__}",
+        "dlq_topic": message.topic() or "",
+        "dlq_partition": str(message.partition()),
+        "dlq_offset": str(message.offset()),
+        "dlq_projector": projector,
+        "dlq_attempts": str(attempts),
+        "dlq_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    return [*original, *((k, v.encode()) for k, v in extra.items())]
+
+
+class DeadLetterPublisher:
+    """Publishes dead letters synchronously: `send` returns once Kafka acknowledged the record."""
+
+    def __init__(self, bootstrap_servers: str, projector: str, topic_template: str, timeout: float = 30.0):
+        self._settings: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            # Give up when `send` does, so that a stopped projector leaves nothing queued behind.
+            "message.timeout.ms": int(timeout * 1000),
+        }
+        self._projector = projector
+        self._template = topic_template
+        self._timeout = timeout
+        self._producer: Producer | None = None
+
+    def topic_for(self, topic: str) -> str:
+        return self._template.replace("{topic}", topic)
+
+    def send(self, message: Message, error: BaseException, attempts: int) -> str:
+        """Publish `message` to its dead-letter topic; returns the topic. Raises DeadLetterError."""
+        if self._producer is None:
+            self._producer = Producer(self._settings)
+        topic = self.topic_for(message.topic() or "")
+        failures: list[str] = []
+        try:
+            self._producer.produce(
+                topic,
+                key=message.key(),
+                value=message.value(),
+                headers=dead_letter_headers(message, self._projector, error, attempts),
+                on_delivery=lambda err, _msg: failures.append(str(err)) if err else None,
+            )
+            left = self._producer.flush(self._timeout)
+        except (KafkaException, BufferError) as err:
+            raise DeadLetterError(f"cannot publish to dead-letter topic {topic!r}: {err}") from err
+        if left or failures:
+            raise DeadLetterError(
+                f"dead-letter topic {topic!r} did not acknowledge the record: {failures or 'timeout'}; "
+                "check that the topic exists or that the broker creates topics"
+            )
+        return topic
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self._timeout)
+            self._producer = None

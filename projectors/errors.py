@@ -1,0 +1,33 @@
+"""Errors of the projector runtime, all under `outbox.errors.OutboxError`."""
+
+from __future__ import annotations
+
+from outbox.errors import OutboxError
+
+
+class ProjectorError(OutboxError):
+    """A projector cannot go on."""
+
+
+class UndecodableRecordError(ProjectorError):
+    """A Kafka record is not an outboxkit event (envelope or payload); it goes to the dead-letter topic."""
+
+
+class HandlerFailedError(ProjectorError):
+    """A handler kept failing after its retries, and the projector is configured to stop."""
+
+
+class PartitionCountChangedError(ProjectorError):
+    """A topic's partition count differs from the one the projector's offsets were stored with."""
+
+
+class DeadLetterError(ProjectorError):
+    """A record could not be written to the dead-letter topic; the projector stops rather than lose it."""
+
+
+class ProjectorNotFoundError(ProjectorError):
+    """A projector reference (`module:attribute`) does not name a projector."""
+
+
+class RebuildError(ProjectorError):
+    """A rebuild cannot start or cannot swap its tables in."""

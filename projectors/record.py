@@ -1,0 +1,95 @@
+"""The consumer side of the envelope (DESIGN.md, "The envelope"): Kafka record -> `ReceivedEvent`.
+
+The envelope itself is decoded by `outbox.envelope.from_kafka`, shared with every other consumer;
+this adds what a projector needs on top: the record's position and the parsed JSON payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from outbox.envelope import from_kafka
+from outbox.errors import EnvelopeError
+from projectors.errors import UndecodableRecordError
+
+JSON = "application/json"
+
+HeaderValue = str | bytes | None
+RawHeaders = Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] | None
+"""Headers as confluent-kafka returns them."""
+
+
+def header_pairs(headers: RawHeaders) -> list[tuple[str, bytes]]:
+    """Headers as (name, bytes) pairs, in order; a missing value is empty."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEvent:
+    """One event as a handler sees it: the envelope, the payload, and where it sits in Kafka."""
+
+    id: UUID
+    type: str
+    source: str
+    time: datetime
+    subject: str
+    content_type: str
+    data: bytes
+    """The payload bytes as they were on Kafka."""
+    payload: Any
+    """`data` parsed as JSON when the content type is JSON, else None."""
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    traceparent: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """User headers (the envelope's own are fields above)."""
+
+
+def decode(
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    headers: RawHeaders,
+) -> ReceivedEvent:
+    """Decode one record (with outbox.envelope, the one decoder of the toolkit) and parse a JSON
+    payload; raises UndecodableRecordError saying what is wrong with it."""
+    where = f"record {topic}[{partition}]@{offset}"
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        event = from_kafka(topic, key, value, pairs, where=where)
+    except EnvelopeError as err:
+        raise UndecodableRecordError(str(err)) from err
+    payload: Any = None
+    if event.content_type.split(";", 1)[0].strip() == JSON:
+        try:
+            payload = orjson.loads(event.data)
+        except orjson.JSONDecodeError as err:
+            raise UndecodableRecordError(f"{where} has a payload that is not JSON: {err}") from err
+    return ReceivedEvent(
+        id=event.id,
+        type=event.type,
+        source=event.source,
+        time=event.time,
+        subject=event.subject,
+        content_type=event.content_type,
+        data=event.data,
+        payload=payload,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=event.key,
+        traceparent=event.traceparent,
+        headers=event.headers,
+    )

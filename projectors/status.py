@@ -1,0 +1,67 @@
+"""Where a projector stands: stored offset, high watermark and lag per partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import Engine
+
+from projectors.database import driver_errors
+from projectors.metrics import ProjectorMetrics
+from projectors.projector import Projector
+from projectors.runtime import partition_counts
+from projectors.tracking import OffsetStore
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    """One partition of one topic. `next_offset` is None when the projector never owned it."""
+
+    topic: str
+    partition: int
+    next_offset: int | None
+    low: int
+    high: int
+
+    @property
+    def lag(self) -> int:
+        """Records not applied yet. On a transactional topic the last commit marker counts as one."""
+        return max(self.high - max(self.next_offset or 0, self.low), 0)
+
+
+def projector_status(
+    projector: Projector,
+    engine: Engine,
+    bootstrap_servers: str,
+    *,
+    metrics: ProjectorMetrics | None = None,
+    timeout: float = 10.0,
+) -> list[PartitionStatus]:
+    """Lag of every partition of the projector's topics (stored offsets against Kafka's watermarks)."""
+    with driver_errors(f"status of projector {projector.name!r}"):
+        return _status(projector, engine, bootstrap_servers, metrics, timeout)
+
+
+def _status(
+    projector: Projector,
+    engine: Engine,
+    bootstrap_servers: str,
+    metrics: ProjectorMetrics | None,
+    timeout: float,
+) -> list[PartitionStatus]:
+    with engine.connect() as conn:
+        stored = OffsetStore(projector.name).all(conn)
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": projector.group_id})
+    try:
+        result = []
+        for topic, count in sorted(partition_counts(consumer, projector.topics, timeout).items()):
+            for partition in range(count):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                status = PartitionStatus(topic, partition, stored.get((topic, partition)), low, high)
+                result.append(status)
+                if metrics is not None:
+                    metrics.lag.labels(projector.name, topic, str(partition)).set(status.lag)
+    finally:
+        consumer.close()
+    return result
