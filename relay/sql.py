@@ -50,18 +50,32 @@ def shard_filter(shard: int, shards: int) -> tuple[str, dict[str, Any]]:
     return f" AND abs({AGGREGATE_HASH} %% %(shards)s) = %(shard)s", {"shards": shards, "shard": shard}
 
 
-def fetch_batch(shard: int, shards: int, limit: int) -> tuple[str, dict[str, Any]]:
-    """The next batch of one shard: visible, unpublished, not held by a quarantined predecessor."""
+def fetch_batch(shard: int, shards: int, limit: int, *, holds: bool = True) -> tuple[str, dict[str, Any]]:
+    """The next batch of one shard: visible, unpublished, not held by a quarantined predecessor.
+
+    The plan must be an index scan in id order that stops after `limit` rows, whatever the backlog.
+    The hold check is a per-row scalar subquery (one index probe) rather than NOT EXISTS, which the
+    planner may turn into an anti-join that reads and sorts the whole backlog for every batch; and
+    with `holds=False` (the quarantine is empty, the usual case) it is left out altogether.
+    """
     where, params = shard_filter(shard, shards)
     columns = ", ".join("e.ce_id::text" if c == "ce_id" else f"e.{c}" for c in EVENT_COLUMNS)
+    hold = (
+        f" AND (SELECT count(*) FROM (SELECT 1 FROM {QUARANTINE} q"
+        "  WHERE q.aggregate_type = e.aggregate_type AND q.aggregate_id = e.aggregate_id LIMIT 1) h) = 0"
+        if holds
+        else ""
+    )
     query = (
         f"SELECT e.id, {columns} FROM {TABLE} e"
-        f" WHERE e.published_at IS NULL{where}"
-        f" AND NOT EXISTS (SELECT 1 FROM {QUARANTINE} q"
-        "  WHERE q.aggregate_type = e.aggregate_type AND q.aggregate_id = e.aggregate_id)"
+        f" WHERE e.published_at IS NULL{where}{hold}"
         " ORDER BY e.id LIMIT %(limit)s"
     )
     return query, {**params, "limit": limit}
+
+
+def quarantine_empty() -> tuple[str, dict[str, Any]]:
+    return f"SELECT NOT EXISTS (SELECT 1 FROM {QUARANTINE})", {}
 
 
 def finish(ids: Sequence[int], keep: bool) -> tuple[str, dict[str, Any]]:

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from outbox import Event, publish
+from relay import sql
+from relay.store import OutboxStore
 from tests.relay.conftest import RelayProcess, outbox_count, wait_for
 from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_numbered
 from tests.services import consume_all
@@ -99,3 +101,22 @@ def test_retention_keep_marks_rows_and_purges_old_ones(
 
     wait_for(settled, 15, "4 kept rows marked published and the old one purged")
     assert relay.terminate() == 0
+
+
+@pytest.mark.parametrize(("shards", "held"), [(1, False), (4, False), (1, True), (4, True)])
+def test_batch_query_reads_the_index_in_order_whatever_the_backlog(
+    clean_outbox: str, shards: int, held: bool
+) -> None:
+    """A fresh 20k backlog (no statistics yet): the plan must stop after one batch, not sort it all."""
+    with psycopg.connect(clean_outbox, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO outbox_events (ce_id, ce_type, ce_source, ce_time, aggregate_type, aggregate_id,"
+            " topic, content_type, payload) SELECT gen_random_uuid(), 't', 's', 'x', 'a', 'a' || i, 't',"
+            " 'application/json', '{}'::bytea FROM generate_series(1, 20000) AS i"
+        )
+        store = OutboxStore(conn, keep=False, retention_days=7)
+        query, params = sql.fetch_batch(1 % shards, shards, 1000, holds=held)
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, params).fetchall())
+        assert "Index Scan using outbox_events_unpublished" in plan, plan
+        assert "Sort" not in plan and "Bitmap" not in plan, plan
+        assert len(store.fetch(1 % shards, shards, 1000)) == 1000
