@@ -8,6 +8,7 @@ from outbox.config import OutboxSettings
 from outboxkit.migrate import migrate
 from outboxkit.projector_cli import projector
 from outboxkit.relay_cli import relay
+from outboxkit.replay_cli import replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,3 +37,4 @@ def demo(flags: dict[str, str]) -> None:
 main.add_command(migrate)
 main.add_command(relay)
 main.add_command(projector)
+main.add_command(replay)

@@ -137,3 +137,42 @@ def backlog() -> tuple[str, dict[str, Any]]:
         f" (SELECT count(*) FROM {QUARANTINE})",
         {},
     )
+
+
+def replay(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    aggregate_type: str | None = None,
+    aggregate_id: str | None = None,
+    ce_ids: Sequence[str] = (),
+) -> tuple[str, dict[str, Any]]:
+    """Mark retained (published) events unpublished again, so the relay publishes them once more,
+    in id order, with the same envelope and `ce_id` (consumers dedupe). Returns the ids."""
+    conditions = ["published_at IS NOT NULL"]
+    params: dict[str, Any] = {}
+    if since is not None:
+        conditions.append("created_at >= %(since)s::timestamptz")
+        params["since"] = since
+    if until is not None:
+        conditions.append("created_at < %(until)s::timestamptz")
+        params["until"] = until
+    if aggregate_type is not None:
+        conditions.append("aggregate_type = %(aggregate_type)s")
+        params["aggregate_type"] = aggregate_type
+    if aggregate_id is not None:
+        conditions.append("aggregate_id = %(aggregate_id)s")
+        params["aggregate_id"] = aggregate_id
+    if ce_ids:
+        conditions.append("ce_id = ANY(%(ce_ids)s::uuid[])")
+        params["ce_ids"] = list(ce_ids)
+    return (
+        f"UPDATE {TABLE} SET published_at = NULL WHERE {' AND '.join(conditions)} RETURNING id",
+        params,
+    )
+
+
+def still_unpublished(ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    return f"SELECT count(*) FROM {TABLE} WHERE id = ANY(%(ids)s) AND published_at IS NULL", {
+        "ids": list(ids)
+    }
