@@ -60,7 +60,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def start_relay(url: str, bootstrap: str, mode: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_relay(
+    url: str, bootstrap: str, mode: str, *, group: str | None = None, shards: int = 1
+) -> tuple[subprocess.Popen[bytes], int]:
     """`outbox relay run` as a process; returns once its /healthz answers 200 (start-up excluded)."""
     port = free_port()
     env = dict(
@@ -68,7 +70,8 @@ def start_relay(url: str, bootstrap: str, mode: str) -> tuple[subprocess.Popen[b
         OUTBOX_DATABASE_URL=url,
         OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         OUTBOX_RELAY_MODE=mode,
-        OUTBOX_RELAY_GROUP=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
+        OUTBOX_RELAY_GROUP=group or f"bench-{mode}-{uuid.uuid4().hex[:6]}",
+        OUTBOX_RELAY_SHARDS=str(shards),
         OUTBOX_RELAY_METRICS_PORT=str(port),
         OUTBOX_RELAY_POLL_INTERVAL="0.1",
         OUTBOX_RELAY_PROGRESS_TOPIC=f"bench-progress-{uuid.uuid4().hex[:6]}",
@@ -98,10 +101,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
-    """Start the relay on an empty outbox, commit a backlog of `events` at once, time the drain."""
+def drain(url: str, bootstrap: str, mode: str, events: int, relays: int = 1) -> dict[str, Any]:
+    """Start `relays` relays (one key-hash shard each) on an empty outbox, commit a backlog of
+    `events` at once, time the drain."""
     topic = f"bench-drain-{mode}-{uuid.uuid4().hex[:6]}"
-    relay, _ = start_relay(url, bootstrap, mode)
+    group = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
+    procs = [start_relay(url, bootstrap, mode, group=group, shards=relays)[0] for _ in range(relays)]
+    relay = procs[0]
     fill(url, topic, events)
     started = time.perf_counter()
     samples: list[int] = []
@@ -115,14 +121,15 @@ def drain(url: str, bootstrap: str, mode: str, events: int) -> dict[str, Any]:
             if row is not None and not row[0]:
                 break
     seconds = time.perf_counter() - started
-    relay.terminate()
-    relay.wait(30)
+    for proc in procs:
+        proc.terminate()
+        proc.wait(30)
     # What autovacuum does after a drain, done at once: a million dead index entries would slow the
     # next phase's every read until it runs.
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM outbox_events")
     return {
-        "mode": mode,
+        "mode": f"{mode}, {relays} relay{'s' if relays > 1 else ''}",
         "events": events,
         "seconds": seconds,
         "rate": events / seconds,
@@ -274,19 +281,20 @@ def main() -> None:
         print("ceiling", raw, flush=True)
         drains = []
         for mode in ("idempotent", "transactional"):
-            drains.append(drain(url, bootstrap, mode, args.events))
+            for relays in (1, 2):
+                drains.append(drain(url, bootstrap, mode, args.events, relays))
             print("drain", drains[-1], flush=True)
         lat = latency(url, bootstrap, args.rate, args.seconds)
     finally:
         drop_database(base, name)
 
     print(f"\n1 KB JSON events, {args.events:,} per drain; machine: {os.cpu_count()} cores")
-    print(f"{'what':<34}{'events/s':>12}{'x ceiling':>11}{'seconds':>10}{'RSS MiB first/max/last':>26}")
-    print(f"{'raw producer (ceiling)':<34}{raw['rate']:>12,.0f}{1.0:>11.2f}{raw['seconds']:>10.1f}")
+    print(f"{'what':<40}{'events/s':>12}{'x ceiling':>11}{'seconds':>10}{'RSS MiB first/max/last':>26}")
+    print(f"{'raw producer (ceiling)':<40}{raw['rate']:>12,.0f}{1.0:>11.2f}{raw['seconds']:>10.1f}")
     for d in drains:
         rss = f"{d['rss_first']}/{d['rss_max']}/{d['rss_last']}"
         print(
-            f"{'relay drain, ' + d['mode']:<34}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
+            f"{'relay drain, ' + d['mode']:<40}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
             f"{d['seconds']:>10.1f}{rss:>26}"
         )
     print(
