@@ -22,23 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from outbox.schema import TABLE
+from outbox.schema import INSERT_COLUMNS, TABLE
 
 QUARANTINE = "outbox_quarantine"
-EVENT_COLUMNS = (
-    "ce_id",
-    "ce_type",
-    "ce_source",
-    "ce_time",
-    "aggregate_type",
-    "aggregate_id",
-    "topic",
-    "content_type",
-    "payload",
-    "headers",
-    "traceparent",
-)
-"""Columns a relay reads, in this order after `id`; also what a quarantined row keeps."""
+# The columns publish() fills are exactly what a relay reads (after `id`) and what quarantine keeps.
+EVENT_COLUMNS = INSERT_COLUMNS
 
 # The aggregate's hash, as publish() computes its advisory lock key (outbox.sql.lock_key).
 AGGREGATE_HASH = "hashtextextended(e.aggregate_type || chr(31) || e.aggregate_id, 0)"
