@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from outbox.config import OutboxSettings
+from outboxkit.cdc_cli import cdc
 from outboxkit.migrate import migrate
 from outboxkit.relay_cli import relay
 
@@ -34,3 +35,4 @@ def demo(flags: dict[str, str]) -> None:
 
 main.add_command(migrate)
 main.add_command(relay)
+main.add_command(cdc)
