@@ -100,6 +100,9 @@ class ConnectClient:
         if self.status(name) is None:
             return False
         self._call("DELETE", f"/connectors/{name}", missing_ok=True)
+        deadline = time.monotonic() + 30  # the status topic catches up a moment later
+        while self.status(name) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
         return True
 
     def plugins(self) -> set[str]:

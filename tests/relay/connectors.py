@@ -27,15 +27,15 @@ class CdcConnector:
 
     @property
     def settings(self) -> CdcSettings:
-        return CdcSettings(
-            connector_name=f"test-cdc-{self.tag}",
-            slot_name=f"test_cdc_{self.tag}",
-            publication=f"test_cdc_{self.tag}",
-            topic_prefix=f"test-cdc-{self.tag}",
-            exactly_once=self.exactly_once,
-            heartbeat_interval_ms=1000,
-            **self.overrides,
-        )
+        values: dict[str, Any] = {
+            "connector_name": f"test-cdc-{self.tag}",
+            "slot_name": f"test_cdc_{self.tag}",
+            "publication": f"test_cdc_{self.tag}",
+            "topic_prefix": f"test-cdc-{self.tag}",
+            "exactly_once": self.exactly_once,
+            "heartbeat_interval_ms": 1000,
+        }
+        return CdcSettings(**{**values, **self.overrides})
 
     def config(self) -> dict[str, str]:
         outbox = OutboxSettings(database_url=self.database_url, connect_url=self.connect_url)
