@@ -117,30 +117,28 @@ def status(ctx: click.Context, metrics: bool) -> None:
         )
 
 
+def _lifecycle(ctx: click.Context, verb: str) -> None:
+    outbox, settings = _settings(ctx)
+    try:
+        with ConnectClient(outbox.connect_url) as client:
+            getattr(client, verb)(settings.connector_name)
+    except OutboxError as err:
+        raise _fail(err) from err
+    click.echo(f"connector {settings.connector_name} {verb[:-1]}ing")
+
+
 @cdc.command()
 @click.pass_context
 def pause(ctx: click.Context) -> None:
     """Pause the connector (the slot keeps WAL meanwhile: watch `status`)."""
-    outbox, settings = _settings(ctx)
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            client.pause(settings.connector_name)
-    except OutboxError as err:
-        raise _fail(err) from err
-    click.echo(f"connector {settings.connector_name} pausing")
+    _lifecycle(ctx, "pause")
 
 
 @cdc.command()
 @click.pass_context
 def resume(ctx: click.Context) -> None:
     """Resume a paused connector."""
-    outbox, settings = _settings(ctx)
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            client.resume(settings.connector_name)
-    except OutboxError as err:
-        raise _fail(err) from err
-    click.echo(f"connector {settings.connector_name} resuming")
+    _lifecycle(ctx, "resume")
 
 
 @cdc.command()

@@ -31,6 +31,17 @@ def require_java() -> str:
     return java
 
 
+def _mvn(command: list[str], log_file: Path) -> int:
+    """Run Maven in batch mode, quietly, appending its output to `log_file`; its exit code."""
+    with open(log_file, "ab") as log:
+        return subprocess.run(
+            [command[0], "-B", "-q", *command[1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        ).returncode
+
+
 def resolve(pom_name: str, cache_dir: Path, log_file: Path, subdir: str = "") -> Path:
     """Copy the runtime dependencies of stack/maven/<pom_name>/pom.xml into a cached dir; return it.
 
@@ -50,25 +61,20 @@ def resolve(pom_name: str, cache_dir: Path, log_file: Path, subdir: str = "") ->
     (tmp / subdir).mkdir(parents=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"stack: resolving {pom_name} jars from Maven Central (log: {log_file}) ...", flush=True)
-    with open(log_file, "ab") as log:
-        done = subprocess.run(
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={tmp / subdir}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    if done.returncode != 0 or not any((tmp / subdir).glob("*.jar")):
+    returncode = _mvn(
+        [
+            mvn,
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp / subdir}",
+        ],
+        log_file,
+    )
+    if returncode != 0 or not any((tmp / subdir).glob("*.jar")):
         raise StackError(
-            f"downloading the {pom_name} jars failed (mvn exit {done.returncode}); "
+            f"downloading the {pom_name} jars failed (mvn exit {returncode}); "
             f"is Maven Central reachable? Details in {log_file}"
         )
     shutil.rmtree(target, ignore_errors=True)
@@ -109,18 +115,13 @@ def build_smt(cache_dir: Path, log_file: Path, subdir: str = "outboxkit-smt") ->
     (tmp / subdir).mkdir(parents=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"stack: building outboxkit's Connect transform (log: {log_file}) ...", flush=True)
-    with open(log_file, "ab") as log:
-        done = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(SMT_SRC / "pom.xml"), "package", f"-Dsmt.build.dir={tmp / 'build'}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    returncode = _mvn(
+        [mvn, "-f", str(SMT_SRC / "pom.xml"), "package", f"-Dsmt.build.dir={tmp / 'build'}"], log_file
+    )
     jar = tmp / "build" / "outboxkit-connect-smt.jar"
-    if done.returncode != 0 or not jar.exists():
+    if returncode != 0 or not jar.exists():
         raise StackError(
-            f"building outboxkit's Connect transform failed (mvn exit {done.returncode}); "
-            f"details in {log_file}"
+            f"building outboxkit's Connect transform failed (mvn exit {returncode}); details in {log_file}"
         )
     jar.rename(tmp / subdir / jar.name)
     shutil.rmtree(tmp / "build")
