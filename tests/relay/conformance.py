@@ -45,7 +45,13 @@ def contract_events(aggregates: int = 20) -> list[Event]:
             aggregate_type="customer",
             aggregate_id="kunde-ü-東京-😀",
             payload={"name": "Zoë Ångström 東京 😀", "quote": 'say "hi"\\n\t'},
-            headers={"tenant": "acme-ü", "Zeta": "😀", "a.b": "x", "x-request-id": "r-1", "z": ""},
+            headers={
+                "tenant": "acme-ü",
+                "Zeta": "😀",
+                "a.b": 'say "hi" \\ {x: [1]}',
+                "x-request-id": "r-1",
+                "z": "",
+            },
             traceparent=TRACEPARENT,
         ),
         Event(

@@ -80,6 +80,10 @@ def test_retention_keep_marks_rows_and_purges_old_ones(
     new_topic: Callable[..., str],
 ) -> None:
     topic = new_topic("keep")
+    # relay_factory's environment, from a relay stopped before any event exists (it runs under
+    # retention=delete and would otherwise publish and delete the rows this test keeps).
+    relay = relay_factory()
+    relay.terminate()
     engine = engine_for(clean_outbox)
     write_numbered(engine, outbox_for(topic), ["a"], 5)
     with engine.begin() as conn:  # one event published long ago, past the retention
@@ -89,8 +93,6 @@ def test_retention_keep_marks_rows_and_purges_old_ones(
                 " WHERE id = (SELECT min(id) FROM outbox_events)"
             )
         )
-    relay = relay_factory()
-    relay.terminate()
     relay = RelayProcess(
         dict(relay.env, OUTBOX_RETENTION="keep", OUTBOX_RETENTION_DAYS="7"), relay.log_path
     ).start()
