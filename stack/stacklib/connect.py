@@ -100,9 +100,13 @@ class Connect:
         except (urllib.error.URLError, OSError, ValueError) as err:
             return f"Connect REST not ready: {err}"
         classes = {p.get("class") for p in plugins}
-        for wanted in (POSTGRES_CONNECTOR, OUTBOXKIT_SMT):
-            if wanted not in classes:
-                return f"Connect answers but does not list {wanted} (plugin.path broken?)"
+        if POSTGRES_CONNECTOR not in classes:
+            return f"Connect answers but does not list {POSTGRES_CONNECTOR} (plugin.path broken?)"
+        if OUTBOXKIT_SMT not in classes:
+            return (
+                f"Connect answers but does not list {OUTBOXKIT_SMT}: a worker started before "
+                "stack/smt existed, or plugin.path broken; restart Connect to load it"
+            )
         return None
 
     def down(self) -> bool:
