@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Message
 
 from outbox import Outbox, TopicRouter
+from relay.connect import ConnectClient
 from tests.relay.conformance import (
     RelayConformance,
     RelayHarness,
@@ -31,9 +32,17 @@ class PollingHarness:
     database_url: str
     factory: Callable[..., RelayProcess]
     name: str = "polling"
+    mode: str = "idempotent"
+    process: RelayProcess | None = None
 
     def start(self) -> None:
-        self.factory().wait_ready()
+        self.process = self.factory(mode=self.mode)
+        self.process.wait_ready()
+
+    def restart(self) -> None:
+        assert self.process is not None
+        self.process.kill()  # kill -9: the batch in flight may be published again (at least once)
+        self.start()
 
 
 @dataclass
@@ -43,8 +52,15 @@ class CdcHarness:
     name: str = "cdc"
     exactly_once: bool = False
 
+    connector: CdcConnector | None = None
+
     def start(self) -> None:
-        self.factory(exactly_once=self.exactly_once)
+        self.connector = self.factory(exactly_once=self.exactly_once)
+
+    def restart(self) -> None:
+        assert self.connector is not None
+        with ConnectClient(self.connector.connect_url) as client:
+            client.restart(self.connector.settings.connector_name)
 
 
 class TestPollingRelay(RelayConformance):
@@ -53,12 +69,20 @@ class TestPollingRelay(RelayConformance):
         return PollingHarness(clean_outbox, relay_factory)
 
 
+class TestPollingRelayTransactional(RelayConformance):
+    exactly_once = True
+
+    @pytest.fixture
+    def harness(self, clean_outbox: str, relay_factory: Callable[..., RelayProcess]) -> RelayHarness:
+        return PollingHarness(clean_outbox, relay_factory, name="polling-tx", mode="transactional")
+
+
 class TestCdcRelay(RelayConformance):
-    exactly_once = True  # on a worker with exactly.once.source.support=enabled
+    exactly_once = True
 
     @pytest.fixture
     def harness(self, cdc_db: str, cdc_factory: Callable[..., CdcConnector]) -> RelayHarness:
-        return CdcHarness(cdc_db, cdc_factory)
+        return CdcHarness(cdc_db, cdc_factory, exactly_once=True)
 
 
 def test_polling_and_cdc_publish_identical_records(
