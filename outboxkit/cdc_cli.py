@@ -21,10 +21,8 @@ def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, Cdc
     obj = dict(ctx.obj or {})
     try:
         outbox = OutboxSettings.load(**obj)
-        from_env = CdcSettings()
-        values = {name: getattr(from_env, name) for name in from_env.model_fields_set}
-        values.update({k: v for k, v in cdc_flags.items() if v is not None})
-        return outbox, CdcSettings(**values)
+        # Flags given win over OUTBOX_CDC_... variables, which win over the defaults.
+        return outbox, CdcSettings(**{k: v for k, v in cdc_flags.items() if v is not None})
     except ValidationError as err:
         raise click.ClickException(f"invalid CDC settings (check OUTBOX_CDC_... variables):\n{err}") from err
     except OutboxError as err:
