@@ -90,7 +90,7 @@ class CdcSettings(BaseSettings):
     heartbeat_interval_ms: int = Field(default=10_000, ge=0)
     """Heartbeats let the slot advance while the outbox is idle (0: off, an idle outbox pins WAL)."""
 
-    poll_interval_ms: int = Field(default=50, ge=1)
+    poll_interval_ms: int = Field(default=10, ge=1)
     """Debezium's wait for more changes before it hands a batch to Connect (latency vs. batching)."""
 
     max_batch_size: int = Field(default=2048, ge=1)
