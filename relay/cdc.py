@@ -88,7 +88,8 @@ class CdcSettings(BaseSettings):
     """exactly.once.support=required with a transaction per poll (the worker must enable EOS)."""
 
     heartbeat_interval_ms: int = Field(default=10_000, ge=0)
-    """Heartbeats let the slot advance while the outbox is idle (0: off, an idle outbox pins WAL)."""
+    """Heartbeats make the connector confirm its position while the outbox is idle, so the slot
+    follows the WAL (with lsn.flush.mode below); 0 turns them off."""
 
     poll_interval_ms: int = Field(default=10, ge=1)
     """Debezium's wait for more changes before it hands a batch to Connect (latency vs. batching)."""
