@@ -6,6 +6,7 @@ On an isolated stack instance (own PostgreSQL, Kafka and Connect), so the shared
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from outbox import migrations
+from relay.errors import ConnectError
 from tests.isolated import IsolatedStack
 from tests.relay.connectors import CdcConnector
 from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_rounds
@@ -53,6 +55,19 @@ def kill_connect(stack: IsolatedStack) -> None:
     raise AssertionError("the Connect worker survived kill -9")
 
 
+def restart_connect(stack: IsolatedStack) -> None:
+    """`stack/stack up` for Connect, tried three times: once, in a full-suite run under load, the
+    restart failed (the error was then hidden by the clean-up). Loss and order are checked anyway."""
+    outputs = []
+    for _ in range(3):
+        restarted = stack.up("connect")
+        if restarted.returncode == 0:
+            return
+        outputs.append(restarted.stdout + restarted.stderr)
+        time.sleep(2.0)
+    raise AssertionError("\n---\n".join(outputs))
+
+
 def new_outbox_database(stack: IsolatedStack) -> str:
     name = f"cdc_crash_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
@@ -81,8 +96,7 @@ def test_connect_worker_killed_and_restarted_while_events_flow(
         assert consume_all(isolated.bootstrap_servers, topic, len(AGGREGATES) * 5, timeout=60)
         kill_connect(isolated)
         time.sleep(1.0)
-        restarted = isolated.up("connect")
-        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        restart_connect(isolated)
         writer.join(timeout=120)
         assert not writer.is_alive()
         connector.wait_slot_active(timeout=120)
@@ -93,5 +107,7 @@ def test_connect_worker_killed_and_restarted_while_events_flow(
         if exactly_once:
             assert len(records) == total
     finally:
-        connector.remove()
         engine.dispose()
+        # The stack is thrown away after the module; a failed clean-up must not hide the failure.
+        with contextlib.suppress(ConnectError):
+            connector.remove()
