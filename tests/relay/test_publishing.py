@@ -96,12 +96,15 @@ def test_retention_keep_marks_rows_and_purges_old_ones(
     relay = RelayProcess(
         dict(relay.env, OUTBOX_RETENTION="keep", OUTBOX_RETENTION_DAYS="7"), relay.log_path
     ).start()
-    assert len(consume_all(bootstrap_servers, topic, 4, timeout=30)) == 4
+    try:  # not started by relay_factory, so not killed by it
+        assert len(consume_all(bootstrap_servers, topic, 4, timeout=30)) == 4
 
-    def settled() -> bool:
-        with psycopg.connect(clean_outbox) as conn:
-            row = conn.execute("SELECT count(*), count(published_at) FROM outbox_events").fetchone()
-        return row == (4, 4)
+        def settled() -> bool:
+            with psycopg.connect(clean_outbox) as conn:
+                row = conn.execute("SELECT count(*), count(published_at) FROM outbox_events").fetchone()
+            return row == (4, 4)
 
-    wait_for(settled, 15, "4 kept rows marked published and the old one purged")
-    assert relay.terminate() == 0
+        wait_for(settled, 15, "4 kept rows marked published and the old one purged")
+        assert relay.terminate() == 0
+    finally:
+        relay.kill()
