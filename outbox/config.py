@@ -26,6 +26,10 @@ class Retention(StrEnum):
     KEEP = "keep"
     """Set `published_at` and delete the row `retention_days` later (replay from PostgreSQL)."""
 
+    CDC_DELETE = "cdc_delete"
+    """CDC relay only: publish() deletes each row in the transaction that inserted it. Debezium reads
+    the insert from the WAL; the table stays empty. No replay from PostgreSQL (docs/cdc.md)."""
+
 
 class OutboxSettings(BaseSettings):
     """Where the toolkit's services are. Defaults are the local stack's (stack/stack, docker-compose.yml)."""
@@ -57,7 +61,8 @@ class OutboxSettings(BaseSettings):
     """PostgreSQL channel that publish() notifies and the relay listens on."""
 
     retention: Retention = Retention.DELETE
-    """What the relay does with published rows: delete them, or keep them `retention_days`."""
+    """What happens to published rows: the relay deletes them, or keeps them `retention_days`;
+    cdc_delete: publish() deletes them at once (CDC relay only)."""
 
     retention_days: int = Field(default=7, ge=1, le=3650)
     """With retention=keep: days a published row stays for replay before the relay deletes it."""

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from outbox.config import KAFKA_DEFAULT_MAX_RECORD_BYTES, OutboxSettings
+from outbox.config import KAFKA_DEFAULT_MAX_RECORD_BYTES, OutboxSettings, Retention
 from outbox.envelope import StoredEvent, render_time, to_kafka
 from outbox.errors import (
     EventTooLargeError,
@@ -24,7 +24,7 @@ from outbox.event import Event
 from outbox.routing import TopicRouter
 from outbox.schema import TABLE
 from outbox.serialization import JsonSerializer, Serializer
-from outbox.sql import SQL, insert_statement
+from outbox.sql import DELETE_SQL, SQL, delete_statement, insert_statement
 from outbox.validation import checked_headers, checked_traceparent, required_text
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 SyncTarget = Session | Connection
 # Built once: SQLAlchemy then finds the compiled form in its cache instead of parsing the text.
-_TEXT = {query: text(query) for query in SQL.values()}
+_TEXT = {query: text(query) for query in [*SQL.values(), DELETE_SQL]}
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class Outbox:
     """Largest Kafka record accepted, envelope and framing included."""
     notify_channel: str | None = "outbox_events"
     """Channel to NOTIFY on each write (wakes the relay); None sends no NOTIFY."""
+    delete_after_insert: bool = False
+    """Retention cdc_delete: delete the rows in the inserting transaction (only the CDC relay sees them)."""
 
     @classmethod
     def from_settings(
@@ -62,6 +64,7 @@ class Outbox:
             serializer=serializer or JsonSerializer(),
             max_record_bytes=settings.max_record_bytes,
             notify_channel=settings.notify_channel if settings.notify else None,
+            delete_after_insert=settings.retention is Retention.CDC_DELETE,
         )
 
     def prepare(self, event: Event) -> StoredEvent:
@@ -114,10 +117,10 @@ class Outbox:
         stored = [self.prepare(event) for event in events]
         if isinstance(target, Session | Connection):
             if stored:
-                _write(target, stored, self.notify_channel)
+                _write(target, stored, self.notify_channel, self.delete_after_insert)
             return None
         if _is_async(target):
-            return _write_async(target, stored, self.notify_channel)
+            return _write_async(target, stored, self.notify_channel, self.delete_after_insert)
         raise UnsupportedTargetError(
             f"publish() needs a SQLAlchemy Session, Connection, AsyncSession or AsyncConnection, "
             f"got {type(target).__name__}"
@@ -144,18 +147,20 @@ def _translate(err: DBAPIError) -> StorageError | MigrationError:
     )
 
 
-def _write(target: SyncTarget, events: Sequence[StoredEvent], channel: str | None) -> None:
+def _write(target: SyncTarget, events: Sequence[StoredEvent], channel: str | None, delete: bool) -> None:
     connection = target.connection() if isinstance(target, Session) else target
     _check_dialect(connection.dialect.name)
     query, params = insert_statement(events, channel)
     try:
         connection.execute(_TEXT[query], params)
+        if delete:
+            connection.execute(_TEXT[DELETE_SQL], delete_statement(events)[1])
     except DBAPIError as err:
         raise _translate(err) from err
 
 
 async def _write_async(
-    target: AsyncSession | AsyncConnection, events: Sequence[StoredEvent], channel: str | None
+    target: AsyncSession | AsyncConnection, events: Sequence[StoredEvent], channel: str | None, delete: bool
 ) -> None:
     if not events:
         return
@@ -166,6 +171,8 @@ async def _write_async(
     query, params = insert_statement(events, channel)
     try:
         await connection.execute(_TEXT[query], params)
+        if delete:
+            await connection.execute(_TEXT[DELETE_SQL], delete_statement(events)[1])
     except DBAPIError as err:
         raise _translate(err) from err
 

@@ -101,6 +101,19 @@ def insert_statement(events: Sequence[StoredEvent], notify_channel: str | None) 
     return SQL[len(events) == 1, notify_channel is not None], params
 
 
+DELETE_SQL = f"DELETE FROM {TABLE} WHERE ce_id = ANY(CAST(:ce_ids AS uuid[]))"
+"""Retention cdc_delete: the rows just inserted, in the same transaction (see delete_statement)."""
+
+
+def delete_statement(events: Sequence[StoredEvent]) -> tuple[str, dict[str, Any]]:
+    """DELETE of the rows `insert_statement` just wrote (retention cdc_delete).
+
+    A second statement, because a data-modifying CTE cannot see the rows its sibling inserts. The
+    WAL still carries the INSERT, which Debezium publishes; the router drops the DELETE.
+    """
+    return DELETE_SQL, {"ce_ids": [event.ce_id for event in events]}
+
+
 def _row(event: StoredEvent) -> dict[str, Any]:
     return {
         "ce_id": event.ce_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from outbox.config import OutboxSettings
+from outboxkit.cdc_cli import cdc
 from outboxkit.migrate import migrate
 from outboxkit.projector_cli import projector
 from outboxkit.relay_cli import relay
@@ -38,3 +39,4 @@ main.add_command(migrate)
 main.add_command(relay)
 main.add_command(projector)
 main.add_command(replay)
+main.add_command(cdc)

@@ -50,7 +50,10 @@ def run(ctx: click.Context, /, config: Path | None, log_level: str, **flags: Any
     outbox_settings, relay_settings = _settings(ctx, config, **flags)
     logs.configure(log_level)
     metrics = RelayMetrics()
-    daemon = PollingRelay(outbox_settings, relay_settings, metrics)
+    try:
+        daemon = PollingRelay(outbox_settings, relay_settings, metrics)
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     server = None

@@ -9,3 +9,7 @@ class RelayError(OutboxError):
 
 class ProducerFailedError(RelayError):
     """The Kafka producer hit a fatal error (e.g. fenced by a newer relay) and must be replaced."""
+
+
+class ConnectError(RelayError):
+    """Kafka Connect's REST API refused a request or cannot be reached; the message has its answer."""

@@ -22,6 +22,7 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
+from outbox.errors import ConfigurationError
 from relay.errors import ProducerFailedError
 from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
@@ -48,6 +49,11 @@ class PollingRelay:
     def __init__(
         self, outbox: OutboxSettings, settings: RelaySettings, metrics: RelayMetrics | None = None
     ) -> None:
+        if outbox.retention is Retention.CDC_DELETE:
+            raise ConfigurationError(
+                "retention=cdc_delete deletes every event in the transaction that wrote it: only the "
+                "CDC relay (outbox cdc register) can publish them. Use retention delete or keep here."
+            )
         self.outbox = outbox
         self.settings = settings
         self.metrics = metrics or RelayMetrics()

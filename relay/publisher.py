@@ -61,6 +61,11 @@ def producer_config(bootstrap_servers: str, settings: RelaySettings) -> dict[str
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,  # also: acks=all, in-order retries
         "acks": "all",
+        # Kafka's Java partitioner (murmur2 of the key), as Kafka Connect's producer uses: an
+        # aggregate lands on the same partition whichever relay publishes it, so consumers cannot
+        # tell the relays apart and a switch between them keeps each aggregate on one partition.
+        # (librdkafka's default, consistent_random, hashes with CRC32: other partitions.)
+        "partitioner": "murmur2_random",
         "message.timeout.ms": settings.message_timeout_ms,
         "linger.ms": 5,
         "batch.num.messages": 10_000,

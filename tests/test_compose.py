@@ -89,6 +89,7 @@ def test_connect_worker_matches_stack(compose: dict[str, Any], settings: Setting
     env = compose["services"]["connect"]["environment"]
     connect = Connect(settings, kafka_libs=lambda: settings.cache_dir)
     connect.plugin_path = lambda: settings.cache_dir  # type: ignore[method-assign]
+    connect.smt_path = lambda: settings.cache_dir  # type: ignore[method-assign]
     props = dict(line.split("=", 1) for line in connect.worker_properties().read_text().splitlines())
     assert env["GROUP_ID"] == props["group.id"]
     assert env["CONFIG_STORAGE_TOPIC"] == props["config.storage.topic"]
@@ -108,3 +109,41 @@ def test_toolkit_daemons_run_the_console_script(compose: dict[str, Any]) -> None
     assert 'ENTRYPOINT ["outbox"]' in dockerfile
     for package in ("outbox", "relay", "projectors", "outboxkit", "migrations"):
         assert f"COPY {package} {package}" in dockerfile
+    # Exactly one relay per profile: both at once would publish every event twice.
+    assert services["relay"]["profiles"] == ["polling"]
+    assert services["cdc-register"]["profiles"] == ["cdc"]
+
+
+def test_connect_loads_the_transform_built_by_a_one_shot_service(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    build = services["smt-build"]
+    assert build["image"].startswith("maven:") and "eclipse-temurin-17" in build["image"]
+    assert "./stack/smt:/src:ro" in build["volumes"]
+    assert "outboxkit-connect-smt.jar" in build["command"][-1]
+    [volume] = [v for v in build["volumes"] if v.endswith(":/out")]
+    assert f"{volume.split(':')[0]}:/kafka/connect/outboxkit-smt:ro" in services["connect"]["volumes"]
+    assert volume.split(":")[0] in compose["volumes"]
+    assert services["connect"]["depends_on"]["smt-build"]["condition"] == "service_completed_successfully"
+    assert "CloudEventsHeaders" in " ".join(services["connect"]["healthcheck"]["test"])
+
+
+def test_a_one_shot_service_registers_the_cdc_connector(compose: dict[str, Any]) -> None:
+    from outbox.config import OutboxSettings
+    from relay.cdc import CdcSettings, connector_config
+
+    register = compose["services"]["cdc-register"]
+    assert register["depends_on"]["connect"]["condition"] == "service_healthy"
+    assert register["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert register.get("restart") == "no"
+    assert register["command"] == ["cdc", "register"]
+    env = register["environment"]
+    # The connector reaches PostgreSQL and the worker by their compose service names.
+    config = connector_config(
+        OutboxSettings(database_url=env["OUTBOX_DATABASE_URL"], connect_url=env["OUTBOX_CONNECT_URL"]),
+        CdcSettings(exactly_once=env["OUTBOX_CDC_EXACTLY_ONCE"] == "true"),
+    )
+    assert config["database.hostname"] in compose["services"]
+    assert env["OUTBOX_CONNECT_URL"] == "http://connect:8083"
+    assert config["exactly.once.support"] == "required"
+    connect_env = compose["services"]["connect"]["environment"]
+    assert connect_env["CONNECT_EXACTLY_ONCE_SOURCE_SUPPORT"] == "enabled"

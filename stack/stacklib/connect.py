@@ -14,6 +14,7 @@ from .processes import Daemon, port_open, require_free, wait_until
 from .settings import Settings
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+OUTBOXKIT_SMT = "io.outboxkit.connect.CloudEventsHeaders"
 
 
 class Connect:
@@ -35,6 +36,10 @@ class Connect:
             subdir="debezium-connector-postgres",
         )
 
+    def smt_path(self) -> Path:
+        # outboxkit's own transform (stack/smt) is a plugin of its own: it needs only Connect's API.
+        return maven.build_smt(self.s.cache_dir, self.s.logs_dir / "maven.log")
+
     def worker_properties(self) -> Path:
         s = self.s
         props = {
@@ -55,7 +60,7 @@ class Connect:
             "listeners": f"http://127.0.0.1:{s.connect_port}",
             "rest.advertised.host.name": "127.0.0.1",
             "rest.advertised.port": str(s.connect_port),
-            "plugin.path": str(self.plugin_path()),
+            "plugin.path": f"{self.plugin_path()},{self.smt_path()}",
             # Debezium ships ServiceLoader manifests, so the slow reflective classpath scan is not needed.
             "plugin.discovery": "service_load",
             # KIP-618: source connectors may ask for exactly-once delivery (exactly.once.support=required).
@@ -88,14 +93,20 @@ class Connect:
     def answer(self) -> str | None:
         if not port_open(self.s.connect_port):
             return f"port {self.s.connect_port} not open"
-        url = f"{self.s.connect_url}/connector-plugins?connectorsOnly=true"
+        url = f"{self.s.connect_url}/connector-plugins?connectorsOnly=false"
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
                 plugins = json.load(resp)
         except (urllib.error.URLError, OSError, ValueError) as err:
             return f"Connect REST not ready: {err}"
-        if not any(p.get("class") == POSTGRES_CONNECTOR for p in plugins):
+        classes = {p.get("class") for p in plugins}
+        if POSTGRES_CONNECTOR not in classes:
             return f"Connect answers but does not list {POSTGRES_CONNECTOR} (plugin.path broken?)"
+        if OUTBOXKIT_SMT not in classes:
+            return (
+                f"Connect answers but does not list {OUTBOXKIT_SMT}: a worker started before "
+                "stack/smt existed, or plugin.path broken; restart Connect to load it"
+            )
         return None
 
     def down(self) -> bool:

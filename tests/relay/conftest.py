@@ -8,15 +8,18 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka.admin import NewTopic
 
 from outbox import migrations
 from tests.outbox.conftest import new_database  # noqa: F401 - a fixture, re-exported
+from tests.relay.connectors import CdcConnector
+from tests.services import kafka_admin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,3 +135,49 @@ def outbox_count(url: str) -> int:
 
 def new_id() -> str:
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def cdc_db(new_database: Callable[[], str]) -> str:  # noqa: F811
+    """A migrated database of its own for the CDC relay (the polling relay's would race it)."""
+    url = new_database()
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def cdc_factory(cdc_db: str, connect_url: str) -> Iterator[Callable[..., CdcConnector]]:
+    """cdc_factory(exactly_once=..., **CdcSettings overrides) -> a registered, streaming connector
+    on an emptied cdc_db; removed (slot and publication dropped) after the test."""
+    with psycopg.connect(cdc_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE outbox_events, outbox_quarantine")
+    started: list[CdcConnector] = []
+
+    def make(exactly_once: bool = False, **overrides: Any) -> CdcConnector:
+        connector = CdcConnector(cdc_db, connect_url, exactly_once=exactly_once, overrides=overrides)
+        started.append(connector)
+        return connector.register()
+
+    yield make
+    for connector in started:
+        connector.remove()
+
+
+@pytest.fixture
+def make_topics(bootstrap_servers: str) -> Iterator[Callable[..., None]]:
+    """make_topics(names, partitions=1): create topics up front (deleted after the test)."""
+    admin = kafka_admin(bootstrap_servers)
+    created: list[str] = []
+
+    def make(names: Sequence[str], partitions: int = 1) -> None:
+        futures = admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+        )
+        for future in futures.values():
+            future.result(timeout=30)
+        created.extend(names)
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.result(timeout=30)

@@ -40,6 +40,12 @@ def test_outbox_event_router_transform_is_available(connect_url: str) -> None:
     assert "io.debezium.transforms.outbox.EventRouter" in {p["class"] for p in plugins}
 
 
+def test_outboxkit_headers_transform_is_available(connect_url: str) -> None:
+    """stack/smt, built by `stack/stack up` and loaded as a plugin of its own (the CDC relay needs it)."""
+    plugins = rest("GET", f"{connect_url}/connector-plugins?connectorsOnly=false")
+    assert "io.outboxkit.connect.CloudEventsHeaders" in {p["class"] for p in plugins}
+
+
 @pytest.fixture
 def cdc_table(database_url: str) -> Iterator[str]:
     table = f"cdc_probe_{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,175 @@
+"""`outbox cdc config|register|status|pause|resume|remove`: operate the CDC relay (Debezium in Connect)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+import psycopg
+from pydantic import ValidationError
+
+from outbox.config import OutboxSettings
+from outbox.errors import OutboxError
+from relay.cdc import CdcSettings, connector_config
+from relay.connect import ConnectClient
+from relay.slot import SlotMetrics, drop_publication, drop_slot, slot_lag
+
+
+def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, CdcSettings]:
+    obj = dict(ctx.obj or {})
+    try:
+        outbox = OutboxSettings.load(**obj)
+        # Flags given win over OUTBOX_CDC_... variables, which win over the defaults.
+        return outbox, CdcSettings(**{k: v for k, v in cdc_flags.items() if v is not None})
+    except ValidationError as err:
+        raise click.ClickException(f"invalid CDC settings (check OUTBOX_CDC_... variables):\n{err}") from err
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@click.group()
+@click.option("--connect-url", help="Kafka Connect's REST API [env OUTBOX_CONNECT_URL].")
+@click.pass_context
+def cdc(ctx: click.Context, connect_url: str | None) -> None:
+    """The CDC relay: Debezium's PostgreSQL connector with the Outbox Event Router, in Kafka Connect.
+
+    Settings: OUTBOX_... (database URL, Connect URL) and OUTBOX_CDC_... (connector, slot,
+    publication, exactly-once, heartbeats). Records are byte-identical to the polling relay's.
+    """
+    ctx.obj = dict(ctx.obj or {})
+    if connect_url:
+        ctx.obj["connect_url"] = connect_url
+
+
+EXACTLY_ONCE = click.option(
+    "--exactly-once/--no-exactly-once",
+    default=None,
+    help="Require exactly-once delivery (the worker must enable it) [env OUTBOX_CDC_EXACTLY_ONCE].",
+)
+
+
+def _fail(err: OutboxError) -> click.ClickException:
+    return click.ClickException(str(err))
+
+
+@cdc.command()
+@EXACTLY_ONCE
+@click.pass_context
+def config(ctx: click.Context, exactly_once: bool | None) -> None:
+    """Print the connector as JSON (the body of Connect's `POST /connectors`)."""
+    outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    body = {"name": settings.connector_name, "config": connector_config(outbox, settings)}
+    click.echo(json.dumps(body, indent=2))
+
+
+@cdc.command()
+@EXACTLY_ONCE
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Until connector and task run.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait.")
+@click.pass_context
+def register(ctx: click.Context, exactly_once: bool | None, wait: bool, timeout: float) -> None:
+    """Create the connector, or update its configuration (idempotent)."""
+    outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    try:
+        with ConnectClient(outbox.connect_url) as client:
+            client.put_config(settings.connector_name, connector_config(outbox, settings))
+            if wait:
+                client.wait(settings.connector_name, timeout=timeout)
+    except OutboxError as err:
+        raise _fail(err) from err
+    click.echo(f"connector {settings.connector_name} {'running' if wait else 'registered'}")
+
+
+@cdc.command()
+@click.option("--metrics", is_flag=True, help="Print Prometheus exposition text instead.")
+@click.pass_context
+def status(ctx: click.Context, metrics: bool) -> None:
+    """Connector and task state, and the WAL the replication slot retains."""
+    outbox, settings = _settings(ctx)
+    try:
+        with ConnectClient(outbox.connect_url) as client:
+            state = client.status(settings.connector_name)
+    except OutboxError as err:
+        raise _fail(err) from err
+    with psycopg.connect(outbox.database_url, autocommit=True) as conn:
+        lag = slot_lag(conn, settings.slot_name)
+    if metrics:
+        gauges = SlotMetrics()
+        gauges.update(lag, settings.slot_name, settings.connector_name, bool(state and state.running))
+        click.echo(gauges.exposition().decode(), nl=False)
+        return
+    if state is None:
+        click.echo(f"connector:  {settings.connector_name} not registered")
+    else:
+        click.echo(f"connector:  {state.name} {state.connector}")
+        for task_id, task_state, trace in state.tasks:
+            click.echo(f"task {task_id}:     {task_state}{'  ' + trace if trace else ''}")
+    if lag is None:
+        click.echo(f"slot:       {settings.slot_name} does not exist")
+    else:
+        click.echo(
+            f"slot:       {lag.slot} {'active' if lag.active else 'INACTIVE'}, "
+            f"{lag.retained_bytes} bytes of WAL retained, {lag.unconfirmed_bytes} unconfirmed"
+        )
+
+
+def _lifecycle(ctx: click.Context, verb: str) -> None:
+    outbox, settings = _settings(ctx)
+    try:
+        with ConnectClient(outbox.connect_url) as client:
+            getattr(client, verb)(settings.connector_name)
+    except OutboxError as err:
+        raise _fail(err) from err
+    click.echo(f"connector {settings.connector_name} {verb[:-1]}ing")
+
+
+@cdc.command()
+@click.pass_context
+def pause(ctx: click.Context) -> None:
+    """Pause the connector (the slot keeps WAL meanwhile: watch `status`)."""
+    _lifecycle(ctx, "pause")
+
+
+@cdc.command()
+@click.pass_context
+def resume(ctx: click.Context) -> None:
+    """Resume a paused connector."""
+    _lifecycle(ctx, "resume")
+
+
+@cdc.command()
+@click.option(
+    "--keep-slot",
+    is_flag=True,
+    help="Keep the slot and publication (to register again without losing events; the slot pins WAL).",
+)
+@click.pass_context
+def remove(ctx: click.Context, keep_slot: bool) -> None:
+    """Remove the connector, then drop its replication slot and publication."""
+    outbox, settings = _settings(ctx)
+    try:
+        with ConnectClient(outbox.connect_url) as client:
+            removed = client.delete(settings.connector_name)
+    except OutboxError as err:
+        raise _fail(err) from err
+    click.echo(f"connector {settings.connector_name} {'removed' if removed else 'was not registered'}")
+    if keep_slot:
+        return
+    with psycopg.connect(outbox.database_url, autocommit=True) as conn:
+        dropped = _drop_slot_when_released(conn, settings.slot_name)
+        drop_publication(conn, settings.publication)
+    click.echo(f"slot {settings.slot_name} {'dropped' if dropped else 'did not exist'}")
+
+
+def _drop_slot_when_released(conn: psycopg.Connection[Any], slot: str, timeout: float = 30.0) -> bool:
+    # The task lets go of the slot a moment after Connect has removed the connector.
+    deadline = time.monotonic() + timeout
+    while True:
+        lag = slot_lag(conn, slot)
+        if lag is None:
+            return False
+        if not lag.active or time.monotonic() > deadline:
+            return drop_slot(conn, slot)
+        time.sleep(0.25)

@@ -1,0 +1,191 @@
+"""The CDC relay's operations against the real stack: CLI, CDC retention, heartbeats, hand-over snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import text
+
+from outbox import Event, Outbox, OutboxSettings, publish, publish_many
+from outbox.envelope import to_kafka
+from outboxkit.cli import main
+from relay.slot import slot_lag
+from tests.relay.conformance import as_record
+from tests.relay.conftest import wait_for
+from tests.relay.connectors import CdcConnector
+from tests.relay.events import engine_for, outbox_for
+from tests.services import consume_all
+
+
+def watermarks(bootstrap: str, topic: str) -> tuple[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        return int(low), int(high)
+    finally:
+        consumer.close()
+
+
+def event(n: int, aggregate: str = "a-1") -> Event:
+    return Event(type="test.cdc", aggregate_type="a", aggregate_id=aggregate, payload={"n": n})
+
+
+def test_cli_register_status_pause_resume_remove(
+    cdc_db: str, connect_url: str, bootstrap_servers: str, new_topic: Callable[..., str]
+) -> None:
+    tag = CdcConnector(cdc_db, connect_url).tag
+    env = {
+        "OUTBOX_DATABASE_URL": cdc_db,
+        "OUTBOX_CONNECT_URL": connect_url,
+        "OUTBOX_CDC_CONNECTOR_NAME": f"cli-{tag}",
+        "OUTBOX_CDC_SLOT_NAME": f"cli_{tag}",
+        "OUTBOX_CDC_PUBLICATION": f"cli_{tag}",
+        "OUTBOX_CDC_TOPIC_PREFIX": f"cli-{tag}",
+        "OUTBOX_CDC_HEARTBEAT_INTERVAL_MS": "1000",
+    }
+    runner = CliRunner()
+
+    def outbox(*args: str) -> str:
+        result = runner.invoke(main, ["cdc", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    topic = new_topic("cli")
+    engine, writer = engine_for(cdc_db), outbox_for(topic)
+    assert f'"slot.name": "cli_{tag}"' in outbox("config", "--exactly-once")
+    try:
+        assert "running" in outbox("register")
+        wait_for(lambda: "active" in outbox("status").split("slot:")[1], 60, "the slot to be active")
+        shown = outbox("status")
+        assert f"connector:  cli-{tag} RUNNING" in shown and "task 0:     RUNNING" in shown
+        assert "bytes of WAL retained" in shown
+        metrics = outbox("status", "--metrics")
+        assert f'outbox_cdc_slot_retained_wal_bytes{{slot="cli_{tag}"}}' in metrics
+        assert f'outbox_cdc_connector_running{{connector="cli-{tag}"}} 1.0' in metrics
+
+        outbox("pause")
+        wait_for(lambda: "PAUSED" in outbox("status"), 60, "the connector to pause")
+        with engine.begin() as conn:
+            publish(conn, event(1), outbox=writer)
+        assert consume_all(bootstrap_servers, topic, 1, timeout=3) == []  # paused: held in the WAL
+        outbox("resume")
+        [record] = consume_all(bootstrap_servers, topic, 1, timeout=60)
+        assert record.value() == b'{"n":1}'
+    finally:
+        removed = outbox("remove")
+    assert f"connector cli-{tag} removed" in removed and f"slot cli_{tag} dropped" in removed
+    assert "not registered" in outbox("status")
+    with psycopg.connect(cdc_db) as conn:
+        assert slot_lag(conn, f"cli_{tag}") is None
+        assert conn.execute(
+            "SELECT count(*) FROM pg_publication WHERE pubname = %s", (f"cli_{tag}",)
+        ).fetchone() == (0,)
+
+
+def test_cdc_retention_deletes_rows_at_once_and_still_publishes(
+    cdc_db: str,
+    cdc_factory: Callable[..., CdcConnector],
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    topic = new_topic("cdc-delete")
+    settings = OutboxSettings(database_url=cdc_db, retention="cdc_delete", topic_template=topic)  # type: ignore[arg-type]
+    writer = Outbox.from_settings(settings)
+    assert writer.delete_after_insert
+    connector = cdc_factory()
+    engine = engine_for(cdc_db)
+    events = [event(n, f"a-{n % 3}") for n in range(10)]
+    with engine.begin() as conn:
+        publish(conn, events[0], outbox=writer)
+        assert conn.execute(text("SELECT count(*) FROM outbox_events")).scalar_one() == 0
+    with engine.begin() as conn:
+        publish_many(conn, events[1:], outbox=writer)
+
+    records = consume_all(bootstrap_servers, topic, 10, timeout=60)
+    assert [as_record(r) for r in records] == [to_kafka(writer.prepare(e)) for e in events]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM outbox_events")).scalar_one() == 0
+    connector.wait_slot_active()  # the router dropped the DELETEs; the task did not fail
+
+
+def test_heartbeats_let_the_slot_advance_while_the_outbox_is_idle(
+    cdc_db: str, cdc_factory: Callable[..., CdcConnector]
+) -> None:
+    connector = cdc_factory(heartbeat_interval_ms=500)
+    slot = connector.settings.slot_name
+    with psycopg.connect(cdc_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS cdc_busy_neighbour (id serial PRIMARY KEY, pad text)")
+        start = slot_lag(conn, slot)
+        assert start is not None
+        # Other tables write ~8 MB of WAL; the outbox stays idle.
+        for _ in range(8):
+            conn.execute(
+                "INSERT INTO cdc_busy_neighbour (pad) SELECT repeat('x', 1000) FROM generate_series(1, 1000)"
+            )
+        written = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)"
+            " FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+        assert written is not None and int(written[0]) > 4_000_000
+
+        def caught_up() -> bool:
+            lag = slot_lag(conn, slot)
+            return lag is not None and lag.unconfirmed_bytes < 1_000_000
+
+        wait_for(caught_up, 60, "heartbeats to move the slot's confirmed position past the idle WAL")
+        conn.execute("DROP TABLE cdc_busy_neighbour")
+
+
+def test_initial_snapshot_hands_over_the_unpublished_rows_in_order(
+    cdc_db: str,
+    cdc_factory: Callable[..., CdcConnector],
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    """Switching from polling: rows the polling relay already published (kept, published_at set)
+    stay behind; the unpublished ones go first, in id order, then streaming continues."""
+    topic = new_topic("handover")
+    writer = outbox_for(topic)
+    engine = engine_for(cdc_db)
+    events = [event(n, f"a-{n % 2}") for n in range(8)]
+    with engine.begin() as conn:
+        publish_many(conn, events[:6], outbox=writer)
+        conn.execute(
+            text(
+                "UPDATE outbox_events SET published_at = now()"
+                " WHERE id IN (SELECT id FROM outbox_events ORDER BY id LIMIT 2)"
+            )
+        )
+    cdc_factory(snapshot_mode="initial")
+    with engine.begin() as conn:
+        publish_many(conn, events[6:], outbox=writer)
+    records = consume_all(bootstrap_servers, topic, 6, timeout=60)
+    assert [as_record(r) for r in records] == [to_kafka(writer.prepare(e)) for e in events[2:]]
+
+
+@pytest.mark.parametrize("exactly_once", [True])
+def test_exactly_once_connector_writes_transactionally(
+    exactly_once: bool,
+    cdc_factory: Callable[..., CdcConnector],
+    cdc_db: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    """exactly.once.support=required is accepted by the worker; read_committed sees every event once
+    (the crash test, tests/relay/test_cdc_crash.py, kills the worker in this mode)."""
+    topic = new_topic("eos")
+    connector = cdc_factory(exactly_once=exactly_once)
+    assert connector.config()["exactly.once.support"] == "required"
+    engine, writer = engine_for(cdc_db), outbox_for(topic)
+    with engine.begin() as conn:
+        publish_many(conn, [event(n) for n in range(20)], outbox=writer)
+    committed = consume_all(bootstrap_servers, topic, 20, timeout=60)
+    assert [r.value() for r in committed] == [f'{{"n":{n}}}'.encode() for n in range(20)]
+    # A commit marker follows the records: the log ends past the last record's offset.
+    low, high = watermarks(bootstrap_servers, topic)
+    assert (low, committed[-1].offset()) == (0, 19) and high > 20
