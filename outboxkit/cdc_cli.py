@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
@@ -14,7 +13,7 @@ from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
-from relay.slot import SlotMetrics, drop_publication, drop_slot, slot_lag
+from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released, slot_lag
 
 
 def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, CdcSettings]:
@@ -158,18 +157,6 @@ def remove(ctx: click.Context, keep_slot: bool) -> None:
     if keep_slot:
         return
     with psycopg.connect(outbox.database_url, autocommit=True) as conn:
-        dropped = _drop_slot_when_released(conn, settings.slot_name)
+        dropped = drop_slot_when_released(conn, settings.slot_name)
         drop_publication(conn, settings.publication)
     click.echo(f"slot {settings.slot_name} {'dropped' if dropped else 'did not exist'}")
-
-
-def _drop_slot_when_released(conn: psycopg.Connection[Any], slot: str, timeout: float = 30.0) -> bool:
-    # The task lets go of the slot a moment after Connect has removed the connector.
-    deadline = time.monotonic() + timeout
-    while True:
-        lag = slot_lag(conn, slot)
-        if lag is None:
-            return False
-        if not lag.active or time.monotonic() > deadline:
-            return drop_slot(conn, slot)
-        time.sleep(0.25)

@@ -27,12 +27,19 @@ def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | 
 
 
 @main.command()
+@click.option(
+    "--relay",
+    type=click.Choice(["polling", "cdc"]),
+    default="polling",
+    show_default=True,
+    help="Publish with the polling relay, or with Debezium CDC in Kafka Connect.",
+)
 @click.pass_obj
-def demo(flags: dict[str, str]) -> None:
+def demo(flags: dict[str, str], relay: str) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
     from outboxkit.demo import run_demo
 
-    run_demo(OutboxSettings.load(**flags), echo=click.echo)
+    run_demo(OutboxSettings.load(**flags), echo=click.echo, relay=relay)
 
 
 main.add_command(migrate)

@@ -7,6 +7,7 @@ or failing connector makes PostgreSQL's disk fill up. `retained` is what the slo
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +91,16 @@ class SlotMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def drop_slot_when_released(conn: psycopg.Connection[Any], slot: str, timeout: float = 30.0) -> bool:
+    """Drop `slot` once no connector holds it (a task lets go a moment after its connector is
+    removed); False if there was no such slot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lag = slot_lag(conn, slot)
+        if lag is None:
+            return False
+        if not lag.active or time.monotonic() > deadline:
+            return drop_slot(conn, slot)
+        time.sleep(0.25)

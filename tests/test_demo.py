@@ -1,19 +1,26 @@
-"""The README's main command: `outbox demo` against the real stack."""
+"""The README's main command: `outbox demo`, with either relay, against the real stack."""
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from outboxkit.cli import main
 
 
-def test_demo_makes_the_round_trip(database_url: str, bootstrap_servers: str) -> None:
+@pytest.mark.parametrize("relay", ["polling", "cdc"])
+def test_demo_makes_the_round_trip(
+    relay: str, database_url: str, bootstrap_servers: str, connect_url: str
+) -> None:
     result = CliRunner().invoke(
-        main, ["--database-url", database_url, "--bootstrap-servers", bootstrap_servers, "demo"]
+        main,
+        ["--database-url", database_url, "--bootstrap-servers", bootstrap_servers, "demo", "--relay", relay],
+        env={"OUTBOX_CONNECT_URL": connect_url},
     )
     assert result.exit_code == 0, result.output
     assert "order.placed" in result.output and "order.shipped" in result.output
-    assert "rolled-back" not in "".join(line for line in result.output.splitlines() if "5. kafka" in line)
+    kafka_lines = [line for line in result.output.splitlines() if line.startswith("5. kafka")]
+    assert len(kafka_lines) == 4 and not any("rolled-back" in line for line in kafka_lines)
     assert "6. shop: 4 events made the round trip" in result.output
     assert "'owner': 'cid', 'version': 5, 'installed_apps': ['blog']" in result.output
     assert "'owner': 'bob', 'version': 1, 'installed_apps': []" in result.output
