@@ -186,6 +186,9 @@ def test_exactly_once_connector_writes_transactionally(
         publish_many(conn, [event(n) for n in range(20)], outbox=writer)
     committed = consume_all(bootstrap_servers, topic, 20, timeout=60)
     assert [r.value() for r in committed] == [f'{{"n":{n}}}'.encode() for n in range(20)]
-    # A commit marker follows the records: the log ends past the last record's offset.
+    # Transactional writes: a commit marker follows the last record, so the log ends past it.
+    # (Debezium may split the 20 records over two polls, i.e. two transactions, whose marker then
+    # takes an offset between them: the last record's offset is 19 or more.)
     low, high = watermarks(bootstrap_servers, topic)
-    assert (low, committed[-1].offset()) == (0, 19) and high > 20
+    assert low == 0 and committed[-1].offset() >= 19
+    assert high > committed[-1].offset() + 1
