@@ -41,34 +41,44 @@ def test_kill_9_at_random_moments_loses_nothing(
     topic = new_topic(f"kill-{mode}", partitions=3)
     engine = engine_for(clean_outbox)
     outbox = outbox_for(topic)
-    # 100 events per aggregate up front, 50 more written while relays are being killed.
-    write_numbered(engine, outbox, AGGREGATES, 1000, per_transaction=500)
-    per_aggregate = 1060
-    writer = threading.Thread(
-        target=write_rounds, args=(engine, outbox, AGGREGATES, 1000, per_aggregate, 0.05)
-    )
+    # Before each relay starts, a burst of 20 x 250 events, so every kill (0-100 ms after the relay
+    # started publishing) lands while a backlog drains; meanwhile a writer keeps adding events to 5 other
+    # aggregates, so relays also die while new transactions commit.
+    live = [f"live-{i}" for i in range(5)]
+    live_rounds = 120
+    writer = threading.Thread(target=write_rounds, args=(engine, outbox, live, 0, live_rounds, 0.02))
     writer.start()
     rng = random.Random(mode)
     killed_mid_stream = 0
-    for _ in range(8):
+    per_burst, rounds = 250, 8
+    for round_no in range(rounds):
+        for seq in range(round_no * per_burst, (round_no + 1) * per_burst, 50):
+            write_rounds(engine, outbox, AGGREGATES, seq, seq + 50)
+        waiting = outbox_count(clean_outbox)
         relay = relay_factory(mode=mode, batch_size=97)
-        relay.wait_ready()
-        time.sleep(rng.uniform(0.0, 0.6))
+        # Kill while it drains: once it has published something, at a random moment after that.
+        wait_for(lambda w=waiting: outbox_count(clean_outbox) < w, 30, "the relay to start publishing")
+        time.sleep(rng.uniform(0.0, 0.1))
         relay.kill()
         killed_mid_stream += outbox_count(clean_outbox) > 0
     writer.join()
     assert killed_mid_stream >= 3, "too few kills landed while events were waiting"
     last = relay_factory(mode=mode)
-    wait_for(lambda: outbox_count(clean_outbox) == 0, 60, "the outbox to drain")
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 90, "the outbox to drain")
     assert last.terminate() == 0
 
-    total = len(AGGREGATES) * per_aggregate
+    per_aggregate = rounds * per_burst
+    total = len(AGGREGATES) * per_aggregate + len(live) * live_rounds
     records = consume_all(bootstrap_servers, topic, total * 2, timeout=5)
     print(
         f"\n{mode}: {len(records)} records for {total} events ({len(records) - total} duplicates), "
         f"{killed_mid_stream}/8 kills with events waiting"
     )
-    assert_complete_in_order(records, AGGREGATES, per_aggregate, exactly_once=(mode == "transactional"))
+    exactly_once = mode == "transactional"
+    burst_records = [m for m in records if not (m.key() or b"").startswith(b"live-")]
+    assert_complete_in_order(burst_records, AGGREGATES, per_aggregate, exactly_once=exactly_once)
+    live_records = [m for m in records if (m.key() or b"").startswith(b"live-")]
+    assert_complete_in_order(live_records, live, live_rounds, exactly_once=exactly_once)
     if mode == "transactional":
         assert len(records) == total
 
