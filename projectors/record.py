@@ -6,14 +6,14 @@ this adds what a projector needs on top: the record's position and the parsed JS
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import orjson
 
+from outbox import envelope
 from outbox.envelope import from_kafka
 from outbox.errors import EnvelopeError
 from projectors.errors import UndecodableRecordError
@@ -31,27 +31,16 @@ def header_pairs(headers: RawHeaders) -> list[tuple[str, bytes]]:
     return [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedEvent:
-    """One event as a handler sees it: the envelope, the payload, and where it sits in Kafka."""
+@dataclass(frozen=True, kw_only=True)
+class ReceivedEvent(envelope.ReceivedEvent):
+    """One event as a handler sees it: the envelope (outbox.envelope.ReceivedEvent: id, type, source,
+    time, subject, content_type, data, topic, key, traceparent, user headers), the parsed payload,
+    and where the record sits in Kafka."""
 
-    id: UUID
-    type: str
-    source: str
-    time: datetime
-    subject: str
-    content_type: str
-    data: bytes
-    """The payload bytes as they were on Kafka."""
     payload: Any
     """`data` parsed as JSON when the content type is JSON, else None."""
-    topic: str
     partition: int
     offset: int
-    key: str
-    traceparent: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    """User headers (the envelope's own are fields above)."""
 
 
 def decode(
@@ -77,19 +66,5 @@ def decode(
             payload = orjson.loads(event.data)
         except orjson.JSONDecodeError as err:
             raise UndecodableRecordError(f"{where} has a payload that is not JSON: {err}") from err
-    return ReceivedEvent(
-        id=event.id,
-        type=event.type,
-        source=event.source,
-        time=event.time,
-        subject=event.subject,
-        content_type=event.content_type,
-        data=event.data,
-        payload=payload,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=event.key,
-        traceparent=event.traceparent,
-        headers=event.headers,
-    )
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(envelope.ReceivedEvent)}
+    return ReceivedEvent(**fields, payload=payload, partition=partition, offset=offset)
