@@ -12,7 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
 
+from outbox import migrations
 from tests.services import ServiceAddresses, kafka_admin, probe_connect, probe_kafka, probe_postgres
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,3 +85,25 @@ def new_topic(bootstrap_servers: str, unique: Callable[[str], str]) -> Iterator[
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def new_database(database_url: str) -> Iterator[Callable[[], str]]:
+    """new_database() -> URL of an empty database with a random name; all are dropped at the end."""
+    admin = create_engine(
+        migrations.sqlalchemy_url(database_url), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
+    )
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"outbox_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(database_url).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from outbox import migrations
-from tests.outbox.conftest import new_database  # noqa: F401 - a fixture, re-exported
 from tests.relay.connectors import CdcConnector
 from tests.services import kafka_admin
 
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def relay_db(new_database: Callable[[], str]) -> str:  # noqa: F811
+def relay_db(new_database: Callable[[], str]) -> str:
     url = new_database()
     migrations.upgrade(url)
     return url
@@ -138,7 +137,7 @@ def new_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def cdc_db(new_database: Callable[[], str]) -> str:  # noqa: F811
+def cdc_db(new_database: Callable[[], str]) -> str:
     """A migrated database of its own for the CDC relay (the polling relay's would race it)."""
     url = new_database()
     migrations.upgrade(url)
