@@ -7,7 +7,12 @@ class RelayError(OutboxError):
     """The relay cannot go on; the message says why and what to do."""
 
 
-class ProducerFailedError(RelayError):
+class KafkaTroubleError(RelayError):
+    """Kafka did not do what the relay asked (unreachable, a timeout, a partition without leader);
+    the daemon backs off and tries again, nothing is lost."""
+
+
+class ProducerFailedError(KafkaTroubleError):
     """The Kafka producer hit a fatal error (e.g. fenced by a newer relay) and must be replaced."""
 
 

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
-from relay.errors import ProducerFailedError
+from relay.errors import KafkaTroubleError
 from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
@@ -90,8 +90,6 @@ class PollingRelay:
                 "shards": self.settings.shards,
             },
         )
-        if self.settings.mode is RelayMode.TRANSACTIONAL:
-            self.progress.ensure_topic()
         # A batch allocates tens of thousands of short-lived, acyclic objects (rows, records,
         # callbacks); with the default thresholds the cyclic GC runs over and over and a
         # full collection stalls a batch for tens of ms. Long-lived objects are frozen out of it.
@@ -112,7 +110,7 @@ class PollingRelay:
                 except psycopg.OperationalError as err:
                     self._fail("postgres", err)
                     self._drop_database()
-                except (KafkaException, ProducerFailedError) as err:
+                except (KafkaException, KafkaTroubleError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
         finally:
@@ -169,10 +167,10 @@ class PollingRelay:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.retry:
             # Kafka-side trouble: nothing undelivered is lost (it stays in the outbox); wait, then
-            # re-read. In transactional mode an unknown commit outcome is settled by recover().
+            # re-read. In transactional mode the shard gets a new producer, whose recovery settles
+            # a commit outcome that was unknown.
+            self._close_publisher(shard)
             self._fail("kafka", RuntimeError(result.retry))
-            if self.settings.mode is RelayMode.TRANSACTIONAL:
-                self._recover(shard)
             return 0
         return len(batch)
 
@@ -192,8 +190,7 @@ class PollingRelay:
         for shard in sorted(gained):
             log.info("shard acquired", extra={"shard": shard, "instance": self.instance})
             if self.settings.mode is RelayMode.TRANSACTIONAL:
-                self._publisher(shard)  # init_transactions fences a zombie owner before we read
-                self._recover(shard)
+                self._publisher(shard)  # fence a zombie owner and recover before the first read
         self.metrics.owned_shards.set(len(self._owned()))
 
     def _publisher(self, shard: int) -> Publisher:
@@ -205,16 +202,26 @@ class PollingRelay:
             return self.shared_publisher
         publisher = self.publishers.get(shard)
         if publisher is None:
+            # Every new producer of a shard (first owner, new owner, replacement after a fatal
+            # error whose commit outcome is unknown) fences the previous one, then finishes what
+            # the shard's last committed transaction published: only then may it read a batch.
+            if not self.progress.partitions:
+                self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)
             publisher = TransactionalPublisher(
                 self.outbox.kafka_bootstrap_servers, self.settings, shard, self.progress
             )
+            try:
+                self._recover(shard, publisher)
+            except BaseException:
+                publisher.close()
+                raise
             self.publishers[shard] = publisher
         return publisher
 
-    def _recover(self, shard: int) -> None:
+    def _recover(self, shard: int, publisher: Publisher) -> None:
         """Finish in PostgreSQL what the shard's last committed Kafka transaction published."""
         assert self.store is not None
-        ids = self._publisher(shard).recover()
+        ids = publisher.recover()
         if ids:
             self.store.finish(ids)
             log.info("recovered batch", extra={"shard": shard, "events": len(ids)})

@@ -20,7 +20,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from relay.errors import RelayError
+from relay.errors import KafkaTroubleError
 
 
 def to_ranges(ids: Iterable[int]) -> list[list[int]]:
@@ -61,7 +61,8 @@ class ProgressLog:
                 future.result(timeout=timeout)
             except Exception as err:  # a concurrent relay may have created it
                 if "TOPIC_ALREADY_EXISTS" not in str(err):
-                    raise RelayError(f"cannot create the progress topic {self.topic!r}: {err}") from err
+                    message = f"cannot create the progress topic {self.topic!r}: {err}"
+                    raise KafkaTroubleError(message) from err
             metadata = admin.list_topics(topic=self.topic, timeout=timeout)
         self.partitions = len(metadata.topics[self.topic].partitions)
 
@@ -112,7 +113,7 @@ class ProgressLog:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     return last
-                raise RelayError(f"reading the progress topic {self.topic!r} failed: {error}")
+                raise KafkaTroubleError(f"reading the progress topic {self.topic!r} failed: {error}")
             if msg.key() == key:
                 last = from_ranges(orjson.loads(msg.value() or b"{}").get("ids", []))
-        raise RelayError(f"reading the progress topic {self.topic!r} took longer than {timeout}s")
+        raise KafkaTroubleError(f"reading the progress topic {self.topic!r} took longer than {timeout}s")

@@ -115,6 +115,9 @@ def relay_factory(
     yield make
     for relay in started:
         relay.kill()
+        # Shown by pytest only when the test failed: what the relay logged, to see why.
+        print(f"--- {relay.log_path.name} (last 60 lines)")
+        print("\n".join(relay.log_path.read_text(errors="replace").splitlines()[-60:]))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

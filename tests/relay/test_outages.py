@@ -80,6 +80,37 @@ def test_kafka_broker_restart_during_publishing(
     assert_complete_in_order(records, AGGREGATES, 100, exactly_once=(mode == "transactional"))
 
 
+@pytest.mark.parametrize("mode", ["idempotent", "transactional"])
+def test_relay_started_before_kafka_waits_for_it(
+    mode: str,
+    isolated: IsolatedStack,
+    tmp_path: Path,
+    new_database: Callable[[], str],
+    unique: Callable[[str], str],
+) -> None:
+    """Started while Kafka is unreachable (compose starting everything at once, a broker being
+    replaced), the relay keeps retrying: creating its progress topic, fencing and recovering a
+    shard are part of that, not start-up steps that may kill the daemon."""
+    url = new_database()
+    migrations.upgrade(url)
+    topic = unique("early")
+    engine, outbox = engine_for(url), outbox_for(topic)
+    relay = start_relay(tmp_path, url, isolated.bootstrap_servers, mode)
+    relay.wait_ready()
+    write_numbered(engine, outbox, AGGREGATES, 50)
+    wait_for(lambda: b"relay kafka error" in relay.log_path.read_bytes(), 60, "a failed attempt")
+    time.sleep(1.0)
+    assert relay.alive(), "the relay must wait for Kafka, not exit"
+    assert outbox_count(url) == 10 * 50
+    started = isolated.up("kafka")
+    assert started.returncode == 0, started.stderr
+    wait_for(lambda: outbox_count(url) == 0, 90, "the backlog to drain once Kafka is up")
+    assert relay.terminate() == 0
+
+    records = consume_all(isolated.bootstrap_servers, topic, 10 * 50, timeout=30)
+    assert_complete_in_order(records, AGGREGATES, 50, exactly_once=(mode == "transactional"))
+
+
 def test_postgres_restart_during_publishing(
     isolated: IsolatedStack, bootstrap_servers: str, tmp_path: Path, unique: Callable[[str], str]
 ) -> None:
