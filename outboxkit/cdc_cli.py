@@ -3,43 +3,52 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 import psycopg
-from pydantic import ValidationError
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
+from relay.settings import layered, read_config_file
 from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released, slot_lag
 
 
 def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, CdcSettings]:
-    obj = dict(ctx.obj or {})
+    """Flags > OUTBOX_... / OUTBOX_CDC_... variables > the config file (top level, [cdc]) > defaults."""
+    flags = dict(ctx.obj or {})
+    config_file = flags.pop("config_file", None)
     try:
-        outbox = OutboxSettings.load(**obj)
-        # Flags given win over OUTBOX_CDC_... variables, which win over the defaults.
-        return outbox, CdcSettings(**{k: v for k, v in cdc_flags.items() if v is not None})
-    except ValidationError as err:
-        raise click.ClickException(f"invalid CDC settings (check OUTBOX_CDC_... variables):\n{err}") from err
+        file_values = read_config_file(config_file)
+        outbox = layered(OutboxSettings, file_values[""], flags)
+        return outbox, layered(CdcSettings, file_values["cdc"], cdc_flags)
     except OutboxError as err:
         raise click.ClickException(str(err)) from err
 
 
 @click.group()
 @click.option("--connect-url", help="Kafka Connect's REST API [env OUTBOX_CONNECT_URL].")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="TOML file: outbox settings at the top, CDC settings under [cdc] (the relay's file works).",
+)
 @click.pass_context
-def cdc(ctx: click.Context, connect_url: str | None) -> None:
+def cdc(ctx: click.Context, connect_url: str | None, config_file: Path | None) -> None:
     """The CDC relay: Debezium's PostgreSQL connector with the Outbox Event Router, in Kafka Connect.
 
     Settings: OUTBOX_... (database URL, Connect URL) and OUTBOX_CDC_... (connector, slot,
-    publication, exactly-once, heartbeats). Records are byte-identical to the polling relay's.
+    publication, exactly-once, heartbeats), or the same keys in a --config file. Records are
+    byte-identical to the polling relay's.
     """
     ctx.obj = dict(ctx.obj or {})
     if connect_url:
         ctx.obj["connect_url"] = connect_url
+    ctx.obj["config_file"] = config_file
 
 
 EXACTLY_ONCE = click.option(

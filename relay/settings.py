@@ -74,27 +74,42 @@ class RelaySettings(BaseSettings):
     """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}."""
 
 
+SECTIONS = ("relay", "cdc")
+"""Tables of the config file besides the top level: `[relay]` (RelaySettings), `[cdc]` (CdcSettings)."""
+
+
+def read_config_file(config_file: Path | None) -> dict[str, dict[str, Any]]:
+    """The TOML file by section: "" holds the top-level OutboxSettings keys, "relay" and "cdc" their
+    tables. One file serves `outbox relay` and `outbox cdc`; each reads its own section."""
+    if config_file is None:
+        return {"": {}, **{name: {} for name in SECTIONS}}
+    try:
+        values = tomllib.loads(config_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigurationError(f"cannot read the config file {config_file}: {err}") from err
+    sections = {name: values.pop(name, {}) for name in SECTIONS}
+    for name, table in sections.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{config_file}: `{name}` must be a table ([{name}]), not a value")
+    return {"": values, **sections}
+
+
 def load_settings(config_file: Path | None = None, **flags: Any) -> tuple[OutboxSettings, RelaySettings]:
     """Settings with the precedence flags > environment > config file > defaults.
 
     The TOML file holds OutboxSettings keys at the top level and RelaySettings keys in `[relay]`.
     """
-    file_values: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            file_values = tomllib.loads(config_file.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise ConfigurationError(f"cannot read the config file {config_file}: {err}") from err
-    relay_file = file_values.pop("relay", {})
+    file_values = read_config_file(config_file)
     relay_flags = {k[len("relay_") :]: v for k, v in flags.items() if k.startswith("relay_")}
     outbox_flags = {k: v for k, v in flags.items() if not k.startswith("relay_")}
     return (
-        _layered(OutboxSettings, file_values, outbox_flags),
-        _layered(RelaySettings, relay_file, relay_flags),
+        layered(OutboxSettings, file_values[""], outbox_flags),
+        layered(RelaySettings, file_values["relay"], relay_flags),
     )
 
 
-def _layered(cls: type[T], file_values: dict[str, Any], flags: dict[str, Any]) -> T:
+def layered(cls: type[T], file_values: dict[str, Any], flags: dict[str, Any]) -> T:
+    """cls from flags (None: not given) > its environment variables > file values > defaults."""
     unknown = sorted(set(file_values) - set(cls.model_fields))
     if unknown:
         raise ConfigurationError(f"unknown {cls.__name__} keys in the config file: {unknown}")
@@ -105,5 +120,5 @@ def _layered(cls: type[T], file_values: dict[str, Any], flags: dict[str, Any]) -
         return cls(**values)
     except ValidationError as err:
         raise ConfigurationError(
-            f"invalid {cls.__name__} (check OUTBOX_... variables, the config file and flags):\n{err}"
+            f"invalid {cls.__name__} (check its OUTBOX_... variables, the config file and flags):\n{err}"
         ) from err

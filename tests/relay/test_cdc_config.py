@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 
 from outbox import envelope
 from outbox.config import OutboxSettings
 from outbox.envelope import StoredEvent, to_kafka
 from outbox.errors import ConfigurationError
+from outboxkit.cli import main
 from relay import cdc
 from relay.cdc import CdcSettings, SnapshotMode, connector_config
+from relay.settings import RelayMode, load_settings
 
 OUTBOX = OutboxSettings(database_url="postgresql://svc:s%40cret@db.internal:6543/shop")
 
@@ -137,3 +144,38 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OUTBOX_CDC_SLOT_NAME", "svc_slot")
     settings = CdcSettings()
     assert settings.exactly_once and settings.slot_name == "svc_slot"
+
+
+def test_one_config_file_serves_relay_and_cdc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`outbox cdc --config` reads the top level and [cdc]; the polling relay skips [cdc] and the CDC
+    commands skip [relay]. Flags beat the environment, which beats the file."""
+    config = tmp_path / "outbox.toml"
+    config.write_text(
+        'database_url = "postgresql://svc:pw@db.internal:6543/shop"\n'
+        '[relay]\nmode = "transactional"\n'
+        '[cdc]\nslot_name = "shop_slot"\nconnector_name = "shop-outbox"\nheartbeat_interval_ms = 500\n'
+    )
+    for name in [n for n in os.environ if n.startswith("OUTBOX_")]:
+        monkeypatch.delenv(name)  # the variables would beat the file
+    monkeypatch.setenv("OUTBOX_CDC_HEARTBEAT_INTERVAL_MS", "2000")
+    result = CliRunner().invoke(main, ["cdc", "--config", str(config), "config", "--exactly-once"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["name"] == "shop-outbox"
+    assert body["config"]["slot.name"] == "shop_slot"
+    assert body["config"]["database.hostname"] == "db.internal"
+    assert body["config"]["heartbeat.interval.ms"] == "2000"  # environment beats file
+    assert body["config"]["exactly.once.support"] == "required"  # flag
+    _, relay = load_settings(config)
+    assert relay.mode is RelayMode.TRANSACTIONAL
+
+
+def test_bad_cdc_config_file_says_what_is_wrong(tmp_path: Path) -> None:
+    config = tmp_path / "outbox.toml"
+    config.write_text('[cdc]\nslot = "typo"\n')
+    result = CliRunner().invoke(main, ["cdc", "--config", str(config), "config"])
+    assert result.exit_code != 0
+    assert "unknown CdcSettings keys" in result.output and "slot" in result.output
+    config.write_text('cdc = "not a table"\n')
+    result = CliRunner().invoke(main, ["cdc", "--config", str(config), "config"])
+    assert result.exit_code != 0 and "[cdc]" in result.output

@@ -40,12 +40,12 @@ def test_metrics_health_and_status(
     relay = relay_factory(metrics_port=port, shards=3)
     relay.wait_ready()
     consume_all(bootstrap_servers, topic, 50, timeout=20)
-    wait_for(lambda: outbox_count(clean_outbox) == 0, 10, "the outbox to drain")
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
 
     def healthy() -> bool:
         return get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
-    wait_for(healthy, 10, "/healthz to answer 200")
+    wait_for(healthy, 30, "/healthz to answer 200")
     health = orjson.loads(get(f"http://127.0.0.1:{port}/healthz")[1])
     assert health["status"] == "ok" and health["shards"] == [0, 1, 2]
     status, body = get(f"http://127.0.0.1:{port}/metrics")

@@ -155,5 +155,5 @@ def test_a_missed_notify_is_caught_by_the_poll_interval(
             " 'application/json', '{}'::bytea)",
             (topic,),
         )
-    [msg] = consume_all(bootstrap_servers, topic, 1, timeout=10)
+    [msg] = consume_all(bootstrap_servers, topic, 1, timeout=30)
     assert msg.key() == b"x1"

@@ -133,5 +133,5 @@ def test_postgres_restart_during_publishing(
     wait_for(lambda: outbox_count(url) == 0, 60, "the relay to reconnect and drain")
     assert relay.terminate() == 0
 
-    records = consume_all(bootstrap_servers, topic, 2 * 10 * 100, timeout=10)
+    records = consume_all(bootstrap_servers, topic, 2 * 10 * 100, timeout=30)
     assert_complete_in_order(records, AGGREGATES, 100, exactly_once=False)

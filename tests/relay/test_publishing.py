@@ -53,7 +53,7 @@ def test_relay_publishes_the_envelope_and_empties_the_outbox(
         "tenant": b"acme",
     }
     assert headers["ce_time"].decode().startswith(event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S"))
-    wait_for(lambda: outbox_count(clean_outbox) == 0, 10, "the outbox to empty")
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to empty")
 
 
 @pytest.mark.parametrize("mode", ["idempotent", "transactional"])
@@ -71,7 +71,7 @@ def test_backlog_drains_in_order_and_sigterm_exits_cleanly(
 
     records = consume_all(bootstrap_servers, topic, total, timeout=60)
     assert_complete_in_order(records, aggregates, 100, exactly_once=True)
-    wait_for(lambda: outbox_count(clean_outbox) == 0, 10, "the outbox to empty")
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to empty")
     assert relay.terminate() == 0
 
 
@@ -99,7 +99,7 @@ def test_retention_keep_marks_rows_and_purges_old_ones(
             row = conn.execute("SELECT count(*), count(published_at) FROM outbox_events").fetchone()
         return row == (4, 4)
 
-    wait_for(settled, 15, "4 kept rows marked published and the old one purged")
+    wait_for(settled, 30, "4 kept rows marked published and the old one purged")
     assert relay.terminate() == 0
 
 
