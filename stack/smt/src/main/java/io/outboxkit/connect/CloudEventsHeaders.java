@@ -199,11 +199,15 @@ public class CloudEventsHeaders<R extends ConnectRecord<R>> implements Transform
                     case 'r' -> out.append('\r');
                     case 't' -> out.append('\t');
                     case 'u' -> {
-                        if (at + 4 > s.length()) {
-                            throw fail("short \\u escape");
+                        int code = 0;
+                        for (int end = at + 4; at < end; at++) {
+                            int digit = at < s.length() && s.charAt(at) < 128 ? Character.digit(s.charAt(at), 16) : -1;
+                            if (digit < 0) {
+                                throw fail("\\u needs four hex digits");
+                            }
+                            code = code * 16 + digit;
                         }
-                        out.append((char) Integer.parseInt(s.substring(at, at + 4), 16));
-                        at += 4;
+                        out.append((char) code);
                     }
                     default -> throw fail("bad escape \\" + e);
                 }
