@@ -32,8 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from sqlalchemy import create_engine, pool
 
 from outbox import Event, Outbox, OutboxSettings, TopicRouter, migrations, publish
-from outbox.envelope import to_kafka
-from relay.store import stored_event
+from outbox.envelope import encode
 
 REPO = Path(__file__).resolve().parent.parent
 PAD = "x" * 960  # with the other fields, ~1 KB of JSON
@@ -149,7 +148,7 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
             " content_type, payload, headers, traceparent FROM outbox_events ORDER BY id"
         ).fetchall()
         conn.execute("TRUNCATE outbox_events")
-    records = [to_kafka(stored_event(row)) for row in rows]
+    records = [encode(*row[1:]) for row in rows]
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 
-from outbox.envelope import KafkaRecord, StoredEvent, to_kafka
+from outbox.envelope import KafkaRecord, encode
 from relay import sql
 
 Row = tuple[Any, ...]
@@ -27,6 +29,8 @@ class OutboxStore:
         # sorts and bitmap scans are priced out, so the ordered index scan always wins.
         conn.execute("SET enable_sort = off")
         conn.execute("SET enable_bitmapscan = off")
+        # The jsonb `headers` column of every row: orjson decodes it ~15x faster than json.loads.
+        set_json_loads(orjson.loads, conn)
 
     def fetch(self, shard: int, shards: int, limit: int) -> list[tuple[int, KafkaRecord]]:
         row = self.conn.execute(*sql.quarantine_empty(), prepare=True).fetchone()
@@ -34,7 +38,9 @@ class OutboxStore:
         # Binary results: bytea arrives as raw bytes instead of hex text, halving the relay's
         # per-row cost (measured: 16 -> 8 us per 1 KB row).
         rows = self.conn.execute(query, params, prepare=True, binary=True).fetchall()
-        return [(row[0], to_kafka(stored_event(row))) for row in rows]
+        # A row is `id` then EVENT_COLUMNS, which are StoredEvent's fields in order (a unit test
+        # holds them together), so the record is encoded straight from it.
+        return [(row[0], encode(*row[1:])) for row in rows]
 
     def finish(self, ids: Sequence[int]) -> None:
         if ids:
@@ -53,34 +59,3 @@ class OutboxStore:
         row = self.conn.execute(*sql.backlog()).fetchone()
         assert row is not None
         return int(row[0]), float(row[1] or 0.0), int(row[2])
-
-
-def stored_event(row: Row) -> StoredEvent:
-    """A fetch_batch row (id first, then sql.EVENT_COLUMNS) as the envelope's StoredEvent."""
-    (
-        _,
-        ce_id,
-        ce_type,
-        ce_source,
-        ce_time,
-        aggregate_type,
-        aggregate_id,
-        topic,
-        content_type,
-        payload,
-        headers,
-        traceparent,
-    ) = row
-    return StoredEvent(
-        ce_id=ce_id,
-        ce_type=ce_type,
-        ce_source=ce_source,
-        ce_time=ce_time,
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        topic=topic,
-        content_type=content_type,
-        payload=bytes(payload),
-        headers=headers or {},
-        traceparent=traceparent,
-    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outbox.envelope import StoredEvent, encode, to_kafka
 from relay import sql
 from relay.progress import from_ranges, to_ranges
 
@@ -51,3 +54,16 @@ def test_progress_ranges_round_trip(ids: set[int]) -> None:
 def test_consecutive_ids_compress_to_one_range() -> None:
     assert to_ranges(range(100, 1100)) == [[100, 1099]]
     assert to_ranges([5, 1, 2, 3, 9]) == [[1, 3], [5, 5], [9, 9]]
+
+
+def test_a_batch_row_is_id_then_the_stored_event_fields_in_order() -> None:
+    """OutboxStore.fetch encodes a row with encode(*row[1:]): the columns must be StoredEvent's
+    fields, in its order, and the positional encoding must equal to_kafka()."""
+    assert list(sql.EVENT_COLUMNS) == [f.name for f in fields(StoredEvent)]
+    query, _ = sql.fetch_batch(0, 1, 10, holds=False)
+    selected = query.split(" FROM ")[0].removeprefix("SELECT ").split(", ")
+    assert selected == ["e.id"] + [f"e.{c}::text" if c == "ce_id" else f"e.{c}" for c in sql.EVENT_COLUMNS]
+    for headers, traceparent in [({"b": "2", "a": "ü"}, "00-ab-cd-01"), ({}, None), (None, None)]:
+        row = ("0192-id", "t.x", "src", "2026-11-26T12:00:00.000001Z", "agg", "a-1", "topic", "ct", b"{}")
+        event = StoredEvent(*row, headers=headers or {}, traceparent=traceparent)
+        assert encode(*row, headers, traceparent) == to_kafka(event)
