@@ -52,10 +52,14 @@ class SizeGuard:
         ok: list[tuple[int, KafkaRecord]] = []
         refused: list[tuple[int, str]] = []
         held: set[tuple[str, bytes]] = set()
+        limits: dict[str, int] = {}  # a batch mostly goes to a few topics
         for event_id, record in batch:
             if (record.topic, record.key) in held:
                 continue
-            size, limit = record.size(), self.limit(record.topic)
+            limit = limits.get(record.topic)
+            if limit is None:
+                limit = limits[record.topic] = self.limit(record.topic)
+            size = record.size()
             if size > limit:
                 refused.append(
                     (

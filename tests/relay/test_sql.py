@@ -30,12 +30,12 @@ def test_shards_split_by_the_aggregate_hash_publish_locks_on() -> None:
 
 def test_finish_deletes_or_marks() -> None:
     assert sql.finish([1, 2], keep=False) == (
-        "DELETE FROM outbox_events WHERE id = ANY(%(ids)s)",
-        {"ids": [1, 2]},
+        "DELETE FROM outbox_events WHERE id = ANY(%(ids)s::bigint[])",
+        {"ids": "{1,2}"},
     )
     query, params = sql.finish([3], keep=True)
     assert query.startswith("UPDATE outbox_events SET published_at = now()")
-    assert params == {"ids": [3]}
+    assert params == {"ids": "{3}"}
 
 
 def test_requeue_restores_the_original_ids() -> None:
