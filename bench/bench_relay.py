@@ -23,7 +23,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -60,7 +60,13 @@ def rss_kib(pid: int) -> int:
 
 
 def start_relay(
-    url: str, bootstrap: str, mode: str, *, group: str | None = None, shards: int = 1
+    url: str,
+    bootstrap: str,
+    mode: str,
+    *,
+    group: str | None = None,
+    shards: int = 1,
+    batch_size: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`outbox relay run` as a process; returns once its /healthz answers 200 (start-up excluded)."""
     port = free_port()
@@ -75,6 +81,8 @@ def start_relay(
         OUTBOX_RELAY_POLL_INTERVAL="0.1",
         OUTBOX_RELAY_PROGRESS_TOPIC=f"bench-progress-{uuid.uuid4().hex[:6]}",
     )
+    if batch_size is not None:
+        env["OUTBOX_RELAY_BATCH_SIZE"] = str(batch_size)
     relay = subprocess.Popen(
         [sys.executable, "-m", "outboxkit", "relay", "run", "--log-level", "WARNING"],
         env=env,
@@ -100,12 +108,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def drain(url: str, bootstrap: str, mode: str, events: int, relays: int = 1) -> dict[str, Any]:
+def drain(
+    url: str, bootstrap: str, mode: str, events: int, relays: int = 1, *, batch_size: int | None = None
+) -> dict[str, Any]:
     """Start `relays` relays (one key-hash shard each) on an empty outbox, commit a backlog of
-    `events` at once, time the drain."""
+    `events` at once, time the drain. `batch_size` None: the relay's default."""
     topic = f"bench-drain-{mode}-{uuid.uuid4().hex[:6]}"
     group = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
-    procs = [start_relay(url, bootstrap, mode, group=group, shards=relays)[0] for _ in range(relays)]
+    procs = [
+        start_relay(url, bootstrap, mode, group=group, shards=relays, batch_size=batch_size)[0]
+        for _ in range(relays)
+    ]
     relay = procs[0]
     fill(url, topic, events)
     started = time.perf_counter()
@@ -128,7 +141,8 @@ def drain(url: str, bootstrap: str, mode: str, events: int, relays: int = 1) -> 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM outbox_events")
     return {
-        "mode": f"{mode}, {relays} relay{'s' if relays > 1 else ''}",
+        "mode": f"{mode}, {relays} relay{'s' if relays > 1 else ''}"
+        + (f", batch {batch_size}" if batch_size is not None else ""),
         "events": events,
         "seconds": seconds,
         "rate": events / seconds,
@@ -165,7 +179,9 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
         for record in records[: events - sent]:
             while True:
                 try:
-                    producer.produce(record.topic, record.value, record.key, headers=record.headers)
+                    producer.produce(
+                        record.topic, record.value, record.key, headers=cast(Any, record.headers)
+                    )
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -266,6 +282,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--compare-batch",
+        type=int,
+        default=1000,
+        help="Also drain (idempotent, 1 relay) with this batch size, to compare with the default.",
+    )
     args = parser.parse_args()
     settings = OutboxSettings()
     base = settings.database_url
@@ -282,18 +304,22 @@ def main() -> None:
         for mode in ("idempotent", "transactional"):
             for relays in (1, 2):
                 drains.append(drain(url, bootstrap, mode, args.events, relays))
-            print("drain", drains[-1], flush=True)
+                print("drain", drains[-1], flush=True)
+        if args.compare_batch:
+            smaller = drain(url, bootstrap, "idempotent", args.events, 1, batch_size=args.compare_batch)
+            drains.insert(1, smaller)
+            print("drain", drains[1], flush=True)
         lat = latency(url, bootstrap, args.rate, args.seconds)
     finally:
         drop_database(base, name)
 
     print(f"\n1 KB JSON events, {args.events:,} per drain; machine: {os.cpu_count()} cores")
-    print(f"{'what':<40}{'events/s':>12}{'x ceiling':>11}{'seconds':>10}{'RSS MiB first/max/last':>26}")
-    print(f"{'raw producer (ceiling)':<40}{raw['rate']:>12,.0f}{1.0:>11.2f}{raw['seconds']:>10.1f}")
+    print(f"{'what':<50}{'events/s':>12}{'x ceiling':>11}{'seconds':>10}{'RSS MiB first/max/last':>26}")
+    print(f"{'raw producer (ceiling)':<50}{raw['rate']:>12,.0f}{1.0:>11.2f}{raw['seconds']:>10.1f}")
     for d in drains:
         rss = f"{d['rss_first']}/{d['rss_max']}/{d['rss_last']}"
         print(
-            f"{'relay drain, ' + d['mode']:<40}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
+            f"{'relay drain, ' + d['mode']:<50}{d['rate']:>12,.0f}{d['rate'] / raw['rate']:>11.2f}"
             f"{d['seconds']:>10.1f}{rss:>26}"
         )
     print(

@@ -37,8 +37,11 @@ class RelaySettings(BaseSettings):
     group: str = Field(default="outbox-relay", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     """Relays of one group share the work; names the locks, transactional ids and progress topic."""
 
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    """Events read and published per batch: bounds the relay's memory whatever the backlog."""
+    batch_size: int = Field(default=4000, ge=1, le=100_000)
+    """Events read and published per batch: bounds the relay's memory whatever the backlog. Each batch
+    costs two round trips and one wait for Kafka's acks, so larger batches drain faster (bench:
+    300k events, medians of 3: 1,000 -> 47k/s, 2,000 -> 52k/s, 4,000 -> 54k/s); a batch is only
+    as large as the backlog, so this does not delay a quiet outbox."""
 
     poll_interval: float = Field(default=1.0, gt=0, le=300)
     """Seconds between polls when idle; NOTIFY wakes the relay sooner. A missed NOTIFY costs this much."""
