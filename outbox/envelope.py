@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from outbox.errors import EnvelopeError
@@ -163,33 +164,50 @@ def from_kafka(
 
     `where` names the record in messages (default: its topic), e.g. `record orders[2]@41`.
     """
-    where = where or f"record on {topic!r}"
+    return ReceivedEvent(**decoded_fields(topic, key, value, headers, where=where))
+
+
+def decoded_fields(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, str | bytes | None]] | None,
+    *,
+    where: str | None = None,
+) -> dict[str, Any]:
+    """from_kafka()'s checks and the ReceivedEvent fields, as keyword arguments: for a subclass
+    (the projectors' event adds payload and position) without copying a ReceivedEvent."""
     try:
         found = {name: raw.decode() if isinstance(raw, bytes) else raw or "" for name, raw in headers or ()}
         text_key = (key or b"").decode()
     except UnicodeDecodeError as err:
-        raise EnvelopeError(f"{where} has a header or key that is not UTF-8: {err}") from err
+        raise EnvelopeError(f"{_where(where, topic)} has a header or key that is not UTF-8: {err}") from err
     missing = [name for name in (CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SUBJECT) if not found.get(name)]
     if missing:
-        raise EnvelopeError(f"{where} is not an outboxkit event: headers {missing} missing")
+        raise EnvelopeError(f"{_where(where, topic)} is not an outboxkit event: headers {missing} missing")
     if found.get(CE_SPECVERSION) != SPECVERSION:
         raise EnvelopeError(
-            f"{where} has ce_specversion {found.get(CE_SPECVERSION)!r}, expected {SPECVERSION!r}"
+            f"{_where(where, topic)} has ce_specversion {found.get(CE_SPECVERSION)!r},"
+            f" expected {SPECVERSION!r}"
         )
     try:
         event_id, moment = UUID(found[CE_ID]), parse_time(found[CE_TIME])
     except ValueError as err:
-        raise EnvelopeError(f"{where} has a malformed ce_id or ce_time: {err}") from err
-    return ReceivedEvent(
-        id=event_id,
-        type=found[CE_TYPE],
-        source=found[CE_SOURCE],
-        time=moment,
-        subject=found[CE_SUBJECT],
-        content_type=found.get(CONTENT_TYPE) or "application/json",
-        data=value or b"",
-        topic=topic,
-        key=text_key,
-        traceparent=found.get(TRACEPARENT),
-        headers={k: v for k, v in found.items() if k not in RESERVED_HEADERS},
-    )
+        raise EnvelopeError(f"{_where(where, topic)} has a malformed ce_id or ce_time: {err}") from err
+    return {
+        "id": event_id,
+        "type": found[CE_TYPE],
+        "source": found[CE_SOURCE],
+        "time": moment,
+        "subject": found[CE_SUBJECT],
+        "content_type": found.get(CONTENT_TYPE) or "application/json",
+        "data": value or b"",
+        "topic": topic,
+        "key": text_key,
+        "traceparent": found.get(TRACEPARENT),
+        "headers": {k: v for k, v in found.items() if k not in RESERVED_HEADERS},
+    }
+
+
+def _where(where: str | None, topic: str) -> str:
+    return where or f"record on {topic!r}"

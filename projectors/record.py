@@ -6,7 +6,6 @@ this adds what a projector needs on top: the record's position and the parsed JS
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import orjson
 
 from outbox import envelope
-from outbox.envelope import from_kafka
+from outbox.envelope import decoded_fields
 from outbox.errors import EnvelopeError
 from projectors.errors import UndecodableRecordError
 
@@ -57,14 +56,14 @@ def decode(
     where = f"record {topic}[{partition}]@{offset}"
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     try:
-        event = from_kafka(topic, key, value, pairs, where=where)
+        fields = decoded_fields(topic, key, value, pairs, where=where)
     except EnvelopeError as err:
         raise UndecodableRecordError(str(err)) from err
     payload: Any = None
-    if event.content_type.split(";", 1)[0].strip() == JSON:
+    content_type: str = fields["content_type"]
+    if content_type == JSON or content_type.split(";", 1)[0].strip() == JSON:
         try:
-            payload = orjson.loads(event.data)
+            payload = orjson.loads(fields["data"])
         except orjson.JSONDecodeError as err:
             raise UndecodableRecordError(f"{where} has a payload that is not JSON: {err}") from err
-    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(envelope.ReceivedEvent)}
     return ReceivedEvent(**fields, payload=payload, partition=partition, offset=offset)
