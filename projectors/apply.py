@@ -29,6 +29,7 @@ from projectors.errors import HandlerFailedError, ProjectorError, UndecodableRec
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
 from projectors.record import ReceivedEvent, decode
+from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class BatchApplier:
         *,
         setup: Callable[[Connection], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        spans: HandlerSpans | None = None,
     ) -> None:
         self.projector = projector
         self.config: ProjectorConfig = projector.config
@@ -93,6 +95,7 @@ class BatchApplier:
         self._setup = setup
         self._sleep = sleep
         self._batches = 0
+        self.spans = spans or HandlerSpans(projector.name, projector.group_id)
 
     def apply(
         self, records: Sequence[Message], expected: Mapping[TopicPartition, int]
@@ -159,10 +162,13 @@ class BatchApplier:
             if handler is None:
                 continue
             if handler.batch:
-                handler.function(list(run), conn)
+                events_of_type = list(run)
+                with self.spans.batch(events_of_type):
+                    handler.function(events_of_type, conn)
             else:
                 for event in run:
-                    handler.function(event, conn)
+                    with self.spans.one(event):
+                        handler.function(event, conn)
         for topic, count in Counter(e.topic for e in events).items():
             self.metrics.applied.labels(self.projector.name, topic).inc(count)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from sqlalchemy import Engine
@@ -21,7 +21,11 @@ from projectors.dead_letter import DeadLetterPublisher
 from projectors.errors import PartitionCountChangedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
+from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,9 @@ class ProjectorRunner:
         bootstrap_servers: str,
         *,
         metrics: ProjectorMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer`: where handler spans go (default: OpenTelemetry's global provider)."""
         self.projector = projector
         self.engine = engine
         self.bootstrap_servers = bootstrap_servers
@@ -98,7 +104,14 @@ class ProjectorRunner:
         self._dead_letters = DeadLetterPublisher(
             bootstrap_servers, projector.name, projector.config.dead_letter_topic
         )
-        self.applier = BatchApplier(projector, engine, self.store, self._dead_letters, self.metrics)
+        self.applier = BatchApplier(
+            projector,
+            engine,
+            self.store,
+            self._dead_letters,
+            self.metrics,
+            spans=HandlerSpans(projector.name, projector.group_id, tracer),
+        )
         self._positions: dict[tuple[str, int], int] = {}
         self._counts: dict[str, int] = {}
         self._failure: BaseException | None = None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -83,9 +84,10 @@ class Running:
 
 
 @contextmanager
-def running(projector: Projector, engine: Engine, bootstrap: str) -> Iterator[Running]:
-    """Run a projector in a thread for the duration of the block; re-raise what stopped it."""
-    runner = ProjectorRunner(projector, engine, bootstrap)
+def running(projector: Projector, engine: Engine, bootstrap: str, **options: Any) -> Iterator[Running]:
+    """Run a projector in a thread for the duration of the block; re-raise what stopped it.
+    `options` go to ProjectorRunner (metrics=, tracer=)."""
+    runner = ProjectorRunner(projector, engine, bootstrap, **options)
     stop = threading.Event()
     failures: list[BaseException] = []
 
