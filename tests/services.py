@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 DEFAULTS = {
     "OUTBOX_DATABASE_URL": "postgresql://outbox:outbox@127.0.0.1:5432/outbox",
@@ -123,6 +123,45 @@ def consume_all(
             msg = consumer.poll(0.2)
             if msg is not None and msg.error() is None:
                 records.append(msg)
+    finally:
+        consumer.close()
+    return records
+
+
+def read_all(
+    bootstrap: str, topic: str, *, isolation: str = "read_committed", timeout: float = 60.0
+) -> list[Message]:
+    """Everything `topic` holds now, read to the end of every partition (for read_committed: its
+    last stable offset). For counting duplicates, where consume_all's `expected` would only be a
+    guess: no time budget that a slow machine could run out of, and no waiting once at the end."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+        }
+    )
+    records: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = wait_for_partitions(consumer, topic, deadline)
+        if partitions is None:
+            return records
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        at_end: set[int] = set()
+        while len(at_end) < len(partitions):
+            assert time.monotonic() < deadline, f"{topic}: partitions {sorted(at_end)} of {partitions} read"
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                at_end.add(msg.partition() or 0)
+                continue
+            assert error is None, error
+            records.append(msg)
     finally:
         consumer.close()
     return records
