@@ -83,6 +83,19 @@ def probe_connect(url: str) -> str | None:
     return None
 
 
+def reader(bootstrap: str, isolation: str, extra: Mapping[str, Any] | None = None) -> Consumer:
+    """A consumer for assigned partitions (its group id is never joined or committed to)."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            **(extra or {}),
+        }
+    )
+
+
 def consume_all(
     bootstrap: str,
     topic: str,
@@ -96,14 +109,7 @@ def consume_all(
     Partitions are assigned, not subscribed: without group management no rebalance can rewind the
     reader and make a record look duplicated.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-        }
-    )
+    consumer = reader(bootstrap, isolation)
     records: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
@@ -134,15 +140,7 @@ def read_all(
     """Everything `topic` holds now, read to the end of every partition (for read_committed: its
     last stable offset). For counting duplicates, where consume_all's `expected` would only be a
     guess: no time budget that a slow machine could run out of, and no waiting once at the end."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = reader(bootstrap, isolation, {"enable.partition.eof": True})
     records: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
