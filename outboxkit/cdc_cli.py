@@ -62,14 +62,24 @@ def _fail(err: OutboxError) -> click.ClickException:
     return click.ClickException(str(err))
 
 
+MASK = "********"
+
+
 @cdc.command()
 @EXACTLY_ONCE
+@click.option("--show-password", is_flag=True, help="Print the database password of the URL unmasked.")
 @click.pass_context
-def config(ctx: click.Context, exactly_once: bool | None) -> None:
-    """Print the connector as JSON (the body of Connect's `POST /connectors`)."""
+def config(ctx: click.Context, exactly_once: bool | None, show_password: bool) -> None:
+    """Print the connector as JSON (the body of Connect's `POST /connectors`).
+
+    A password taken from the database URL is masked unless --show-password; a reference
+    (OUTBOX_CDC_DATABASE_PASSWORD=${env:...}) is printed as it is, it holds no secret.
+    """
     outbox, settings = _settings(ctx, exactly_once=exactly_once)
-    body = {"name": settings.connector_name, "config": connector_config(outbox, settings)}
-    click.echo(json.dumps(body, indent=2))
+    connector = connector_config(outbox, settings)
+    if settings.database_password is None and not show_password and connector["database.password"]:
+        connector["database.password"] = MASK
+    click.echo(json.dumps({"name": settings.connector_name, "config": connector}, indent=2))
 
 
 @cdc.command()

@@ -24,11 +24,12 @@ How each part of the envelope comes out the same (checked byte for byte by tests
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from outbox import envelope
@@ -103,6 +104,21 @@ class CdcSettings(BaseSettings):
     schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     """PostgreSQL schema of the outbox table."""
 
+    database_password: str | None = None
+    """A reference the Connect worker resolves with its config providers, e.g. `${env:PGPASSWORD}` or
+    `${file:/run/secrets/db.properties:password}`, sent as `database.password` instead of the
+    URL's password: then the secret is in neither Connect's config topic nor its REST answers."""
+
+    @field_validator("database_password")
+    @classmethod
+    def _a_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\$\{(env|file):[^}]+\}", value):
+            raise ValueError(
+                "must be a reference the Connect worker resolves, like ${env:PGPASSWORD} or "
+                "${file:/run/secrets/db.properties:password}; a literal password belongs in the database URL"
+            )
+        return value
+
 
 def connector_config(outbox: OutboxSettings, cdc: CdcSettings) -> dict[str, str]:
     """The connector's configuration (what `PUT /connectors/<name>/config` takes), all strings."""
@@ -114,7 +130,7 @@ def connector_config(outbox: OutboxSettings, cdc: CdcSettings) -> dict[str, str]
         "database.hostname": db.get("host") or "localhost",
         "database.port": db.get("port") or 5432,
         "database.user": db.get("user") or "postgres",
-        "database.password": db.get("password") or "",
+        "database.password": cdc.database_password or db.get("password") or "",
         "database.dbname": db.get("dbname") or db.get("user") or "postgres",
         "topic.prefix": cdc.topic_prefix,
         "plugin.name": "pgoutput",

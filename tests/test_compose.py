@@ -98,6 +98,9 @@ def test_connect_worker_matches_stack(compose: dict[str, Any], settings: Setting
     assert env["KEY_CONVERTER"] == props["key.converter"]
     assert env["VALUE_CONVERTER"] == props["value.converter"]
     assert env["CONNECT_EXACTLY_ONCE_SOURCE_SUPPORT"] == props["exactly.once.source.support"]
+    # The image turns CONNECT_A_B into a.b: the same config providers for secret references.
+    providers = {k: v for k, v in props.items() if k.startswith("config.providers")}
+    assert providers and all(env[f"CONNECT_{k.upper().replace('.', '_')}"] == v for k, v in providers.items())
 
 
 def test_toolkit_daemons_run_the_console_script(compose: dict[str, Any]) -> None:

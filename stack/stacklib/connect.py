@@ -65,6 +65,11 @@ class Connect:
             "plugin.discovery": "service_load",
             # KIP-618: source connectors may ask for exactly-once delivery (exactly.once.support=required).
             "exactly.once.source.support": "enabled",
+            # Connector configs may name a secret instead of holding it (outbox cdc's
+            # OUTBOX_CDC_DATABASE_PASSWORD=${env:...} or ${file:...}): resolved here, at the worker.
+            "config.providers": "env,file",
+            "config.providers.env.class": "org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }
         path = self.home / "worker.properties"
         path.parent.mkdir(parents=True, exist_ok=True)

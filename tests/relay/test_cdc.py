@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from outbox import Event, Outbox, OutboxSettings, publish, publish_many
 from outbox.envelope import to_kafka
 from outboxkit.cli import main
+from relay.connect import ConnectClient
 from relay.slot import slot_lag
 from tests.relay.conformance import as_record
 from tests.relay.conftest import wait_for
@@ -192,3 +195,31 @@ def test_exactly_once_connector_writes_transactionally(
     low, high = watermarks(bootstrap_servers, topic)
     assert low == 0 and committed[-1].offset() >= 19
     assert high > committed[-1].offset() + 1
+
+
+def test_the_database_password_can_stay_a_secret_of_the_worker(
+    cdc_db: str,
+    cdc_factory: Callable[..., CdcConnector],
+    connect_url: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """OUTBOX_CDC_DATABASE_PASSWORD=${file:...}: the worker resolves it (stack/ and compose enable the
+    env and file config providers); Connect stores and shows the reference, never the password."""
+    password = make_url(cdc_db).password
+    assert password
+    secrets = tmp_path / "db.properties"
+    secrets.write_text(f"password={password}\n")
+    reference = f"${{file:{secrets}:password}}"
+    connector = cdc_factory(database_password=reference)  # running and streaming: it logged in
+    with ConnectClient(connect_url) as client:
+        stored = client.config(connector.settings.connector_name)
+    assert stored is not None and stored["database.password"] == reference
+
+    topic = new_topic("cdc-secret")
+    engine, outbox = engine_for(cdc_db), outbox_for(topic)
+    with engine.begin() as conn:
+        publish(conn, event(1, "a-1"), outbox=outbox)
+    [record] = consume_all(bootstrap_servers, topic, 1, timeout=60)
+    assert record.key() == b"a-1"

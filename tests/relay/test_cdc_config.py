@@ -179,3 +179,29 @@ def test_bad_cdc_config_file_says_what_is_wrong(tmp_path: Path) -> None:
     config.write_text('cdc = "not a table"\n')
     result = CliRunner().invoke(main, ["cdc", "--config", str(config), "config"])
     assert result.exit_code != 0 and "[cdc]" in result.output
+
+
+def test_cdc_config_masks_the_urls_password_and_prints_a_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("OUTBOX_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OUTBOX_DATABASE_URL", "postgresql://svc:s3cret@db.internal/shop")
+
+    def password(*args: str) -> str:
+        result = CliRunner().invoke(main, ["cdc", "config", *args])
+        assert result.exit_code == 0, result.output
+        return str(json.loads(result.output)["config"]["database.password"])
+
+    assert password() == "********"
+    assert password("--show-password") == "s3cret"
+    monkeypatch.setenv("OUTBOX_CDC_DATABASE_PASSWORD", "${env:PGPASSWORD}")
+    assert password() == "${env:PGPASSWORD}"  # a reference holds no secret
+    assert build(database_password="${file:/run/secrets/db.properties:password}")["database.password"] == (
+        "${file:/run/secrets/db.properties:password}"
+    )
+
+
+def test_a_literal_cdc_password_is_refused_with_what_to_do() -> None:
+    with pytest.raises(
+        ValueError, match=r"\$\{env:PGPASSWORD\}.*literal password belongs in the database URL"
+    ):
+        CdcSettings(database_password="s3cret")
