@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     NewTopic,
@@ -49,7 +49,8 @@ class ProgressLog:
         self.partitions = 0
 
     def ensure_topic(self, timeout: float = 30.0) -> None:
-        """Create the compacted topic (one partition per shard) unless it exists."""
+        """Create the compacted topic (one partition per shard) unless it exists, and learn its
+        partition count. Raises KafkaTroubleError (the relay retries) when Kafka cannot say."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
         metadata = admin.list_topics(timeout=timeout)
         if self.topic not in metadata.topics:
@@ -63,13 +64,31 @@ class ProgressLog:
                 if "TOPIC_ALREADY_EXISTS" not in str(err):
                     message = f"cannot create the progress topic {self.topic!r}: {err}"
                     raise KafkaTroubleError(message) from err
-            metadata = admin.list_topics(topic=self.topic, timeout=timeout)
-        self.partitions = len(metadata.topics[self.topic].partitions)
+        # Right after CreateTopics a broker may still answer metadata without the new topic's
+        # partitions (seen in CI: 0 partitions, then a division by zero killed the relay) or
+        # without their leaders (reads fail with NOT_LEADER_FOR_PARTITION): wait for both.
+        deadline = time.monotonic() + timeout
+        while True:
+            found = admin.list_topics(topic=self.topic, timeout=timeout).topics.get(self.topic)
+            if (
+                found is not None
+                and found.error is None
+                and found.partitions
+                and all(p.error is None and p.leader >= 0 for p in found.partitions.values())
+            ):
+                self.partitions = len(found.partitions)
+                return
+            if time.monotonic() >= deadline:
+                reason = found.error if found is not None else "no metadata"
+                raise KafkaTroubleError(f"the progress topic {self.topic!r} is not ready yet ({reason})")
+            time.sleep(0.1)
 
     def key(self, shard: int) -> bytes:
         return f"{self.group}/{shard}".encode()
 
     def partition(self, shard: int) -> int:
+        if self.partitions < 1:
+            raise KafkaTroubleError(f"the progress topic {self.topic!r} is not known yet (ensure_topic)")
         return shard % self.partitions
 
     def record(self, shard: int, ids: Iterable[int]) -> bytes:
@@ -88,7 +107,7 @@ class ProgressLog:
         )
         try:
             partition = self.partition(shard)
-            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout)
+            low, high = self._watermarks(consumer, partition, timeout)
             window = 64
             while True:
                 start = max(low, high - window)
@@ -98,6 +117,24 @@ class ProgressLog:
                 window *= 8
         finally:
             consumer.close()
+
+    def _watermarks(self, consumer: Consumer, partition: int, timeout: float) -> tuple[int, int]:
+        """The partition's offsets, asking again until `timeout`: a partition created moments ago
+        may not have taken up its leadership yet (NOT_LEADER_FOR_PARTITION)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=timeout
+                )
+                return int(low), int(high)
+            except KafkaException as err:
+                error: KafkaError = err.args[0]  # librdkafka does not flag this one retriable
+                if time.monotonic() >= deadline:
+                    raise KafkaTroubleError(
+                        f"reading the progress topic {self.topic!r} failed: {error}"
+                    ) from err
+                time.sleep(0.1)
 
     def _scan(
         self, consumer: Consumer, partition: int, start: int, key: bytes, timeout: float
