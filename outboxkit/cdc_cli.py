@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,14 @@ EXACTLY_ONCE = click.option(
 )
 
 
-def _fail(err: OutboxError) -> click.ClickException:
-    return click.ClickException(str(err))
+@contextlib.contextmanager
+def _connected(outbox: OutboxSettings) -> Iterator[ConnectClient]:
+    """Kafka Connect's REST API; what it refuses becomes the command's error message."""
+    try:
+        with ConnectClient(outbox.connect_url) as client:
+            yield client
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
 
 
 MASK = "********"
@@ -90,13 +98,10 @@ def config(ctx: click.Context, exactly_once: bool | None, show_password: bool) -
 def register(ctx: click.Context, exactly_once: bool | None, wait: bool, timeout: float) -> None:
     """Create the connector, or update its configuration (idempotent)."""
     outbox, settings = _settings(ctx, exactly_once=exactly_once)
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            client.put_config(settings.connector_name, connector_config(outbox, settings))
-            if wait:
-                client.wait(settings.connector_name, timeout=timeout)
-    except OutboxError as err:
-        raise _fail(err) from err
+    with _connected(outbox) as client:
+        client.put_config(settings.connector_name, connector_config(outbox, settings))
+        if wait:
+            client.wait(settings.connector_name, timeout=timeout)
     click.echo(f"connector {settings.connector_name} {'running' if wait else 'registered'}")
 
 
@@ -106,11 +111,8 @@ def register(ctx: click.Context, exactly_once: bool | None, wait: bool, timeout:
 def status(ctx: click.Context, metrics: bool) -> None:
     """Connector and task state, and the WAL the replication slot retains."""
     outbox, settings = _settings(ctx)
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            state = client.status(settings.connector_name)
-    except OutboxError as err:
-        raise _fail(err) from err
+    with _connected(outbox) as client:
+        state = client.status(settings.connector_name)
     with psycopg.connect(outbox.database_url, autocommit=True) as conn:
         lag = slot_lag(conn, settings.slot_name)
     if metrics:
@@ -135,11 +137,8 @@ def status(ctx: click.Context, metrics: bool) -> None:
 
 def _lifecycle(ctx: click.Context, verb: str) -> None:
     outbox, settings = _settings(ctx)
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            getattr(client, verb)(settings.connector_name)
-    except OutboxError as err:
-        raise _fail(err) from err
+    with _connected(outbox) as client:
+        getattr(client, verb)(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {verb[:-1]}ing")
 
 
@@ -167,11 +166,8 @@ def resume(ctx: click.Context) -> None:
 def remove(ctx: click.Context, keep_slot: bool) -> None:
     """Remove the connector, then drop its replication slot and publication."""
     outbox, settings = _settings(ctx)
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            removed = client.delete(settings.connector_name)
-    except OutboxError as err:
-        raise _fail(err) from err
+    with _connected(outbox) as client:
+        removed = client.delete(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {'removed' if removed else 'was not registered'}")
     if keep_slot:
         return

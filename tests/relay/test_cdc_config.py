@@ -205,3 +205,14 @@ def test_a_literal_cdc_password_is_refused_with_what_to_do() -> None:
         ValueError, match=r"\$\{env:PGPASSWORD\}.*literal password belongs in the database URL"
     ):
         CdcSettings(database_password="s3cret")
+
+
+@pytest.mark.parametrize(
+    "command", [["register", "--no-wait"], ["status"], ["pause"], ["resume"], ["remove"]]
+)
+def test_cdc_commands_say_when_connect_cannot_be_reached(command: list[str]) -> None:
+    # A closed loopback port: refused at once. Nothing else is touched before Connect answers.
+    result = CliRunner().invoke(main, ["cdc", "--connect-url", "http://127.0.0.1:1", *command])
+    assert result.exit_code == 1
+    assert "Kafka Connect at http://127.0.0.1:1 cannot be reached" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
