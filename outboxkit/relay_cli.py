@@ -12,6 +12,7 @@ import psycopg
 from outbox.errors import OutboxError
 from outboxkit import logs
 from relay import sql
+from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
 from relay.polling import PollingRelay
@@ -65,6 +66,8 @@ def run(ctx: click.Context, /, config: Path | None, log_level: str, **flags: Any
         )
     try:
         daemon.run()
+    except OutboxError as err:  # the relay cannot go on (logged); say why, exit 1
+        raise click.ClickException(str(err)) from err
     finally:
         if server is not None:
             server.shutdown()
@@ -80,13 +83,13 @@ def status(ctx: click.Context, config: Path | None) -> None:
         row = conn.execute(*sql.backlog()).fetchone()
         assert row is not None
         backlog, oldest, quarantined = int(row[0]), float(row[1] or 0), int(row[2])
-        leases = ShardLeases(conn, relay_settings.group, relay_settings.shards)
-        holders = leases.holders()
+        group = relay_settings.group or default_group(SourceIdentity.of(conn))
+        holders = ShardLeases(conn, group, relay_settings.shards).holders()
     click.echo(f"backlog:            {backlog} unpublished events")
     click.echo(f"lag:                {oldest:.3f} s (age of the oldest unpublished event)")
     click.echo(f"quarantined:        {quarantined} events")
     owned = ", ".join(f"{s}:pid {p}" for s, p in sorted(holders.items())) or "none"
-    click.echo(f"shards ({relay_settings.shards}, group {relay_settings.group}): {owned}")
+    click.echo(f"shards ({relay_settings.shards}, group {group}): {owned}")
 
 
 @relay.group()

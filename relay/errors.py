@@ -18,3 +18,8 @@ class ProducerFailedError(KafkaTroubleError):
 
 class ConnectError(RelayError):
     """Kafka Connect's REST API refused a request or cannot be reached; the message has its answer."""
+
+
+class ForeignProgressError(RelayError):
+    """The relay's group is shared with the relays of another outbox: it refuses to go on, since
+    acting on their progress would lose this outbox's events."""

@@ -23,7 +23,8 @@ from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
-from relay.errors import KafkaTroubleError
+from relay.errors import KafkaTroubleError, RelayError
+from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
@@ -68,9 +69,10 @@ class PollingRelay:
         self.guard = SizeGuard(
             outbox.kafka_bootstrap_servers, _int_or_none(settings.producer.get("message.max.bytes"))
         )
-        self.progress = ProgressLog(
-            outbox.kafka_bootstrap_servers, settings.progress_topic, settings.group, settings.shards
-        )
+        # Known once connected: the outbox's identity names the default group (relay/identity.py).
+        self.identity: SourceIdentity | None = None
+        self.group = settings.group
+        self.progress: ProgressLog | None = None
         self.backoff = 0.0
         self.next_rebalance = 0.0
         self.next_backlog = 0.0
@@ -86,7 +88,7 @@ class PollingRelay:
             extra={
                 "instance": self.instance,
                 "mode": self.settings.mode.value,
-                "group": self.settings.group,
+                "group": self.settings.group or "(derived from the database)",
                 "shards": self.settings.shards,
             },
         )
@@ -113,6 +115,10 @@ class PollingRelay:
                 except (KafkaException, KafkaTroubleError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
+        except RelayError as err:
+            self.metrics.beat(status="failed", reason=str(err), instance=self.instance)
+            log.error("relay cannot go on: %s", err)
+            raise
         finally:
             self._drop_publishers()
             self._drop_database()
@@ -205,10 +211,9 @@ class PollingRelay:
             # Every new producer of a shard (first owner, new owner, replacement after a fatal
             # error whose commit outcome is unknown) fences the previous one, then finishes what
             # the shard's last committed transaction published: only then may it read a batch.
-            if not self.progress.partitions:
-                self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)
+            progress = self._progress()
             publisher = TransactionalPublisher(
-                self.outbox.kafka_bootstrap_servers, self.settings, shard, self.progress
+                self.outbox.kafka_bootstrap_servers, self.settings, shard, progress
             )
             try:
                 self._recover(shard, publisher)
@@ -217,6 +222,20 @@ class PollingRelay:
                 raise
             self.publishers[shard] = publisher
         return publisher
+
+    def _progress(self) -> ProgressLog:
+        assert self.identity is not None and self.group is not None  # set by _connect()
+        if self.progress is None:
+            self.progress = ProgressLog(
+                self.outbox.kafka_bootstrap_servers,
+                self.settings.progress_topic,
+                self.group,
+                self.settings.shards,
+                self.identity,
+            )
+        if not self.progress.partitions:
+            self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)
+        return self.progress
 
     def _recover(self, shard: int, publisher: Publisher) -> None:
         """Finish in PostgreSQL what the shard's last committed Kafka transaction published."""
@@ -254,13 +273,17 @@ class PollingRelay:
         self._drop_database()
         url = self.outbox.database_url
         self.conn = psycopg.connect(url, autocommit=True, application_name="outbox-relay-worker")
-        self.lease_conn = psycopg.connect(
-            url, autocommit=True, application_name=f"outbox-relay:{self.settings.group}"
-        )
+        if self.identity is None:
+            self.identity = SourceIdentity.of(self.conn)
+            self.group = self.group or default_group(self.identity)
+            log.info("relay group", extra={"group": self.group, "outbox": self.identity.describe()})
+        group = self.group
+        assert group is not None
+        self.lease_conn = psycopg.connect(url, autocommit=True, application_name=f"outbox-relay:{group}")
         if self.outbox.notify:
             self.conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
         self.leases = ShardLeases(
-            self.lease_conn, self.settings.group, self.settings.shards, self.settings.max_shards_per_instance
+            self.lease_conn, group, self.settings.shards, self.settings.max_shards_per_instance
         )
         self.store = OutboxStore(
             self.conn, keep=self.outbox.retention is Retention.KEEP, retention_days=self.outbox.retention_days

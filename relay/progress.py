@@ -6,12 +6,16 @@ PostgreSQL delete/mark, the last committed record names exactly the ids that Kaf
 outbox still holds, so the next owner of the shard finishes them instead of publishing them again.
 Only the last batch can be in that state: the relay finishes a batch in PostgreSQL before it reads
 the next one. The record holds ids, not a high-water mark: a lower id may commit later.
+
+Ids mean something only in the outbox that drew them, so each record names its outbox
+(relay/identity.py) and a relay refuses to recover from a record of another outbox.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -20,7 +24,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from relay.errors import KafkaTroubleError
+from relay.errors import ForeignProgressError, KafkaTroubleError
+from relay.identity import SourceIdentity
 
 
 def to_ranges(ids: Iterable[int]) -> list[list[int]]:
@@ -41,11 +46,14 @@ def from_ranges(ranges: Sequence[Sequence[int]]) -> list[int]:
 class ProgressLog:
     """Reads and encodes progress records of one relay group."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, group: str, shards: int) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, group: str, shards: int, source: SourceIdentity
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.group = group
         self.shards = shards
+        self.source = source
         self.partitions = 0
 
     def ensure_topic(self, timeout: float = 30.0) -> None:
@@ -92,7 +100,7 @@ class ProgressLog:
         return shard % self.partitions
 
     def record(self, shard: int, ids: Iterable[int]) -> bytes:
-        return orjson.dumps({"ids": to_ranges(ids), "at": time.time()})
+        return orjson.dumps({"ids": to_ranges(ids), "at": time.time(), "source": self.source.as_dict()})
 
     def last_batch(self, shard: int, timeout: float = 30.0) -> list[int]:
         """Ids of the shard's last committed batch ([] if none), read with read_committed."""
@@ -117,6 +125,22 @@ class ProgressLog:
                 window *= 8
         finally:
             consumer.close()
+
+    def _ids_of(self, record: dict[str, Any], partition: int, offset: int | None) -> list[int]:
+        """The record's ids, if this relay's outbox wrote it. Records of releases before the
+        identity was recorded carry none and are taken as ours (upgrades keep their recovery)."""
+        source = record.get("source")
+        if source is not None and source != self.source.as_dict():
+            theirs = SourceIdentity(**source).describe() if isinstance(source, dict) else repr(source)
+            raise ForeignProgressError(
+                f"relay group {self.group!r} is also used by the relays of another database: the"
+                f" progress topic {self.topic!r} (partition {partition}, offset {offset}) holds a batch"
+                f" of {theirs}, and this relay publishes {self.source.describe()}. Recovering from it"
+                " would mark this outbox's rows of the same ids as published. Give each service's"
+                " relays their own OUTBOX_RELAY_GROUP (or leave it unset: the default names the"
+                " database), then start this relay again."
+            )
+        return from_ranges(record.get("ids", []))
 
     def _watermarks(self, consumer: Consumer, partition: int, timeout: float) -> tuple[int, int]:
         """The partition's offsets, asking again until `timeout`: a partition created moments ago
@@ -152,5 +176,5 @@ class ProgressLog:
                     return last
                 raise KafkaTroubleError(f"reading the progress topic {self.topic!r} failed: {error}")
             if msg.key() == key:
-                last = from_ranges(orjson.loads(msg.value() or b"{}").get("ids", []))
+                last = self._ids_of(orjson.loads(msg.value() or b"{}"), partition, msg.offset())
         raise KafkaTroubleError(f"reading the progress topic {self.topic!r} took longer than {timeout}s")

@@ -192,7 +192,7 @@ class TransactionalPublisher:
 
     def _new_producer(self) -> Producer:
         config = producer_config(self.bootstrap_servers, self.settings)
-        config["transactional.id"] = f"{self.settings.group}-shard-{self.shard}"
+        config["transactional.id"] = f"{self.progress.group}-shard-{self.shard}"
         config["transaction.timeout.ms"] = self.settings.transaction_timeout_ms
         producer = Producer(config)
         producer.init_transactions(self.timeout)

@@ -34,8 +34,10 @@ class RelaySettings(BaseSettings):
     mode: RelayMode = RelayMode.IDEMPOTENT
     """idempotent (at least once) or transactional (exactly once for read_committed consumers)."""
 
-    group: str = Field(default="outbox-relay", pattern=r"^[A-Za-z0-9._-]{1,100}$")
-    """Relays of one group share the work; names the locks, transactional ids and progress topic."""
+    group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    """Relays of one group share the work; names the locks, transactional ids and progress records.
+    Unset: `outbox-<database>-<hash>`, derived from the outbox's cluster, database and table
+    (relay/identity.py), so two services never share a group by accident."""
 
     batch_size: int = Field(default=4000, ge=1, le=100_000)
     """Events read and published per batch: bounds the relay's memory whatever the backlog. Each batch

@@ -88,12 +88,14 @@ class RelayProcess:
 def relay_factory(
     clean_outbox: str, bootstrap_servers: str, tmp_path: Path, unique: Callable[[str], str]
 ) -> Iterator[Callable[..., RelayProcess]]:
-    """relay_factory(env_extra={...}, mode=..., shards=..., ...) -> a started relay process
-    (keyword arguments become OUTBOX_RELAY_* variables)."""
+    """relay_factory(env_extra={...}, unset=[...], mode=..., shards=..., ...) -> a started relay
+    process (keyword arguments become OUTBOX_RELAY_* variables; `unset` names variables to drop)."""
     started: list[RelayProcess] = []
     group = unique("relay")
 
-    def make(env_extra: dict[str, str] | None = None, **overrides: Any) -> RelayProcess:
+    def make(
+        env_extra: dict[str, str] | None = None, unset: Sequence[str] = (), **overrides: Any
+    ) -> RelayProcess:
         env = dict(os.environ)
         env.update(
             {
@@ -108,6 +110,8 @@ def relay_factory(
         )
         env.update({f"OUTBOX_RELAY_{k.upper()}": str(v) for k, v in overrides.items()})
         env.update(env_extra or {})
+        for name in unset:
+            env.pop(name, None)
         relay = RelayProcess(env, tmp_path / f"relay-{len(started)}.log").start()
         started.append(relay)
         return relay

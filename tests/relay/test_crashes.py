@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from outbox import OutboxSettings
+from relay.identity import SourceIdentity
 from relay.polling import PollingRelay
 from relay.progress import ProgressLog
 from relay.publisher import TransactionalPublisher
@@ -126,11 +128,11 @@ def test_crash_between_kafka_commit_and_postgres_delete_publishes_no_duplicate(
         metrics_port=0,
         poll_interval=0.2,
     )
-    progress = ProgressLog(bootstrap_servers, settings.progress_topic, group, settings.shards)
-    progress.ensure_topic()
-    import psycopg
-
     with psycopg.connect(clean_outbox, autocommit=True) as conn:
+        progress = ProgressLog(
+            bootstrap_servers, settings.progress_topic, group, settings.shards, SourceIdentity.of(conn)
+        )
+        progress.ensure_topic()
         batch = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, 12)
         assert len(batch) == 12
         zombie = TransactionalPublisher(bootstrap_servers, settings, 0, progress)
