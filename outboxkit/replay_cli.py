@@ -119,11 +119,10 @@ def refuse_too_old(
     raise click.ClickException(
         f"{too_old} of the {selected} selected event(s) were created more than"
         f" {max_age / timedelta(days=1):g} days ago (the oldest at {oldest}): nothing was queued."
-        " Projectors remember applied ce_ids only"
-        f" for their dedupe_retention ({DEDUPE_RETENTION.days} days by default): they would take an"
-        " older event for a new one, apply it at its new offset, and put read-model rows back to an"
-        " older state. To rebuild a read model from Kafka run `outbox projector rebuild NAME`; to"
-        " replay recent events only, narrow the selection (--since). If no consumer of these topics"
-        " keeps state that an older event would overwrite, or their dedupe memory is longer, raise"
-        " --max-age (days)."
+        f" Projectors remember applied ce_ids only for their dedupe_retention ({DEDUPE_RETENTION.days}"
+        " days by default): they would take an older event for a new one, apply it at its new offset,"
+        " and put read-model rows back to an older state. To rebuild a read model from Kafka run"
+        " `outbox projector rebuild NAME`; to replay recent events only, narrow the selection"
+        " (--since). If no consumer of these topics keeps state that an older event would overwrite,"
+        " or their dedupe memory is longer, raise --max-age (days)."
     )

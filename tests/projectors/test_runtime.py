@@ -17,6 +17,7 @@ from projectors import OffsetBeyondLogEndError
 from projectors.apply import FencedError
 from projectors.rebuild import rebuild
 from projectors.runtime import ProjectorRunner
+from projectors.status import projector_status
 from tests.projectors.conftest import SitesTopic, project, running, stored_total, wait_until
 from tests.services import kafka_admin
 from tests.stack.test_kafka import consume_all
@@ -180,6 +181,8 @@ def test_a_stored_offset_beyond_the_log_end_is_refused_not_skipped(
     assert "stored next offset 50" in message and "ends at offset 5" in message
     assert "outbox projector rebuild" in message
     assert stored_total(sites_db, projector.name) == 50, "nothing applied, no offset moved"
+    [status] = projector_status(projector, sites_db, bootstrap_servers)
+    assert (status.next_offset, status.high, status.beyond_log_end) == (50, 5, True)
 
     # What the error says to do: rebuild from the topic as it is now; the projector then goes on.
     assert rebuild(projector, sites_db, bootstrap_servers, idle_timeout=1.0) == 5
