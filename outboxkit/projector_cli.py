@@ -117,6 +117,12 @@ def status(ctx: click.Context, name: str) -> None:
         stored = "-" if row.next_offset is None else str(row.next_offset)
         click.echo(f"{row.topic:<40} {row.partition:>9} {stored:>12} {row.high:>12} {row.lag:>10}")
     click.echo(f"total lag {sum(row.lag for row in rows)}")
+    for row in rows:
+        if row.beyond_log_end:
+            click.echo(
+                f"{row.topic}[{row.partition}]: stored offset {row.next_offset} is beyond the log end "
+                f"{row.high} (topic recreated or truncated): rebuild the read model"
+            )
 
 
 @projector.command()

@@ -1,15 +1,22 @@
-"""`outbox replay`: publish retained outbox events again (consumers dedupe by ce_id, so it is safe)."""
+"""`outbox replay`: publish retained outbox events again (consumers dedupe by ce_id, so it is safe
+for events young enough that the consumers still remember their ids; older ones are refused)."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import click
 import psycopg
 
 from outbox.config import OutboxSettings, Retention
+from projectors.config import ProjectorConfig
 from relay import sql
+
+DEDUPE_RETENTION = ProjectorConfig().dedupe_retention
+DELIVERY_MARGIN = timedelta(days=1)
+"""Time for the relay and a lagging projector to deliver a replay before the original ids are pruned."""
+MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
 
 
 @click.command()
@@ -25,6 +32,14 @@ from relay import sql
     help="Show progress until the relay has published them again.",
 )
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait at most.")
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0),
+    default=MAX_AGE_DAYS,
+    show_default=True,
+    help="Refuse if a selected event was created more than this many days ago (projectors dedupe "
+    "by remembering ce_ids for their dedupe_retention, 7 days by default, less a day to deliver).",
+)
 @click.pass_obj
 def replay(
     flags: dict[str, str],
@@ -36,26 +51,32 @@ def replay(
     everything: bool,
     wait: bool,
     timeout: float,
+    max_age: float,
 ) -> None:
     """Re-publish retained outbox events selected by time range, aggregate or event ids.
 
     Only events still in the outbox can be replayed: run the relay with OUTBOX_RETENTION=keep
     (events stay OUTBOX_RETENTION_DAYS). The running relay publishes them again in their original
     order with their original ce_id, so consumers that dedupe (projectors do) change nothing.
+
+    A replayed event arrives at a new, higher offset. Projectors skip it by its ce_id while they
+    remember it (dedupe_retention); after that they would apply it and put read-model rows back to
+    an older state, so events older than --max-age are refused (rebuild the read model instead).
     """
     if not (since or until or aggregate or events or everything):
         raise click.UsageError("choose what to replay: --since/--until, --aggregate, --event, or --all")
     settings = OutboxSettings.load(**(flags or {}))
     agg_type, _, agg_id = (aggregate or "").partition(":")
-    statement = sql.replay(
+    selection = sql.replay_selection(
         since=since.isoformat() + "+00:00" if since else None,
         until=until.isoformat() + "+00:00" if until else None,
         aggregate_type=agg_type or None,
         aggregate_id=agg_id or None,
         ce_ids=events,
     )
-    with psycopg.connect(settings.database_url) as conn:
-        ids = [row[0] for row in conn.execute(*statement).fetchall()]
+    with psycopg.connect(settings.database_url) as conn:  # one transaction: a refusal changes nothing
+        refuse_too_old(conn, selection, timedelta(days=max_age))
+        ids = [row[0] for row in conn.execute(*sql.replay(selection)).fetchall()]
     if not ids:
         hint = (
             ""
@@ -84,3 +105,24 @@ def replay(
             bar.update(now_done - done)
             done = now_done
             time.sleep(0.2)
+
+
+def refuse_too_old(
+    conn: psycopg.Connection[tuple[object, ...]], selection: tuple[str, dict[str, object]], max_age: timedelta
+) -> None:
+    """Refuse a replay of events the projectors may have forgotten (their ids pruned from the dedupe
+    memory): applied again at their new offsets, they would win over newer events' row versions."""
+    row = conn.execute(*sql.replay_ages(selection, max_age)).fetchone()
+    selected, too_old, oldest = row if row is not None else (0, 0, None)
+    if not too_old:
+        return
+    raise click.ClickException(
+        f"{too_old} of the {selected} selected event(s) were created more than"
+        f" {max_age / timedelta(days=1):g} days ago (the oldest at {oldest}): nothing was queued."
+        f" Projectors remember applied ce_ids only for their dedupe_retention ({DEDUPE_RETENTION.days}"
+        " days by default): they would take an older event for a new one, apply it at its new offset,"
+        " and put read-model rows back to an older state. To rebuild a read model from Kafka run"
+        " `outbox projector rebuild NAME`; to replay recent events only, narrow the selection"
+        " (--since). If no consumer of these topics keeps state that an older event would overwrite,"
+        " or their dedupe memory is longer, raise --max-age (days)."
+    )

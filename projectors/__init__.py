@@ -8,6 +8,7 @@ from projectors.config import ProjectorConfig
 from projectors.errors import (
     DeadLetterError,
     HandlerFailedError,
+    OffsetBeyondLogEndError,
     PartitionCountChangedError,
     ProjectorError,
     ProjectorNotFoundError,
@@ -35,6 +36,7 @@ __all__ = [
     "ROW_VERSION",
     "DeadLetterError",
     "HandlerFailedError",
+    "OffsetBeyondLogEndError",
     "OffsetStore",
     "PartitionCountChangedError",
     "PartitionStatus",

@@ -21,6 +21,10 @@ class PartitionCountChangedError(ProjectorError):
     """A topic's partition count differs from the one the projector's offsets were stored with."""
 
 
+class OffsetBeyondLogEndError(ProjectorError):
+    """A stored offset lies beyond its partition's end: the topic was recreated or truncated since."""
+
+
 class DeadLetterError(ProjectorError):
     """A record could not be written to the dead-letter topic; the projector stops rather than lose it."""
 

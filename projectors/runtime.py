@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from projectors.apply import BatchApplier, FencedError, where
 from projectors.database import driver_errors
 from projectors.dead_letter import DeadLetterPublisher
-from projectors.errors import PartitionCountChangedError, ProjectorError
+from projectors.errors import OffsetBeyondLogEndError, PartitionCountChangedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
 from projectors.tracing import HandlerSpans
@@ -77,6 +77,32 @@ def check_partition_counts(stored: Mapping[str, set[int]], live: Mapping[str, in
                 f"with {sorted(before)}: keys moved between partitions, so row versions (partition, offset) "
                 f"no longer order one aggregate's events. Rebuild the read model: "
                 f"`outbox projector rebuild` (it starts over with the new count)."
+            )
+
+
+def check_log_ends(
+    consumer: Consumer, stored: Mapping[tuple[str, int], int], projector: str, timeout: float = 10.0
+) -> None:
+    """Refuse stored offsets beyond their partition's end (the high watermark).
+
+    A partition's offsets only grow, so such an offset means the log the projector read is gone: the
+    topic was deleted and recreated, or truncated (an unclean leader election). Kafka would answer
+    the fetch with "offset out of range" and the consumer would start over from the beginning,
+    whose records lie below the stored offset and would be dropped; or, read from the stored offset,
+    skip every record until the new log reached it. Either way events are lost silently.
+    """
+    for (topic, partition), next_offset in sorted(stored.items()):
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        if next_offset > high:
+            raise OffsetBeyondLogEndError(
+                f"topic {topic!r} partition {partition}: projector {projector!r} stored next offset "
+                f"{next_offset}, but the partition ends at offset {high}: the topic was deleted and "
+                f"recreated, or truncated, since the offsets were stored, so going on would skip its "
+                f"records. Rebuild the read model from the topic as it is now: `outbox projector "
+                f"rebuild` (its rows' versions are offsets of the old log, which would also hide the "
+                f"new log's events). Only if the read model holds no offset versions, reset the "
+                f"projector's offsets instead: DELETE FROM projector_offsets WHERE projector = "
+                f"'{projector}' AND topic = '{topic}' (it then reads the topic from its start)."
             )
 
 
@@ -217,6 +243,7 @@ class ProjectorRunner:
                     )
             with self.engine.begin() as conn:
                 stored = self.store.claim(conn, [(tp.topic, tp.partition) for tp in partitions], self._counts)
+            check_log_ends(consumer, stored, self.projector.name)
             for tp in partitions:
                 tp.offset = stored[(tp.topic, tp.partition)]
                 self._positions[(tp.topic, tp.partition)] = tp.offset

@@ -29,6 +29,12 @@ class PartitionStatus:
         """Records not applied yet. On a transactional topic the last commit marker counts as one."""
         return max(self.high - max(self.next_offset or 0, self.low), 0)
 
+    @property
+    def beyond_log_end(self) -> bool:
+        """The stored offset lies past the partition's end: the topic was recreated or truncated, and
+        the projector refuses to run (`OffsetBeyondLogEndError`) until the read model is rebuilt."""
+        return self.next_offset is not None and self.next_offset > self.high
+
 
 def projector_status(
     projector: Projector,

@@ -20,6 +20,7 @@ quarantined one, so a poison event never lets its successors overtake it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from outbox.schema import INSERT_COLUMNS, TABLE
@@ -138,7 +139,7 @@ def backlog() -> tuple[str, dict[str, Any]]:
     )
 
 
-def replay(
+def replay_selection(
     *,
     since: str | None = None,
     until: str | None = None,
@@ -146,8 +147,7 @@ def replay(
     aggregate_id: str | None = None,
     ce_ids: Sequence[str] = (),
 ) -> tuple[str, dict[str, Any]]:
-    """Mark retained (published) events unpublished again, so the relay publishes them once more,
-    in id order, with the same envelope and `ce_id` (consumers dedupe). Returns the ids."""
+    """The WHERE clause (and its parameters) of the retained events a replay selects."""
     conditions = ["published_at IS NOT NULL"]
     params: dict[str, Any] = {}
     if since is not None:
@@ -165,9 +165,25 @@ def replay(
     if ce_ids:
         conditions.append("ce_id = ANY(%(ce_ids)s::uuid[])")
         params["ce_ids"] = list(ce_ids)
+    return " AND ".join(conditions), params
+
+
+def replay(selection: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Mark the selected retained (published) events unpublished again, so the relay publishes them
+    once more, in id order, with the same envelope and `ce_id` (consumers dedupe). Returns the ids."""
+    where, params = selection
+    return f"UPDATE {TABLE} SET published_at = NULL WHERE {where} RETURNING id", params
+
+
+def replay_ages(selection: tuple[str, dict[str, Any]], max_age: timedelta) -> tuple[str, dict[str, Any]]:
+    """Of the selected events: how many, how many were created more than `max_age` ago (by the
+    database's clock, which wrote `created_at`), and when the oldest of those was created."""
+    where, params = selection
     return (
-        f"UPDATE {TABLE} SET published_at = NULL WHERE {' AND '.join(conditions)} RETURNING id",
-        params,
+        "SELECT count(*), count(*) FILTER (WHERE created_at < now() - %(max_age)s),"
+        " min(created_at) FILTER (WHERE created_at < now() - %(max_age)s)"
+        f" FROM {TABLE} WHERE {where}",
+        {**params, "max_age": max_age},
     )
 
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic
 from sqlalchemy import Engine, text
 
-from examples.sites.events import emit
+from examples.sites.events import SitesHistory, emit
 from examples.sites.projection import build_projector
 from examples.sites.read_model import all_summaries
+from projectors import OffsetBeyondLogEndError
 from projectors.apply import FencedError
+from projectors.rebuild import rebuild
 from projectors.runtime import ProjectorRunner
+from projectors.status import projector_status
 from tests.projectors.conftest import SitesTopic, project, running, stored_total, wait_until
+from tests.services import kafka_admin
 from tests.stack.test_kafka import consume_all
 
 
@@ -136,3 +143,49 @@ def test_an_instance_with_stale_offsets_applies_nothing(
         zombie.applier.apply(records, {(topic, 0): 10})
     assert snapshot(sites_db) == before
     assert stored_total(sites_db, projector.name) == 50
+
+
+def recreate_topic(bootstrap_servers: str, topic: str, timeout: float = 60) -> None:
+    """Delete `topic` and create it again with one partition (deletion completes asynchronously)."""
+    admin = kafka_admin(bootstrap_servers)
+    admin.delete_topics([topic])[topic].result(timeout=30)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+            return
+        except KafkaException:  # still marked for deletion
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_a_stored_offset_beyond_the_log_end_is_refused_not_skipped(
+    sites_db: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
+) -> None:
+    topic, _ = sites_topic("sites-recreated", events=50, sites=5, seed=7)
+    projector = build_projector(topic, name=unique("recreated"))
+    project(projector, sites_db, bootstrap_servers, 50)
+
+    recreate_topic(bootstrap_servers, topic)
+    history = SitesHistory(seed=8)
+    emit(bootstrap_servers, topic, history.generate(5, sites=5))  # offsets 0-4; the projector stored 50
+
+    with (
+        pytest.raises(OffsetBeyondLogEndError) as refused,
+        running(projector, sites_db, bootstrap_servers) as run,
+    ):
+        wait_until(lambda: not run.thread.is_alive(), timeout=30, what="the projector to refuse")
+    message = str(refused.value)
+    assert f"topic {topic!r} partition 0" in message
+    assert "stored next offset 50" in message and "ends at offset 5" in message
+    assert "outbox projector rebuild" in message
+    assert stored_total(sites_db, projector.name) == 50, "nothing applied, no offset moved"
+    [status] = projector_status(projector, sites_db, bootstrap_servers)
+    assert (status.next_offset, status.high, status.beyond_log_end) == (50, 5, True)
+
+    # What the error says to do: rebuild from the topic as it is now; the projector then goes on.
+    assert rebuild(projector, sites_db, bootstrap_servers, idle_timeout=1.0) == 5
+    project(projector, sites_db, bootstrap_servers, 5)
+    with sites_db.connect() as conn:
+        assert all_summaries(conn) == history.expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,6 +37,22 @@ def test_finish_deletes_or_marks() -> None:
     query, params = sql.finish([3], keep=True)
     assert query.startswith("UPDATE outbox_events SET published_at = now()")
     assert params == {"ids": "{3}"}
+
+
+def test_replay_and_its_age_check_share_one_selection() -> None:
+    selection = sql.replay_selection(aggregate_type="order", ce_ids=["00000000-0000-0000-0000-000000000001"])
+    where, params = selection
+    assert where == (
+        "published_at IS NOT NULL AND aggregate_type = %(aggregate_type)s AND ce_id = ANY(%(ce_ids)s::uuid[])"
+    )
+    assert sql.replay(selection) == (
+        f"UPDATE outbox_events SET published_at = NULL WHERE {where} RETURNING id",
+        params,
+    )
+    query, age_params = sql.replay_ages(selection, timedelta(days=6))
+    assert query.endswith(f"FROM outbox_events WHERE {where}")
+    assert "created_at < now() - %(max_age)s" in query
+    assert age_params == {**params, "max_age": timedelta(days=6)}
 
 
 def test_requeue_restores_the_original_ids() -> None:
