@@ -103,6 +103,14 @@ def produce_all(producer: Producer, batch: Batch, outcome: list[Any]) -> None:
 
 
 PENDING = object()
+"""An outcome slot whose delivery report has not come yet. Test outcomes with `is` or isinstance:
+`KafkaError == PENDING` raises inside the C extension (it tries to read `PENDING` as an error
+code) and surfaces later as a SystemError that killed the relay."""
+
+
+def failure(outcome: Sequence[Any]) -> KafkaError | None:
+    """The first error among the outcomes, if any."""
+    return next((err for err in outcome if isinstance(err, KafkaError)), None)
 
 
 def sort_outcome(batch: Batch, outcome: list[Any], isolate: Callable[[Batch], BatchResult]) -> BatchResult:
@@ -203,34 +211,50 @@ class TransactionalPublisher:
 
     def publish(self, batch: Batch) -> BatchResult:
         outcome: list[Any] = [PENDING] * len(batch)
-        failure = self._in_transaction(batch, outcome)
-        if failure is None:
+        aborted = self._in_transaction(batch, outcome)
+        if aborted is None:
             return BatchResult(delivered=[event_id for event_id, _ in batch])
         # The transaction was aborted: nothing of it is visible to read_committed consumers.
         # Records that failed for a permanent reason are re-sent alone to find the culprit;
         # everything else is retried after a back-off.
-        if any(err not in (None, PENDING) and err.code() in PERMANENT_ERRORS for err in outcome):
-            return isolate_each(batch, self._send_one)
-        return BatchResult(retry=failure)
+        if any(isinstance(err, KafkaError) and err.code() in PERMANENT_ERRORS for err in outcome):
+            return self._isolate(batch)
+        return BatchResult(retry=aborted)
 
-    def _send_one(self, event_id: int, record: KafkaRecord) -> KafkaError | None:
-        outcome: list[Any] = [PENDING]
-        failure = self._in_transaction([(event_id, record)], outcome)
-        if failure is None:
-            return None
-        err = outcome[0]
-        return err if isinstance(err, KafkaError) else KafkaError(KafkaError._FAIL, failure)
+    def _isolate(self, batch: Batch) -> BatchResult:
+        """One transaction per record. The outbox learns of the delivered ones only after the loop,
+        so each transaction's progress record names every record delivered alone so far: a crash
+        in between is recovered in full, and none of them is published twice."""
+        delivered: list[int] = []
 
-    def _in_transaction(self, batch: Batch, outcome: list[Any]) -> str | None:
-        """Produce `batch` and its progress record in one transaction; None if committed."""
+        def send_one(event_id: int, record: KafkaRecord) -> KafkaError | None:
+            # The transaction after an aborted one may lose its records to the abort's purge of
+            # the queue (_PURGE_QUEUE, seen after a broker refusal): that is not the record's fault.
+            for _attempt in range(3):
+                outcome: list[Any] = [PENDING]
+                aborted = self._in_transaction([(event_id, record)], outcome, also_done=delivered)
+                if aborted is None:
+                    delivered.append(event_id)
+                    return None
+                err = failure(outcome) or KafkaError(KafkaError._FAIL, aborted)
+                if err.code() != KafkaError._PURGE_QUEUE:
+                    return err
+            return err
+
+        return isolate_each(batch, send_one)
+
+    def _in_transaction(self, batch: Batch, outcome: list[Any], also_done: Sequence[int] = ()) -> str | None:
+        """Produce `batch` and its progress record (naming the batch and `also_done`) in one
+        transaction; None if committed, else why it was aborted."""
         try:
             self.producer.begin_transaction()
             produce_all(self.producer, batch, outcome)
-            if any(err not in (None, PENDING) for err in outcome):
-                raise KafkaException(next(e for e in outcome if e not in (None, PENDING)))
+            failed = failure(outcome)
+            if failed is not None:
+                raise KafkaException(failed)
             self.producer.produce(
                 self.progress.topic,
-                self.progress.record(self.shard, (event_id for event_id, _ in batch)),
+                self.progress.record(self.shard, [*also_done, *(event_id for event_id, _ in batch)]),
                 self.progress.key(self.shard),
                 partition=self.progress.partition(self.shard),
             )

@@ -153,3 +153,52 @@ def test_crash_between_kafka_commit_and_postgres_delete_publishes_no_duplicate(
 
     seqs = by_key(read_all(bootstrap_servers, topic))
     assert seqs == {"x": list(range(10)), "y": list(range(10))}
+
+
+def test_crash_while_isolating_a_poison_record_publishes_no_duplicate(
+    clean_outbox: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+    unique: Callable[[str], str],
+) -> None:
+    """A batch with a record the broker refuses is re-sent one record per transaction to find the
+    culprit. A crash before the outbox is told must not publish the records committed alone again:
+    the progress record of each of those transactions names all of them."""
+    topic = new_topic("isolate", config={"max.message.bytes": "20000"})
+    engine = engine_for(clean_outbox)
+    write_numbered(engine, outbox_for(topic), ["a", "b"], 2)
+    write_numbered(engine, outbox_for(topic), ["poison"], 1, payload_bytes=40_000)
+    write_numbered(engine, outbox_for(topic), ["c", "d"], 2)
+    group = unique("isolate")
+    settings = RelaySettings(
+        mode="transactional",
+        group=group,
+        progress_topic=f"{group}-progress",
+        metrics_port=0,
+        poll_interval=0.2,
+    )
+    with psycopg.connect(clean_outbox, autocommit=True) as conn:
+        progress = ProgressLog(
+            bootstrap_servers, settings.progress_topic, group, settings.shards, SourceIdentity.of(conn)
+        )
+        progress.ensure_topic()
+        batch = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, 100)
+        assert len(batch) == 9
+        zombie = TransactionalPublisher(bootstrap_servers, settings, 0, progress)
+        result = zombie.publish(batch)  # the broker refuses the whole transaction: isolation
+        assert len(result.delivered) == 8 and len(result.poisoned) == 1
+        # ... and the relay dies here: the 8 published rows are still in the outbox.
+    assert outbox_count(clean_outbox) == 9
+
+    outbox_settings = OutboxSettings(database_url=clean_outbox, kafka_bootstrap_servers=bootstrap_servers)
+    relay = PollingRelay(outbox_settings, settings)
+    thread = threading.Thread(target=relay.run)
+    thread.start()
+    try:
+        wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
+    finally:
+        relay.stop()
+        thread.join(30)
+
+    seqs = by_key(read_all(bootstrap_servers, topic))
+    assert seqs == {"a": [0, 1], "b": [0, 1], "c": [0, 1], "d": [0, 1]}, "published again after the crash"

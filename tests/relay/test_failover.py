@@ -88,3 +88,42 @@ def test_a_zombie_relay_is_fenced_and_publishes_no_duplicate(
     records = read_all(bootstrap_servers, topic)
     assert_complete_in_order(records, AGGREGATES, 300, exactly_once=True)
     assert len(records) == 3000
+
+
+def test_a_relay_whose_lease_connection_is_cut_is_fenced_and_carries_on(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    """Only the lease connection dies (a proxy cut it, an idle timeout...): the relay still reads and
+    produces with its other connection until it notices, and meanwhile a successor fences it. The
+    fenced relay must fail its batch cleanly, not crash, and nothing is duplicated."""
+    topic = new_topic("leasecut", partitions=2)
+    engine, outbox = engine_for(clean_outbox), outbox_for(topic)
+    write_numbered(engine, outbox, AGGREGATES, 2000, per_transaction=2000)
+    first = relay_factory(mode="transactional", batch_size=5000)
+    first.wait_ready()
+    wait_for(lambda: outbox_count(clean_outbox) < 20000, 20, "the first relay to be publishing")
+    assert first.proc is not None
+    os.kill(first.proc.pid, signal.SIGSTOP)
+    group = first.env["OUTBOX_RELAY_GROUP"]
+    with psycopg.connect(clean_outbox, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s",
+            (f"outbox-relay:{group}",),
+        )
+    successor = relay_factory(mode="transactional", batch_size=5000)
+    successor.wait_ready()
+    time.sleep(1.0)  # the successor owns the shard and has fenced the first relay's producer
+    os.kill(first.proc.pid, signal.SIGCONT)  # mid-batch, with a producer that is fenced now
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 60, "the outbox to drain")
+    time.sleep(1.0)
+    assert first.alive(), "the fenced relay crashed:\n" + first.log_path.read_text()[-3000:]
+    assert successor.terminate() == 0 and first.terminate() == 0
+    assert "Traceback" not in first.log_path.read_text()
+
+    records = read_all(bootstrap_servers, topic)
+    assert_complete_in_order(records, AGGREGATES, 2000, exactly_once=True)
+    assert len(records) == 20000
