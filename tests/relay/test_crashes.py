@@ -15,7 +15,7 @@ from outbox import OutboxSettings
 from relay.identity import SourceIdentity
 from relay.polling import PollingRelay
 from relay.progress import ProgressLog
-from relay.publisher import TransactionalPublisher
+from relay.publisher import BatchResult, TransactionalPublisher
 from relay.settings import RelaySettings
 from relay.store import OutboxStore
 from tests.relay.conftest import RelayProcess, outbox_count, wait_for
@@ -109,6 +109,46 @@ def test_three_relays_share_shards_and_survive_a_kill(
     assert_complete_in_order(records, AGGREGATES, 150, exactly_once=(mode == "transactional"))
 
 
+def transactional_settings(group: str) -> RelaySettings:
+    return RelaySettings(
+        mode="transactional",
+        group=group,
+        progress_topic=f"{group}-progress",
+        metrics_port=0,
+        poll_interval=0.2,
+    )
+
+
+def publish_then_crash(url: str, bootstrap_servers: str, settings: RelaySettings, limit: int) -> BatchResult:
+    """Publish the next batch as the group's relay would, then 'crash': the outbox is not told."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert settings.group is not None
+        progress = ProgressLog(
+            bootstrap_servers,
+            settings.progress_topic,
+            settings.group,
+            settings.shards,
+            SourceIdentity.of(conn),
+        )
+        progress.ensure_topic()
+        batch = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, limit)
+        assert len(batch) == limit
+        return TransactionalPublisher(bootstrap_servers, settings, 0, progress).publish(batch)
+
+
+def drain_with_a_relay(url: str, bootstrap_servers: str, settings: RelaySettings) -> None:
+    relay = PollingRelay(
+        OutboxSettings(database_url=url, kafka_bootstrap_servers=bootstrap_servers), settings
+    )
+    thread = threading.Thread(target=relay.run)
+    thread.start()
+    try:
+        wait_for(lambda: outbox_count(url) == 0, 30, "the outbox to drain")
+    finally:
+        relay.stop()
+        thread.join(30)
+
+
 def test_crash_between_kafka_commit_and_postgres_delete_publishes_no_duplicate(
     clean_outbox: str,
     bootstrap_servers: str,
@@ -118,39 +158,13 @@ def test_crash_between_kafka_commit_and_postgres_delete_publishes_no_duplicate(
     """Publish a batch in a Kafka transaction, then 'crash' before deleting it from the outbox:
     the next relay of the group finds the batch in the progress log and does not publish it again."""
     topic = new_topic("recover")
-    engine = engine_for(clean_outbox)
-    write_numbered(engine, outbox_for(topic), ["x", "y"], 10)
-    group = unique("recover")
-    settings = RelaySettings(
-        mode="transactional",
-        group=group,
-        progress_topic=f"{group}-progress",
-        metrics_port=0,
-        poll_interval=0.2,
-    )
-    with psycopg.connect(clean_outbox, autocommit=True) as conn:
-        progress = ProgressLog(
-            bootstrap_servers, settings.progress_topic, group, settings.shards, SourceIdentity.of(conn)
-        )
-        progress.ensure_topic()
-        batch = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, 12)
-        assert len(batch) == 12
-        zombie = TransactionalPublisher(bootstrap_servers, settings, 0, progress)
-        result = zombie.publish(batch)
-        assert len(result.delivered) == 12
-        # ... and the relay dies here: the 12 rows are still in the outbox.
-    assert outbox_count(clean_outbox) == 20
+    write_numbered(engine_for(clean_outbox), outbox_for(topic), ["x", "y"], 10)
+    settings = transactional_settings(unique("recover"))
+    result = publish_then_crash(clean_outbox, bootstrap_servers, settings, 12)
+    assert len(result.delivered) == 12
+    assert outbox_count(clean_outbox) == 20  # the 12 published rows are still in the outbox
 
-    outbox_settings = OutboxSettings(database_url=clean_outbox, kafka_bootstrap_servers=bootstrap_servers)
-    relay = PollingRelay(outbox_settings, settings)
-    thread = threading.Thread(target=relay.run)
-    thread.start()
-    try:
-        wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
-    finally:
-        relay.stop()
-        thread.join(30)
-
+    drain_with_a_relay(clean_outbox, bootstrap_servers, settings)
     seqs = by_key(read_all(bootstrap_servers, topic))
     assert seqs == {"x": list(range(10)), "y": list(range(10))}
 
@@ -169,36 +183,12 @@ def test_crash_while_isolating_a_poison_record_publishes_no_duplicate(
     write_numbered(engine, outbox_for(topic), ["a", "b"], 2)
     write_numbered(engine, outbox_for(topic), ["poison"], 1, payload_bytes=40_000)
     write_numbered(engine, outbox_for(topic), ["c", "d"], 2)
-    group = unique("isolate")
-    settings = RelaySettings(
-        mode="transactional",
-        group=group,
-        progress_topic=f"{group}-progress",
-        metrics_port=0,
-        poll_interval=0.2,
-    )
-    with psycopg.connect(clean_outbox, autocommit=True) as conn:
-        progress = ProgressLog(
-            bootstrap_servers, settings.progress_topic, group, settings.shards, SourceIdentity.of(conn)
-        )
-        progress.ensure_topic()
-        batch = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, 100)
-        assert len(batch) == 9
-        zombie = TransactionalPublisher(bootstrap_servers, settings, 0, progress)
-        result = zombie.publish(batch)  # the broker refuses the whole transaction: isolation
-        assert len(result.delivered) == 8 and len(result.poisoned) == 1
-        # ... and the relay dies here: the 8 published rows are still in the outbox.
+    settings = transactional_settings(unique("isolate"))
+    # The broker refuses the whole transaction, so the records are sent again one by one.
+    result = publish_then_crash(clean_outbox, bootstrap_servers, settings, 9)
+    assert len(result.delivered) == 8 and len(result.poisoned) == 1
     assert outbox_count(clean_outbox) == 9
 
-    outbox_settings = OutboxSettings(database_url=clean_outbox, kafka_bootstrap_servers=bootstrap_servers)
-    relay = PollingRelay(outbox_settings, settings)
-    thread = threading.Thread(target=relay.run)
-    thread.start()
-    try:
-        wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
-    finally:
-        relay.stop()
-        thread.join(30)
-
+    drain_with_a_relay(clean_outbox, bootstrap_servers, settings)
     seqs = by_key(read_all(bootstrap_servers, topic))
     assert seqs == {"a": [0, 1], "b": [0, 1], "c": [0, 1], "d": [0, 1]}, "published again after the crash"
