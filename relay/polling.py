@@ -235,6 +235,7 @@ class PollingRelay:
             )
         if not self.progress.partitions:
             self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)
+            self.progress.max_bytes = self.guard.limit(self.progress.topic)
         return self.progress
 
     def _recover(self, shard: int, publisher: Publisher) -> None:

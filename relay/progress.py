@@ -13,7 +13,11 @@ Ids mean something only in the outbox that drew them, so each record names its o
 
 from __future__ import annotations
 
+import base64
+import itertools
 import time
+import zlib
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,19 +31,32 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from relay.errors import ForeignProgressError, KafkaTroubleError
 from relay.identity import SourceIdentity
 
+# Room left in a progress record for its key, headers and record framing.
+RECORD_OVERHEAD_BYTES = 1024
 
-def to_ranges(ids: Iterable[int]) -> list[list[int]]:
-    """[1,2,3,7,8] -> [[1,3],[7,8]]: a batch's ids are mostly consecutive."""
-    ranges: list[list[int]] = []
-    for i in sorted(ids):
-        if ranges and i == ranges[-1][1] + 1:
-            ranges[-1][1] = i
-        else:
-            ranges.append([i, i])
-    return ranges
+
+def pack_ids(ids: Iterable[int]) -> str:
+    """Sorted ids as zlib-compressed 64-bit deltas, base64: a shard's ids are scattered when there
+    are several shards, and a list of ranges then grows by ~20 bytes per id (past Kafka's 1 MB
+    record limit at 50k ids); the deltas are small and compress to a byte or two each."""
+    ordered = sorted(ids)
+    deltas = array("q", (b - a for a, b in zip([0, *ordered], ordered, strict=False)))
+    return base64.b64encode(zlib.compress(deltas.tobytes(), 1)).decode()
+
+
+def unpack_ids(packed: str) -> list[int]:
+    deltas = array("q")
+    deltas.frombytes(zlib.decompress(base64.b64decode(packed)))
+    return list(itertools.accumulate(deltas))
+
+
+def packed_size_bound(count: int) -> int:
+    """An upper bound of len(pack_ids(...)) for `count` ids (zlib adds at most ~0.1 % + 11 bytes)."""
+    return (8 * count * 1002 // 1000 + 64) * 4 // 3 + 4
 
 
 def from_ranges(ranges: Sequence[Sequence[int]]) -> list[int]:
+    """Ids of a record written by an older release: [[1,3],[7,8]] -> [1,2,3,7,8]."""
     return [i for start, end in ranges for i in range(start, end + 1)]
 
 
@@ -55,6 +72,8 @@ class ProgressLog:
         self.shards = shards
         self.source = source
         self.partitions = 0
+        self.max_bytes = 1_000_000
+        """The largest record the progress topic and the producer take (the relay sets it)."""
 
     def ensure_topic(self, timeout: float = 30.0) -> None:
         """Create the compacted topic (one partition per shard) unless it exists, and learn its
@@ -100,7 +119,23 @@ class ProgressLog:
         return shard % self.partitions
 
     def record(self, shard: int, ids: Iterable[int]) -> bytes:
-        return orjson.dumps({"ids": to_ranges(ids), "at": time.time(), "source": self.source.as_dict()})
+        return orjson.dumps({"ids": pack_ids(ids), "at": time.time(), "source": self.source.as_dict()})
+
+    def fitting(self, ids: Sequence[int]) -> int:
+        """How many of `ids` (a batch, in order) one progress record can name within `max_bytes`:
+        a batch is cut to that many, the rest waits for the next batch, so a shard never gets
+        stuck on a record Kafka refuses."""
+        room = self.max_bytes - RECORD_OVERHEAD_BYTES
+        if packed_size_bound(len(ids)) <= room or len(self.record(0, ids)) <= room:
+            return len(ids)
+        low, high = 1, len(ids)  # the first id alone always fits: find the longest prefix that does
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(self.record(0, ids[:middle])) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
     def last_batch(self, shard: int, timeout: float = 30.0) -> list[int]:
         """Ids of the shard's last committed batch ([] if none), read with read_committed."""
@@ -140,7 +175,8 @@ class ProgressLog:
                 " relays their own OUTBOX_RELAY_GROUP (or leave it unset: the default names the"
                 " database), then start this relay again."
             )
-        return from_ranges(record.get("ids", []))
+        ids = record.get("ids", [])
+        return unpack_ids(ids) if isinstance(ids, str) else from_ranges(ids)  # lists: older releases
 
     def _watermarks(self, consumer: Consumer, partition: int, timeout: float) -> tuple[int, int]:
         """The partition's offsets, asking again until `timeout`: a partition created moments ago

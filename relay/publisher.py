@@ -210,6 +210,8 @@ class TransactionalPublisher:
         return self.progress.last_batch(self.shard)
 
     def publish(self, batch: Batch) -> BatchResult:
+        # The rest of a batch whose progress record would be too large stays in the outbox.
+        batch = batch[: self.progress.fitting([event_id for event_id, _ in batch])]
         outcome: list[Any] = [PENDING] * len(batch)
         aborted = self._in_transaction(batch, outcome)
         if aborted is None:

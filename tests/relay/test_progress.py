@@ -3,15 +3,18 @@ read or write (a loaded broker may answer metadata of a just-created topic witho
 
 from __future__ import annotations
 
+import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from relay.errors import KafkaTroubleError
 from relay.identity import SourceIdentity
-from relay.progress import ProgressLog
-from tests.services import kafka_admin
+from relay.progress import RECORD_OVERHEAD_BYTES, ProgressLog, pack_ids, packed_size_bound, unpack_ids
+from tests.relay.conftest import RelayProcess, outbox_count, wait_for
+from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_numbered
+from tests.services import kafka_admin, read_all
 
 SOURCE = SourceIdentity(system="1", database="db", table="outbox_events")
 
@@ -46,3 +49,46 @@ def test_ensure_topic_creates_it_with_a_partition_per_shard(
         again = ProgressLog(bootstrap_servers, topic, "g", shards=3, source=SOURCE)
         again.ensure_topic(timeout=30)  # a second relay of the group finds it
         assert again.partitions == 3
+
+
+def test_a_large_batch_of_a_sharded_outbox_is_not_stuck_on_its_progress_record(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    """With shards > 1 a shard's ids are scattered, and the progress record of a large batch used to
+    grow past message.max.bytes: every transaction was aborted and the shard never moved."""
+    topic = new_topic("bigprogress", partitions=2)
+    aggregates = [f"agg-{i}" for i in range(40)]
+    write_numbered(engine_for(clean_outbox), outbox_for(topic), aggregates, 400, per_transaction=2000)
+    relay_factory(
+        mode="transactional",
+        shards=2,
+        batch_size=8000,
+        producer='{"message.max.bytes": "20000"}',
+    )
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 60, "the outbox to drain")
+    assert_complete_in_order(read_all(bootstrap_servers, topic), aggregates, 400, exactly_once=True)
+
+
+def test_packed_ids_round_trip_and_stay_small_when_scattered() -> None:
+    rng = random.Random(7)
+    ids = sorted(rng.sample(range(1, 10**12), 20_000))
+    packed = pack_ids(ids)
+    assert unpack_ids(packed) == ids
+    assert len(packed) <= packed_size_bound(len(ids))
+    scattered = list(range(1, 800_000, 8))  # one id in 8: a shard of 8, 100k ids
+    assert len(pack_ids(scattered)) < 10_000
+
+
+def test_a_batch_is_cut_to_what_one_progress_record_can_name() -> None:
+    log = ProgressLog("127.0.0.1:1", "unused", "g", shards=4, source=SOURCE)
+    log.max_bytes = 4000
+    rng = random.Random(3)
+    ids = sorted(rng.sample(range(1, 10**15), 2000))  # random 50-bit gaps: incompressible
+    n = log.fitting(ids)
+    assert 0 < n < len(ids)
+    room = log.max_bytes - RECORD_OVERHEAD_BYTES
+    assert len(log.record(0, ids[:n])) <= room < len(log.record(0, ids[: n + 1]))
+    assert log.fitting(ids[:10]) == 10
