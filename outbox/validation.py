@@ -12,7 +12,8 @@ from outbox.errors import InvalidEventError, InvalidHeaderError
 
 MAX_TEXT = 1024
 # Kafka header names are free text; ours are restricted to what HTTP, AMQP and Connect all accept.
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# Used with fullmatch: `$` would also match before a trailing newline.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -51,7 +52,7 @@ def checked_headers(headers: Any) -> dict[str, str]:
         )
     result: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidHeaderError(
                 f"header name {name!r} is not allowed: use 1-255 characters of [A-Za-z0-9._-], "
                 "starting with a letter or digit"

@@ -7,11 +7,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from outbox.config import OutboxSettings
 from outbox.errors import ConfigurationError
+from outbox.routing import topic_problem
 
 T = TypeVar("T", bound=BaseSettings)
 
@@ -77,6 +78,14 @@ class RelaySettings(BaseSettings):
 
     producer: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}."""
+
+    @field_validator("progress_topic")
+    @classmethod
+    def _a_topic_name(cls, value: str) -> str:
+        problem = topic_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 SECTIONS = ("relay", "cdc")
