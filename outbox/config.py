@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from outbox.errors import ConfigurationError
 from outbox.routing import TopicRouter
+from outbox.urls import libpq_url, mask_url
+
+__all__ = [
+    "KAFKA_DEFAULT_MAX_RECORD_BYTES",
+    "OutboxSettings",
+    "Retention",
+    "mask_url",
+    "settings_error",
+]
 
 # librdkafka's default `message.max.bytes` (the Python producer's limit) is 1,000,000 bytes and
 # Kafka's broker default `message.max.bytes` is 1,048,588: a record of at most 1,000,000 bytes,
@@ -34,10 +43,14 @@ class Retention(StrEnum):
 class OutboxSettings(BaseSettings):
     """Where the toolkit's services are. Defaults are the local stack's (stack/stack, docker-compose.yml)."""
 
-    model_config = SettingsConfigDict(env_prefix="OUTBOX_", frozen=True)
+    # hide_input_in_errors: a ValidationError printed as it is must not show a URL's password;
+    # load() renders its own message, with the inputs that are safe to show.
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_", frozen=True, hide_input_in_errors=True)
 
     database_url: str = "postgresql://outbox:outbox@127.0.0.1:5432/outbox"
-    """PostgreSQL holding the outbox table (and, for the demo, domain rows and read models)."""
+    """PostgreSQL holding the outbox table (and, for the demo, domain rows and read models): a
+    `postgresql://`, `postgres://` or `postgresql+psycopg://` URL or libpq's `key=value` form, kept
+    in the form psycopg connects with (outbox.urls.sqlalchemy_url gives SQLAlchemy's)."""
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     """Kafka brokers, comma-separated host:port."""
@@ -73,18 +86,45 @@ class OutboxSettings(BaseSettings):
         TopicRouter(value)  # raises ConfigurationError (a ValueError for pydantic) when invalid
         return value
 
-    @model_validator(mode="after")
-    def _check_urls(self) -> Self:
-        if not self.database_url.startswith("postgresql"):
-            raise ValueError(f"database_url must be a postgresql:// URL, got {self.database_url!r}")
-        return self
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        return libpq_url(value)  # ConfigurationError is a ValueError: pydantic reports it
 
     @classmethod
     def load(cls, **overrides: object) -> OutboxSettings:
         """Read the environment (CLI flags as `overrides` win), raising ConfigurationError when invalid."""
         try:
             return cls(**overrides)  # type: ignore[arg-type]
-        except ValidationError as err:
-            raise ConfigurationError(
-                f"invalid outbox settings (check the OUTBOX_... environment variables):\n{err}"
-            ) from err
+        except (ValidationError, SettingsError) as err:
+            raise settings_error(cls, err, "check the OUTBOX_... environment variables and flags") from None
+
+
+def settings_error(
+    cls: type[BaseSettings], err: ValidationError | SettingsError, hint: str
+) -> ConfigurationError:
+    """A ConfigurationError listing each invalid setting with its environment variable, what is
+    wrong and the value given, but never a password: URLs are masked, secret fields not shown.
+
+    Raise it `from None`: the chained pydantic error would print the inputs again.
+    """
+    if isinstance(err, SettingsError):  # a value the environment source cannot parse (bad JSON)
+        return ConfigurationError(f"invalid {cls.__name__} ({hint}): {mask_url(str(err))}")
+    prefix = cls.model_config.get("env_prefix", "")
+    lines = []
+    for error in err.errors():
+        loc = [str(part) for part in error["loc"]]
+        name = f"{'.'.join(loc)} ({prefix}{loc[0].upper()})" if loc else cls.__name__
+        message = mask_url(error["msg"].removeprefix("Value error, "))
+        # Our validators' messages (value_error) quote what they need; pydantic's own do not.
+        shown = "" if error["type"] == "value_error" else _shown(loc, error.get("input"))
+        lines.append(f"  {name}: {message}{shown}")
+    return ConfigurationError(f"invalid {cls.__name__} ({hint}):\n" + "\n".join(lines))
+
+
+def _shown(loc: list[str], value: Any) -> str:
+    """`, got <value>` for a field's plain value; nothing for secrets, mappings and whole models."""
+    secret = any(word in part.lower() for part in loc for word in ("password", "secret"))
+    if not loc or secret or not isinstance(value, str | int | float | bool):
+        return ""
+    return f", got {mask_url(repr(value))}"

@@ -40,7 +40,8 @@ Headers = list[tuple[str, bytes]]
 
 def render_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, e.g. `2026-11-26T12:50:08.123456Z` (the stored `ce_time`)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"): glibc's %Y writes year 999 as "999", which RFC 3339 forbids.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:

@@ -15,11 +15,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, create_engine, pool
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from outbox.errors import MigrationError
 from outbox.schema import BRANCH_LABEL, VERSION_TABLE
+from outbox.urls import mask_url, sqlalchemy_url
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -40,16 +40,11 @@ def versions_location() -> Path:
     return script_location() / "versions"
 
 
-def sqlalchemy_url(url: str) -> str:
-    """`url` with the psycopg (3) driver when it names none: postgresql:// -> postgresql+psycopg://."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
 def alembic_config(url: str) -> Config:
-    """An Alembic Config for our own environment against `url` (no alembic.ini needed)."""
+    """An Alembic Config for our own environment against `url` (no alembic.ini needed).
+
+    Raises ConfigurationError, before Alembic runs, when `url` is no PostgreSQL URL libpq takes."""
+    sqlalchemy_url(url)
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     config.attributes["url"] = url
@@ -61,7 +56,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (CommandError, SQLAlchemyError) as err:
-        raise MigrationError(f"migration failed: {err}") from err
+        raise MigrationError(f"migration failed: {mask_url(str(err))}") from err
 
 
 def upgrade(url: str, revision: str = "heads") -> None:

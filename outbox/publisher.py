@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from outbox.config import KAFKA_DEFAULT_MAX_RECORD_BYTES, OutboxSettings, Retention
-from outbox.envelope import StoredEvent, render_time, to_kafka
+from outbox.envelope import StoredEvent, to_kafka
 from outbox.errors import (
     EventTooLargeError,
     InvalidEventError,
@@ -23,9 +23,15 @@ from outbox.errors import (
 from outbox.event import Event
 from outbox.routing import TopicRouter
 from outbox.schema import TABLE
-from outbox.serialization import JsonSerializer, Serializer
+from outbox.serialization import JsonSerializer, Serializer, serialized
 from outbox.sql import DELETE_SQL, SQL, delete_statement, insert_statement
-from outbox.validation import checked_headers, checked_traceparent, required_text
+from outbox.validation import (
+    checked_headers,
+    checked_id,
+    checked_traceparent,
+    rendered_time,
+    required_text,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -75,20 +81,17 @@ class Outbox:
         aggregate_type = required_text("aggregate_type", event.aggregate_type)
         aggregate_id = required_text("aggregate_id", event.aggregate_id)
         source = required_text("source", event.source or self.source)
-        if event.occurred_at.tzinfo is None:
-            raise InvalidEventError(
-                "event occurred_at is a naive datetime; pass a timezone-aware one (datetime.now(UTC))"
-            )
+        content_type, payload = serialized(self.serializer, event.payload)
         stored = StoredEvent(
-            ce_id=str(event.id),
+            ce_id=checked_id(event.id),
             ce_type=event_type,
             ce_source=source,
-            ce_time=render_time(event.occurred_at),
+            ce_time=rendered_time(event.occurred_at),
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
             topic=self.router.topic(aggregate_type, event_type, event.topic),
-            content_type=self.serializer.content_type,
-            payload=self.serializer.serialize(event.payload),
+            content_type=content_type,
+            payload=payload,
             headers=checked_headers(event.headers),
             traceparent=checked_traceparent(event.traceparent),
         )

@@ -9,16 +9,28 @@ from string import Formatter
 from outbox.errors import ConfigurationError, InvalidEventError
 
 PLACEHOLDERS = frozenset({"aggregate_type", "event_type"})
-_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# fullmatch, never match with `$`: `$` also matches before a final newline, and Kafka refuses "t\n".
+_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
-def check_topic(topic: str) -> str:
+def topic_problem(topic: object) -> str | None:
+    """Why Kafka would refuse `topic` as a topic name, or None when it accepts it."""
+    if isinstance(topic, str) and _TOPIC.fullmatch(topic) and topic not in (".", ".."):
+        return None
+    return (
+        f"{topic!r} is not a valid Kafka topic name: use 1-249 characters of [a-zA-Z0-9._-], "
+        "other than '.' and '..'"
+    )
+
+
+def check_topic(topic: object) -> str:
     """Return `topic` if Kafka accepts it as a topic name, else raise InvalidEventError."""
-    if not _TOPIC.match(topic) or topic in (".", ".."):
+    problem = topic_problem(topic)
+    if problem is not None:
         raise InvalidEventError(
-            f"{topic!r} is not a valid Kafka topic name: use 1-249 characters of "
-            "[a-zA-Z0-9._-] (check the aggregate type, the topic template or the event's topic)"
+            f"{problem} (check the aggregate type, the topic template or the event's topic)"
         )
+    assert isinstance(topic, str)  # topic_problem() said so
     return topic
 
 
@@ -41,7 +53,7 @@ class TopicRouter:
                 f"{sorted(PLACEHOLDERS)}, e.g. 'shop.{{aggregate_type}}'"
             )
 
-    def topic(self, aggregate_type: str, event_type: str, override: str | None = None) -> str:
+    def topic(self, aggregate_type: str, event_type: str, override: object = None) -> str:
         """The event's topic: `override` when given, else the rendered template; always checked."""
         if override is not None:
             return check_topic(override)

@@ -74,3 +74,29 @@ class BytesSerializer:
         raise SerializationError(
             f"BytesSerializer takes bytes, got {type(payload).__name__}: encode the payload first"
         )
+
+
+def serialized(serializer: Serializer, payload: Any) -> tuple[str, bytes]:
+    """(content type, value bytes) from `serializer`, whatever it does wrong: a serializer is the
+    caller's code, and publish() promises an OutboxError for bad input, never a stray exception."""
+    content_type = getattr(serializer, "content_type", None)
+    if not isinstance(content_type, str) or not content_type.strip() or not content_type.isascii():
+        raise SerializationError(
+            f"serializer {type(serializer).__name__} has content_type {content_type!r}: set it to the "
+            "MIME type of its bytes, e.g. 'application/json'"
+        )
+    try:
+        data = serializer.serialize(payload)
+    except SerializationError:
+        raise
+    except Exception as err:
+        raise SerializationError(
+            f"serializer {type(serializer).__name__} raised {type(err).__name__}: {err}; fix the "
+            "payload or the serializer (raise SerializationError there to refuse a payload)"
+        ) from err
+    if not isinstance(data, bytes):
+        raise SerializationError(
+            f"serializer {type(serializer).__name__} returned {type(data).__name__}, not bytes: "
+            "its serialize() must return the exact bytes for Kafka (e.g. text.encode())"
+        )
+    return content_type, data

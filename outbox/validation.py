@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from outbox.envelope import RESERVED_HEADERS
+from outbox.envelope import RESERVED_HEADERS, render_time
 from outbox.errors import InvalidEventError, InvalidHeaderError
+from outbox.tracing import parse_traceparent
 
 MAX_TEXT = 1024
 # Kafka header names are free text; ours are restricted to what HTTP, AMQP and Connect all accept.
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+# Used with fullmatch: `$` would also match before a trailing newline.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 
 def _encodable(text: str) -> bool:
@@ -51,7 +53,7 @@ def checked_headers(headers: Any) -> dict[str, str]:
         )
     result: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidHeaderError(
                 f"header name {name!r} is not allowed: use 1-255 characters of [A-Za-z0-9._-], "
                 "starting with a letter or digit"
@@ -71,12 +73,45 @@ def checked_headers(headers: Any) -> dict[str, str]:
 
 
 def checked_traceparent(value: Any) -> str | None:
-    """A W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`) or None."""
+    """A W3C traceparent (`00-<32 hex>-<16 hex>-<2 hex>`, outbox.tracing.parse_traceparent) or None."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _TRACEPARENT.match(value):
+    if parse_traceparent(value) is None:
         raise InvalidHeaderError(
-            f"traceparent {value!r} is not W3C trace context (00-<trace id>-<span id>-<flags>, "
-            "lowercase hex); pass None to leave it out"
+            f"traceparent {value!r} is not W3C trace context: <version>-<trace id>-<parent id>-<flags>"
+            " in lowercase hex of 2-32-16-2 digits, version not ff, ids not all zero, version 00 with"
+            " exactly these four fields; pass None to leave it out"
         )
-    return value
+    return str(value)
+
+
+def _require(field: str, value: Any, kind: type, hint: str) -> None:
+    if not isinstance(value, kind):
+        raise InvalidEventError(
+            f"event {field} must be a {kind.__module__}.{kind.__name__}, got {type(value).__name__} "
+            f"{value!r}; {hint}"
+        )
+
+
+def checked_id(value: Any) -> str:
+    """The event id as the text of a UUID (the `ce_id` column is a uuid)."""
+    _require("id", value, UUID, "leave it out to get a fresh UUIDv7, or pass UUID(text)")
+    return str(value)
+
+
+def rendered_time(value: Any) -> str:
+    """`occurred_at` as the RFC 3339 `ce_time`; it must be a timezone-aware datetime within years 1-9999."""
+    _require("occurred_at", value, datetime, "pass a timezone-aware one (datetime.now(UTC)) or leave it out")
+    # Python counts a datetime whose tzinfo gives no offset as naive too; astimezone() would then
+    # take the machine's local zone: refuse it rather than guess.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidEventError(
+            "event occurred_at is a naive datetime; pass a timezone-aware one (datetime.now(UTC))"
+        )
+    try:
+        return render_time(value)
+    except OverflowError as err:  # in UTC it falls before year 1 or after year 9999
+        raise InvalidEventError(
+            f"event occurred_at {value!r} is out of range in UTC ({err}); pass a timezone-aware "
+            "datetime between years 1 and 9999 in UTC"
+        ) from err

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
+from outboxkit.database import connect
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
 from relay.settings import layered, read_config_file
@@ -113,7 +113,7 @@ def status(ctx: click.Context, metrics: bool) -> None:
     outbox, settings = _settings(ctx)
     with _connected(outbox) as client:
         state = client.status(settings.connector_name)
-    with psycopg.connect(outbox.database_url, autocommit=True) as conn:
+    with connect(outbox.database_url, autocommit=True) as conn:
         lag = slot_lag(conn, settings.slot_name)
     if metrics:
         gauges = SlotMetrics()
@@ -171,7 +171,7 @@ def remove(ctx: click.Context, keep_slot: bool) -> None:
     click.echo(f"connector {settings.connector_name} {'removed' if removed else 'was not registered'}")
     if keep_slot:
         return
-    with psycopg.connect(outbox.database_url, autocommit=True) as conn:
+    with connect(outbox.database_url, autocommit=True) as conn:
         dropped = drop_slot_when_released(conn, settings.slot_name)
         drop_publication(conn, settings.publication)
     click.echo(f"slot {settings.slot_name} {'dropped' if dropped else 'did not exist'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from outbox.config import OutboxSettings
+from outbox.errors import OutboxError
 from outboxkit.cdc_cli import cdc
 from outboxkit.migrate import migrate
 from outboxkit.projector_cli import projector
@@ -39,7 +40,11 @@ def demo(flags: dict[str, str], relay: str) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
     from outboxkit.demo import run_demo
 
-    run_demo(OutboxSettings.load(**flags), echo=click.echo, relay=relay)
+    try:
+        settings = OutboxSettings.load(**flags)
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
+    run_demo(settings, echo=click.echo, relay=relay)
 
 
 main.add_command(migrate)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from examples.sites.demo import run_sites_demo
 from outbox import OutboxSettings, migrations
+from outbox.config import mask_url
 from outbox.envelope import from_kafka
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
@@ -29,7 +30,7 @@ def run_demo(settings: OutboxSettings, echo: Echo = print, relay: str = "polling
     """The demo with the polling relay (in this process) or CDC (Debezium in Kafka Connect)."""
     from examples.shop.models import Base, Order
 
-    echo(f"0. PostgreSQL {settings.database_url}: applying outboxkit's migrations")
+    echo(f"0. PostgreSQL {mask_url(settings.database_url)}: applying outboxkit's migrations")
     migrations.upgrade(settings.database_url)
     engine = create_engine(migrations.sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
     Base.metadata.create_all(engine)  # the example's own domain table

@@ -25,9 +25,13 @@ if TYPE_CHECKING:
 
 
 def settings_of(ctx: click.Context) -> OutboxSettings:
-    """The `outbox` group's settings, or the environment's when this group runs on its own."""
-    found = ctx.find_object(OutboxSettings)
-    return found if found is not None else OutboxSettings()
+    """The environment's settings with the `outbox` group's flags (none when this group runs on its
+    own); invalid ones are the command's error."""
+    flags = ctx.find_object(dict) or {}
+    try:
+        return OutboxSettings.load(**flags)
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
 
 
 def load(name: str, **overrides: Any) -> Any:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 
 from outbox.errors import OutboxError
 from outboxkit import logs
+from outboxkit.database import connect
 from relay import sql
 from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases
@@ -79,7 +79,7 @@ def run(ctx: click.Context, /, config: Path | None, log_level: str, **flags: Any
 def status(ctx: click.Context, config: Path | None) -> None:
     """Print the backlog, the age of the oldest unpublished event, quarantine and shard owners."""
     outbox_settings, relay_settings = _settings(ctx, config)
-    with psycopg.connect(outbox_settings.database_url, autocommit=True) as conn:
+    with connect(outbox_settings.database_url, autocommit=True) as conn:
         row = conn.execute(*sql.backlog()).fetchone()
         assert row is not None
         backlog, oldest, quarantined = int(row[0]), float(row[1] or 0), int(row[2])
@@ -103,7 +103,7 @@ def quarantine() -> None:
 def list_(ctx: click.Context, config: Path | None) -> None:
     """List quarantined events with their reasons."""
     outbox_settings, _ = _settings(ctx, config)
-    with psycopg.connect(outbox_settings.database_url) as conn:
+    with connect(outbox_settings.database_url) as conn:
         rows = conn.execute(
             f"SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
             f" FROM {sql.QUARANTINE} ORDER BY id"
@@ -117,7 +117,7 @@ def list_(ctx: click.Context, config: Path | None) -> None:
 
 def _apply(ctx: click.Context, config: Path | None, statement: Any, verb: str) -> None:
     outbox_settings, _ = _settings(ctx, config)
-    with psycopg.connect(outbox_settings.database_url) as conn:
+    with connect(outbox_settings.database_url) as conn:
         done = [r[0] for r in conn.execute(*statement).fetchall()]
     click.echo(f"{verb} {len(done)} event(s): {' '.join(done)}" if done else f"nothing {verb}")
 

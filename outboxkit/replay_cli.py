@@ -10,6 +10,8 @@ import click
 import psycopg
 
 from outbox.config import OutboxSettings, Retention
+from outbox.errors import OutboxError
+from outboxkit.database import connect
 from projectors.config import ProjectorConfig
 from relay import sql
 
@@ -65,7 +67,10 @@ def replay(
     """
     if not (since or until or aggregate or events or everything):
         raise click.UsageError("choose what to replay: --since/--until, --aggregate, --event, or --all")
-    settings = OutboxSettings.load(**(flags or {}))
+    try:
+        settings = OutboxSettings.load(**(flags or {}))
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
     agg_type, _, agg_id = (aggregate or "").partition(":")
     selection = sql.replay_selection(
         since=since.isoformat() + "+00:00" if since else None,
@@ -74,7 +79,7 @@ def replay(
         aggregate_id=agg_id or None,
         ce_ids=events,
     )
-    with psycopg.connect(settings.database_url) as conn:  # one transaction: a refusal changes nothing
+    with connect(settings.database_url) as conn:  # one transaction: a refusal changes nothing
         refuse_too_old(conn, selection, timedelta(days=max_age))
         ids = [row[0] for row in conn.execute(*sql.replay(selection)).fetchall()]
     if not ids:
@@ -90,7 +95,7 @@ def replay(
         return
     deadline = time.monotonic() + timeout
     with (
-        psycopg.connect(settings.database_url, autocommit=True) as conn,
+        connect(settings.database_url, autocommit=True) as conn,
         click.progressbar(length=len(ids), label="republished") as bar,
     ):
         done = 0

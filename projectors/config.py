@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Literal
 
 from outbox.errors import ConfigurationError
+from outbox.routing import topic_problem
 
 OnFailure = Literal["dead-letter", "stop"]
 
@@ -52,8 +53,11 @@ class ProjectorConfig:
             raise ConfigurationError(f"max_retries must not be negative, not {self.max_retries}")
         if self.on_failure not in ("dead-letter", "stop"):
             raise ConfigurationError(f"on_failure must be 'dead-letter' or 'stop', not {self.on_failure!r}")
-        if not self.dead_letter_topic:
-            raise ConfigurationError("dead_letter_topic must not be empty")
+        problem = topic_problem(self.dead_letter_topic.replace("{topic}", "t"))
+        if problem is not None:  # a sample topic for {topic}: the template must render legal names
+            raise ConfigurationError(
+                f"dead_letter_topic {self.dead_letter_topic!r}: with '{{topic}}' replaced, {problem}"
+            )
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1-based)."""

@@ -7,16 +7,15 @@ from contextlib import contextmanager
 
 from confluent_kafka import KafkaException
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from outbox.urls import sqlalchemy_url
 from projectors.errors import ProjectorError
 
 
 def engine_for(database_url: str, **options: object) -> Engine:
-    """An engine for a `postgresql://` URL (any driver given in the URL is replaced by psycopg 3)."""
-    url = make_url(database_url).set(drivername="postgresql+psycopg")
-    return create_engine(url, pool_pre_ping=True, **options)
+    """An engine on psycopg 3 for any database URL the settings accept (outbox.urls.sqlalchemy_url)."""
+    return create_engine(sqlalchemy_url(database_url), pool_pre_ping=True, **options)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, MetaData
 
 from outbox.errors import ConfigurationError
+from outbox.routing import topic_problem
 from projectors.config import ProjectorConfig
 from projectors.errors import ProjectorNotFoundError
 from projectors.record import ReceivedEvent
@@ -21,7 +22,7 @@ BatchHandler = Callable[[Sequence[ReceivedEvent], Connection], None]
 """Applies a run of consecutive events of one type at once (e.g. one executemany)."""
 
 F = TypeVar("F", bound=Callable[..., None])
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` lets "name\n" through
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,17 @@ class Projector:
         metadata: MetaData | None = None,
         config: ProjectorConfig | None = None,
     ) -> None:
-        if not _NAME.match(name):
-            raise ConfigurationError(f"projector name {name!r}: use letters, digits, '.', '_' or '-'")
-        if not topics:
-            raise ConfigurationError(f"projector {name!r} reads no topic")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"projector name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if not topics or isinstance(topics, str):
+            raise ConfigurationError(f"projector {name!r} reads no topic: pass a list of topic names")
+        for topic in topics:
+            problem = topic_problem(topic)
+            if problem is not None:
+                raise ConfigurationError(f"projector {name!r} topic {problem}")
         self.name = name
         self.topics = tuple(topics)
         self.metadata = metadata

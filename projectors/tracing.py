@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from outbox.tracing import parse_traceparent
 from projectors.record import ReceivedEvent
 
 try:
@@ -29,26 +30,20 @@ INSTRUMENTATION = "outboxkit.projectors"
 
 
 def remote_context(traceparent: str | None) -> SpanContext | None:
-    """The writer's span context from a `traceparent` (version 00), or None when absent or invalid:
-    a malformed header loses the link to the writer, never the event."""
-    if trace is None or not traceparent:
+    """The writer's span context from a `traceparent`, or None when absent or invalid.
+
+    The write side's parser (publish() refuses what it refuses), so both ends agree on what is
+    valid. A malformed header, which only a row written by hand can carry, starts a new trace: it
+    loses the link to the writer, never the event.
+    """
+    if trace is None:
         return None
-    parts = traceparent.split("-")
-    if (
-        len(parts) != 4
-        or parts[0] != "00"
-        or len(parts[1]) != 32
-        or len(parts[2]) != 16
-        or len(parts[3]) != 2
-    ):
+    parsed = parse_traceparent(traceparent)
+    if parsed is None:
         return None
-    try:
-        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id:
-        return None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    return SpanContext(
+        parsed.trace_id, parsed.parent_id, is_remote=True, trace_flags=TraceFlags(parsed.flags)
+    )
 
 
 class HandlerSpans:

@@ -36,6 +36,7 @@ from outbox import envelope
 from outbox.config import OutboxSettings
 from outbox.errors import ConfigurationError
 from outbox.schema import TABLE
+from outbox.urls import libpq_url
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 EVENT_ROUTER = "io.debezium.transforms.outbox.EventRouter"
@@ -71,7 +72,7 @@ class SnapshotMode(StrEnum):
 class CdcSettings(BaseSettings):
     """Knobs of the CDC relay. Every field has an OUTBOX_CDC_<NAME> environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="OUTBOX_CDC_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_CDC_", frozen=True, hide_input_in_errors=True)
 
     connector_name: str = Field(default="outboxkit-outbox", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     """Name of the connector in Kafka Connect."""
@@ -215,9 +216,5 @@ def _envelope_slots() -> list[str]:
 
 
 def _database(url: str) -> dict[str, Any]:
-    """libpq parts of a postgresql:// or SQLAlchemy postgresql+driver:// URL."""
-    scheme, sep, rest = url.partition("://")
-    try:
-        return conninfo_to_dict(f"postgresql://{rest}" if sep and scheme.startswith("postgresql") else url)
-    except Exception as err:  # psycopg.ProgrammingError: not a URL libpq understands
-        raise ConfigurationError(f"cannot read the database URL for the CDC connector: {err}") from err
+    """libpq parts of any database URL the settings accept (libpq_url raises ConfigurationError)."""
+    return conninfo_to_dict(libpq_url(url))

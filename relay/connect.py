@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from outbox.urls import mask_url
 from relay.errors import ConnectError
 
 
@@ -63,7 +64,9 @@ class ConnectClient:
             try:
                 resp = self.http.request(method, path, json=body)
             except httpx.HTTPError as err:
-                raise ConnectError(f"Kafka Connect at {self.url} cannot be reached: {err}") from err
+                raise ConnectError(
+                    f"Kafka Connect at {mask_url(self.url)} cannot be reached: {mask_url(str(err))}"
+                ) from err
             if resp.status_code == 409 and time.monotonic() < deadline:
                 time.sleep(0.5)
                 continue

@@ -7,11 +7,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from outbox.config import OutboxSettings
+from outbox.config import OutboxSettings, settings_error
 from outbox.errors import ConfigurationError
+from outbox.routing import topic_problem
 
 T = TypeVar("T", bound=BaseSettings)
 
@@ -29,7 +30,7 @@ class RelayMode(StrEnum):
 class RelaySettings(BaseSettings):
     """Knobs of `outbox relay run`. Every field has an OUTBOX_RELAY_<NAME> environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="OUTBOX_RELAY_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_RELAY_", frozen=True, hide_input_in_errors=True)
 
     mode: RelayMode = RelayMode.IDEMPOTENT
     """idempotent (at least once) or transactional (exactly once for read_committed consumers)."""
@@ -78,6 +79,14 @@ class RelaySettings(BaseSettings):
     producer: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}."""
 
+    @field_validator("progress_topic")
+    @classmethod
+    def _a_topic_name(cls, value: str) -> str:
+        problem = topic_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
 
 SECTIONS = ("relay", "cdc")
 """Tables of the config file besides the top level: `[relay]` (RelaySettings), `[cdc]` (CdcSettings)."""
@@ -123,7 +132,5 @@ def layered(cls: type[T], file_values: dict[str, Any], flags: dict[str, Any]) ->
         env_values = {name: getattr(from_env, name) for name in from_env.model_fields_set}
         values = {**file_values, **env_values, **{k: v for k, v in flags.items() if v is not None}}
         return cls(**values)
-    except ValidationError as err:
-        raise ConfigurationError(
-            f"invalid {cls.__name__} (check its OUTBOX_... variables, the config file and flags):\n{err}"
-        ) from err
+    except (ValidationError, SettingsError) as err:
+        raise settings_error(cls, err, "check its OUTBOX_... variables, the config file and flags") from None

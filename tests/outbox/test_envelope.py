@@ -109,3 +109,10 @@ def test_default_limit_admits_a_kafka_sized_record_and_no_more() -> None:
     outbox.prepare(Event(**base, payload={"b": "x" * 990_000}))
     with pytest.raises(EventTooLargeError):
         outbox.prepare(Event(**base, payload={"b": "x" * 1_000_000}))
+
+
+@pytest.mark.parametrize("year", [1, 999, 1000, 2026, 9999])
+def test_time_is_rfc3339_with_a_four_digit_year(year: int) -> None:
+    moment = datetime(year, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
+    assert render_time(moment) == f"{year:04d}-03-04T05:06:07.000089Z"
+    assert parse_time(render_time(moment)) == moment

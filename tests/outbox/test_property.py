@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import hypothesis
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from outbox import BytesSerializer, Event, Outbox, OutboxError, publish
+from outbox.envelope import parse_time
 
 JSON_OUTBOX = Outbox(notify_channel=None)
 BYTES_OUTBOX = Outbox(serializer=BytesSerializer(), notify_channel=None)
@@ -35,8 +38,10 @@ settings_ = settings(
 )
 
 
-def attempt(engine: Engine, outbox: Outbox, event: Event) -> tuple[bool, list[Any]]:
-    """Publish in a transaction that is rolled back; (refused?, rows the transaction saw)."""
+def attempt(
+    engine: Engine, outbox: Outbox, event: Event, columns: str = "payload, headers"
+) -> tuple[bool, list[Any]]:
+    """Publish in a transaction that is rolled back; (refused?, `columns` of the rows it saw)."""
     with engine.connect() as conn:
         try:
             publish(conn, event, outbox=outbox)
@@ -44,7 +49,7 @@ def attempt(engine: Engine, outbox: Outbox, event: Event) -> tuple[bool, list[An
         except OutboxError:
             refused = True
         rows = conn.execute(
-            text("SELECT payload, headers FROM outbox_events WHERE ce_id = :id"), {"id": event.id}
+            text(f"SELECT {columns} FROM outbox_events WHERE ce_id = :id"), {"id": event.id}
         ).all()
         conn.rollback()
     return refused, rows
@@ -77,3 +82,29 @@ def test_bytes_payload_round_trips_byte_for_byte(engine: Engine, payload: bytes,
         assert rows == []
         return
     assert [bytes(row[0]) for row in rows] == [payload]
+
+
+# Any offset Python allows (up to a day either way), or none: naive datetimes must be refused.
+zones = st.none() | st.timedeltas(
+    min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)
+).map(timezone)
+# Mostly legal characters, so that valid topics are drawn too; around the 249-character limit.
+topics = st.text(alphabet=st.sampled_from("ab.Z9_-\n /") | st.characters(), min_size=0, max_size=252)
+
+
+@settings_
+@given(moment=st.datetimes(timezones=zones), topic=st.none() | topics)
+def test_time_and_topic_are_stored_exactly_or_refused(
+    engine: Engine, moment: datetime, topic: str | None
+) -> None:
+    event = Event(type="t", aggregate_type="a", aggregate_id="1", payload={}, occurred_at=moment, topic=topic)
+    refused, rows = attempt(engine, JSON_OUTBOX, event, columns="ce_time, topic")
+    hypothesis.event("refused" if refused else "stored")
+    if refused:
+        assert rows == []
+        return
+    [(ce_time, stored_topic)] = rows
+    assert moment.utcoffset() is not None
+    assert parse_time(ce_time) == moment
+    assert stored_topic == (topic or "a")
+    assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", stored_topic) and stored_topic not in (".", "..")

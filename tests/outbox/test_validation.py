@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import pytest
@@ -24,6 +24,31 @@ from outbox import (
 )
 from tests.outbox.conftest import count_rows, outbox_rows
 from tests.outbox.models import TEST_OUTBOX, Order
+
+EAST, WEST = timezone(timedelta(hours=1)), timezone(timedelta(hours=-1))
+TRACE, SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+BAD_TRACEPARENTS = [
+    ("trailing newline", f"00-{TRACE}-{SPAN}-01\n"),
+    ("version ff", f"ff-{TRACE}-{SPAN}-01"),
+    ("zero trace id", f"00-{'0' * 32}-{SPAN}-01"),
+    ("zero parent id", f"00-{TRACE}-{'0' * 16}-01"),
+    ("uppercase", f"00-{TRACE.upper()}-{SPAN}-01"),
+    ("00 with 5 fields", f"00-{TRACE}-{SPAN}-01-extra"),
+    ("short trace id", f"00-{TRACE[:-1]}-{SPAN}-01"),
+    ("long flags", f"00-{TRACE}-{SPAN}-011"),
+    ("signed flags", f"00-{TRACE}-{SPAN}-+1"),
+    ("underscore", f"00-{TRACE}-{SPAN[:8]}_{SPAN[9:]}-01"),
+    ("future, glued", f"01-{TRACE}-{SPAN}-01x"),
+    ("not text", 42),
+]
+
+
+class NoOffset(tzinfo):
+    """A time zone that knows no offset: Python counts datetimes in it as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
 
 GOOD: dict[str, Any] = {
     "type": "order.placed",
@@ -55,8 +80,26 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], type[OutboxError], str]] = [
     ("bytes value", {"headers": {"h": b"v"}}, InvalidHeaderError, "str value"),
     ("NUL value", {"headers": {"h": "a\x00"}}, InvalidHeaderError, "without NUL"),
     ("bad traceparent", {"traceparent": "00-xyz"}, InvalidHeaderError, "traceparent"),
+    *[
+        (f"traceparent {why}", {"traceparent": bad}, InvalidHeaderError, "traceparent")
+        for why, bad in BAD_TRACEPARENTS
+    ],
     ("naive time", {"occurred_at": datetime(2026, 1, 1)}, InvalidEventError, "naive"),
+    ("offsetless zone", {"occurred_at": datetime(2026, 1, 1, tzinfo=NoOffset())}, InvalidEventError, "naive"),
+    ("time as text", {"occurred_at": "2026-01-01T00:00:00Z"}, InvalidEventError, "occurred_at"),
+    ("time None", {"occurred_at": None}, InvalidEventError, "occurred_at"),
+    ("time a date", {"occurred_at": date(2026, 1, 1)}, InvalidEventError, "occurred_at"),
+    ("before year 1", {"occurred_at": datetime.min.replace(tzinfo=EAST)}, InvalidEventError, "range"),
+    ("after year 9999", {"occurred_at": datetime.max.replace(tzinfo=WEST)}, InvalidEventError, "range"),
+    ("id not a UUID", {"id": "42"}, InvalidEventError, "id"),
     ("bad topic", {"topic": "orders/eu"}, InvalidEventError, "topic name"),
+    ("empty topic", {"topic": ""}, InvalidEventError, "topic name"),
+    ("topic .", {"topic": "."}, InvalidEventError, "topic name"),
+    ("topic ..", {"topic": ".."}, InvalidEventError, "topic name"),
+    ("topic of 250", {"topic": "t" * 250}, InvalidEventError, "topic name"),
+    ("topic newline", {"topic": "orders\n"}, InvalidEventError, "topic name"),
+    ("topic not text", {"topic": 7}, InvalidEventError, "topic name"),
+    ("topic bytes", {"topic": b"orders"}, InvalidEventError, "topic name"),
     ("bad aggr. topic", {"aggregate_type": "an order"}, InvalidEventError, "topic name"),
     ("too large", {"payload": {"blob": "x" * 1_000_000}}, EventTooLargeError, "over the limit"),
 ]
@@ -112,3 +155,59 @@ def test_missing_table_says_to_run_the_migrations(engine: Engine) -> None:
             publish(conn, Event(**GOOD), outbox=TEST_OUTBOX)
         conn.rollback()
     assert count_rows(engine, "outbox_events") == 0
+
+
+class Raising:
+    content_type = "application/x-custom"
+
+    def serialize(self, payload: Any) -> bytes:
+        raise RuntimeError("codec exploded")
+
+
+class ReturningText:
+    content_type = "application/x-custom"
+
+    def serialize(self, payload: Any) -> bytes:
+        return "text"  # type: ignore[return-value]
+
+
+class NoContentType:
+    content_type = None
+
+    def serialize(self, payload: Any) -> bytes:
+        return b"{}"
+
+
+@pytest.mark.parametrize(
+    ("serializer", "message"),
+    [
+        (Raising(), r"serializer Raising raised RuntimeError: codec exploded"),
+        (ReturningText(), r"serializer ReturningText returned str, not bytes"),
+        (NoContentType(), r"serializer NoContentType has content_type None"),
+    ],
+    ids=["raises", "returns text", "no content type"],
+)
+def test_a_broken_serializer_is_refused_and_leaves_no_row(
+    engine: Engine, serializer: Any, message: str
+) -> None:
+    good = Event(**GOOD)
+    with Session(engine) as session, session.begin():
+        publish(session, good, outbox=TEST_OUTBOX)
+        with pytest.raises(SerializationError, match=message):
+            publish(session, Event(**GOOD), outbox=Outbox(serializer=serializer, notify_channel=None))
+    assert [row["ce_id"] for row in outbox_rows(engine)] == [good.id]
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        f"00-{TRACE}-{SPAN}-01",
+        f"00-{TRACE}-{SPAN}-00",
+        f"01-{TRACE}-{SPAN}-01",  # a later version: its first four fields are read (W3C)
+        f"cc-{TRACE}-{SPAN}-09-what-comes-later",
+    ],
+)
+def test_a_w3c_traceparent_is_stored_as_given(engine: Engine, traceparent: str) -> None:
+    with Session(engine) as session, session.begin():
+        publish(session, Event(**(GOOD | {"traceparent": traceparent})), outbox=TEST_OUTBOX)
+    assert [row["traceparent"] for row in outbox_rows(engine)] == [traceparent]

@@ -29,7 +29,13 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
     [
         None,
         "",
-        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # unknown version
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # version ff is invalid
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",  # version 00 has 4 fields
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",  # flags not followed by '-'
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # uppercase
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-+1",  # int() would take the sign
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71_9203331-01",  # int() would take the '_'
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n",  # trailing newline
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",  # short span id
         "00-0af7651916cd43dd8448eb211c80319z-b7ad6b7169203331-01",  # not hex
         "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # zero trace id
@@ -39,6 +45,12 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 )
 def test_a_missing_or_malformed_traceparent_gives_no_parent(bad: str | None) -> None:
     assert remote_context(bad) is None
+
+
+def test_a_later_versions_first_four_fields_are_read() -> None:
+    """W3C Trace Context: a version above 00 is parsed by its first four fields."""
+    context = remote_context("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-later")
+    assert context is not None and (context.trace_id, context.span_id) == (int(TRACE, 16), 0xB7AD6B7169203331)
 
 
 def test_a_traceparent_is_the_writers_remote_span() -> None:
