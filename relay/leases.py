@@ -5,12 +5,15 @@ connection closes, PostgreSQL releases the locks at once, and a standby relay ta
 on its next `rebalance()` (every poll interval): failover within about one poll interval.
 
 Fair share: live relays of a group are counted by the `application_name` of their lease
-connections; a relay holding more than ceil(shards / live relays) gives the surplus back between
-batches, when nothing of those shards is in flight, so a shard changes hands without reordering.
+connections *in this database* (advisory locks are per database, so relays of a same-named group
+serving another database of the server are not competitors); a relay holding more than
+ceil(shards / live relays) gives the surplus back between batches, when nothing of those shards is
+in flight, so a shard changes hands without reordering.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from typing import Any
@@ -18,6 +21,28 @@ from typing import Any
 import psycopg
 
 LOCK_NAMESPACE_SALT = "outboxkit-relay:"
+APPLICATION_PREFIX = "outbox-relay:"
+NAMEDATALEN = 64
+"""PostgreSQL keeps application_name to NAMEDATALEN - 1 bytes and silently cuts the rest."""
+
+# The current database's oid, as pg_locks names it: advisory locks of other databases are others'.
+THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
+def lease_application_name(group: str) -> str:
+    """The application_name of a group's lease connections: what relays count each other by.
+
+    A name PostgreSQL would cut (a group may have 100 characters) would never equal the stored one,
+    and two long groups with a common prefix would be cut to the same name; such a group is named
+    by a readable prefix and a hash of the whole group instead, the same in every relay (`~`
+    cannot occur in a group name, so a hashed name never equals a short group's).
+    """
+    name = APPLICATION_PREFIX + group
+    if len(name.encode()) < NAMEDATALEN:
+        return name
+    digest = hashlib.sha256(group.encode()).hexdigest()[:16]
+    keep = NAMEDATALEN - 1 - len(APPLICATION_PREFIX) - len(digest) - 1
+    return f"{APPLICATION_PREFIX}{group[:keep]}~{digest}"
 
 
 class ShardLeases:
@@ -36,11 +61,12 @@ class ShardLeases:
 
     @property
     def application_name(self) -> str:
-        return f"outbox-relay:{self.group}"
+        return lease_application_name(self.group)
 
     def live_instances(self) -> int:
         row = self.conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            " AND datname = current_database()",
             (self.application_name,),
         ).fetchone()
         return max(1, int(row[0]) if row else 1)
@@ -77,10 +103,10 @@ class ShardLeases:
         self.owned.clear()
 
     def holders(self) -> dict[int, int]:
-        """shard -> pid of the PostgreSQL backend holding it (any relay of the group), for status."""
+        """shard -> pid of the PostgreSQL backend holding it (any relay of the group in this database)."""
         rows = self.conn.execute(
             "SELECT objid, pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s::oid AND objsubid = 2",
+            f" AND database = {THIS_DATABASE} AND classid = %s::oid AND objsubid = 2",
             (self.namespace & 0xFFFFFFFF,),
         ).fetchall()
         return {int(objid): int(pid) for objid, pid in rows}

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
 from relay.errors import KafkaTroubleError
-from relay.leases import ShardLeases
+from relay.leases import ShardLeases, lease_application_name
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
 from relay.publisher import IdempotentPublisher, Publisher, TransactionalPublisher
@@ -255,7 +255,7 @@ class PollingRelay:
         url = self.outbox.database_url
         self.conn = psycopg.connect(url, autocommit=True, application_name="outbox-relay-worker")
         self.lease_conn = psycopg.connect(
-            url, autocommit=True, application_name=f"outbox-relay:{self.settings.group}"
+            url, autocommit=True, application_name=lease_application_name(self.settings.group)
         )
         if self.outbox.notify:
             self.conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
