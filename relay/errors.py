@@ -18,3 +18,8 @@ class ProducerFailedError(KafkaTroubleError):
 
 class ConnectError(RelayError):
     """Kafka Connect's REST API refused a request or cannot be reached; the message has its answer."""
+
+
+class ShardCountMismatchError(RelayError):
+    """A live relay of the group splits the outbox into another number of shards: this one takes no
+    shard (the two would publish the same aggregates at once) until the counts agree."""

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
-from relay.errors import KafkaTroubleError
+from relay.errors import KafkaTroubleError, ShardCountMismatchError
 from relay.leases import ShardLeases, lease_application_name
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
@@ -75,6 +75,7 @@ class PollingRelay:
         self.next_rebalance = 0.0
         self.next_backlog = 0.0
         self.next_purge = 0.0
+        self.refusal: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -113,6 +114,8 @@ class PollingRelay:
                 except (KafkaException, KafkaTroubleError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
+                except ShardCountMismatchError as err:
+                    self._refuse_shards(err)
         finally:
             self._drop_publishers()
             self._drop_database()
@@ -127,6 +130,17 @@ class PollingRelay:
         self.backoff = min(self.settings.max_backoff, max(0.1, self.backoff * 2))
         log.warning("relay %s error, retrying in %.1fs: %s", kind, self.backoff, err)
         self._idle(self.backoff, listen=False)
+
+    def _refuse_shards(self, err: ShardCountMismatchError) -> None:
+        """Another shard count is live in the group: own nothing, say so (once), ask again later.
+        Waiting, not exiting: in a rolling change of the count, the new relays take over as soon as
+        the last old one stops, without a crash loop of restarts in between."""
+        if str(err) != self.refusal:
+            log.error("relay takes no shard: %s", err, extra={"instance": self.instance})
+            self.refusal = str(err)
+        self.metrics.errors.labels("shards").inc()
+        self.metrics.beat(status="degraded", reason=str(err), instance=self.instance, shards=[])
+        self._idle(self.settings.poll_interval, listen=False)
 
     # -- one turn ----------------------------------------------------------------------------
     def _turn(self) -> bool:
