@@ -28,6 +28,7 @@ from relay.leases import ShardLeases, lease_application_name
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
 from relay.publisher import IdempotentPublisher, Publisher, TransactionalPublisher
+from relay.purge import PurgeSchedule
 from relay.settings import RelayMode, RelaySettings
 from relay.size_guard import SizeGuard
 from relay.store import OutboxStore
@@ -74,7 +75,7 @@ class PollingRelay:
         self.backoff = 0.0
         self.next_rebalance = 0.0
         self.next_backlog = 0.0
-        self.next_purge = 0.0
+        self.purge = PurgeSchedule(settings.purge_interval, settings.purge_chunk)
         self.refusal: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -153,11 +154,10 @@ class PollingRelay:
         if now >= self.next_backlog:
             self._refresh_backlog()
             self.next_backlog = now + BACKLOG_REFRESH_SECONDS
-        if now >= self.next_purge:
-            assert self.store is not None
-            self.store.purge()
-            self.next_purge = now + self.settings.purge_interval
         busy = False
+        if self.purge.due(now):
+            assert self.store is not None
+            busy = self.purge.purged(now, self.store.purge(self.purge.chunk))
         for shard in sorted(self._owned()):
             if self.stopping:
                 break
