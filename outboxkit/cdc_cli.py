@@ -13,7 +13,7 @@ import click
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
 from outboxkit.database import connect
-from relay.cdc import CdcSettings, connector_config
+from relay.cdc import CdcSettings, connector_config, refuse_repointing
 from relay.connect import ConnectClient
 from relay.settings import layered, read_config_file
 from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released, slot_lag
@@ -94,12 +94,26 @@ def config(ctx: click.Context, exactly_once: bool | None, show_password: bool) -
 @EXACTLY_ONCE
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Until connector and task run.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Re-point a connector of this name that streams another database, table or slot.",
+)
 @click.pass_context
-def register(ctx: click.Context, exactly_once: bool | None, wait: bool, timeout: float) -> None:
-    """Create the connector, or update its configuration (idempotent)."""
+def register(
+    ctx: click.Context, exactly_once: bool | None, wait: bool, timeout: float, replace: bool
+) -> None:
+    """Create the connector, or update its configuration (idempotent).
+
+    A connector of the same name that streams another database, table or slot (another service's)
+    is refused unless --replace.
+    """
     outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    wanted = connector_config(outbox, settings)
     with _connected(outbox) as client:
-        client.put_config(settings.connector_name, connector_config(outbox, settings))
+        if not replace:
+            refuse_repointing(settings.connector_name, client.config(settings.connector_name), wanted)
+        client.put_config(settings.connector_name, wanted)
         if wait:
             client.wait(settings.connector_name, timeout=timeout)
     click.echo(f"connector {settings.connector_name} {'running' if wait else 'registered'}")

@@ -25,6 +25,7 @@ How each part of the envelope comes out the same (checked byte for byte by tests
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -37,6 +38,7 @@ from outbox.config import OutboxSettings
 from outbox.errors import ConfigurationError
 from outbox.schema import TABLE
 from outbox.urls import libpq_url
+from relay.errors import ConnectorConflictError
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 EVENT_ROUTER = "io.debezium.transforms.outbox.EventRouter"
@@ -188,6 +190,49 @@ def connector_config(outbox: OutboxSettings, cdc: CdcSettings) -> dict[str, str]
         config["exactly.once.support"] = "required"
         config["transaction.boundary"] = "poll"
     return {key: str(value) for key, value in config.items()}
+
+
+SOURCE_KEYS = (
+    "connector.class",
+    "database.hostname",
+    "database.port",
+    "database.dbname",
+    "table.include.list",
+    "slot.name",
+)
+"""What makes a connector *this service's*: the same source. Anything else is a setting to update."""
+
+
+def refuse_repointing(name: str, existing: Mapping[str, str] | None, wanted: Mapping[str, str]) -> None:
+    """Raise ConnectorConflictError when connector `name` exists in Connect with another source.
+
+    Connect's `PUT /connectors/<name>/config` replaces whatever has that name: with a name two
+    services share, the second registration would silently move the first one's connector to its
+    own database, and the first service's events would stop flowing (its slot left pinning WAL).
+    """
+    if existing is None:
+        return
+    differs = [key for key in SOURCE_KEYS if existing.get(key) != wanted.get(key)]
+    if not differs:
+        return
+    raise ConnectorConflictError(
+        f"connector {name!r} already exists in Kafka Connect and streams {_source(existing)}; this"
+        f" registration would re-point it to {_source(wanted)} (differs in {', '.join(differs)})."
+        " If that connector belongs to another service, give this one its own connector name"
+        " (OUTBOX_CDC_CONNECTOR_NAME, with its own slot and publication). If you really mean to move"
+        " it, register again with --replace, then drop its old slot in the old database (it keeps"
+        " WAL until dropped)."
+    )
+
+
+def _source(config: Mapping[str, str]) -> str:
+    if config.get("connector.class") != POSTGRES_CONNECTOR:
+        return f"with connector class {config.get('connector.class')!r}, not Debezium's PostgreSQL connector"
+    return (
+        f"database {config.get('database.dbname')!r} on {config.get('database.hostname')}:"
+        f"{config.get('database.port')} (table {config.get('table.include.list')},"
+        f" slot {config.get('slot.name')})"
+    )
 
 
 def _envelope_slots() -> list[str]:

@@ -23,3 +23,12 @@ class ConnectError(RelayError):
 class ForeignProgressError(RelayError):
     """The relay's group is shared with the relays of another outbox: it refuses to go on, since
     acting on their progress would lose this outbox's events."""
+
+
+class ShardCountMismatchError(RelayError):
+    """A live relay of the group splits the outbox into another number of shards: this one takes no
+    shard (the two would publish the same aggregates at once) until the counts agree."""
+
+
+class ConnectorConflictError(RelayError):
+    """A connector of that name already streams another database, table or slot in Kafka Connect."""

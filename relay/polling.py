@@ -23,12 +23,13 @@ from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
-from relay.errors import KafkaTroubleError, RelayError
+from relay.errors import KafkaTroubleError, RelayError, ShardCountMismatchError
 from relay.identity import SourceIdentity, default_group
-from relay.leases import ShardLeases
+from relay.leases import ShardLeases, lease_application_name
 from relay.metrics import RelayMetrics
 from relay.progress import ProgressLog
 from relay.publisher import IdempotentPublisher, Publisher, TransactionalPublisher
+from relay.purge import PurgeSchedule
 from relay.settings import RelayMode, RelaySettings
 from relay.size_guard import SizeGuard
 from relay.store import OutboxStore
@@ -76,7 +77,8 @@ class PollingRelay:
         self.backoff = 0.0
         self.next_rebalance = 0.0
         self.next_backlog = 0.0
-        self.next_purge = 0.0
+        self.purge = PurgeSchedule(settings.purge_interval, settings.purge_chunk)
+        self.refusal: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -115,6 +117,8 @@ class PollingRelay:
                 except (KafkaException, KafkaTroubleError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
+                except ShardCountMismatchError as err:
+                    self._refuse_shards(err)
         except RelayError as err:
             self.metrics.beat(status="failed", reason=str(err), instance=self.instance)
             log.error("relay cannot go on: %s", err)
@@ -134,6 +138,17 @@ class PollingRelay:
         log.warning("relay %s error, retrying in %.1fs: %s", kind, self.backoff, err)
         self._idle(self.backoff, listen=False)
 
+    def _refuse_shards(self, err: ShardCountMismatchError) -> None:
+        """Another shard count is live in the group: own nothing, say so (once), ask again later.
+        Waiting, not exiting: in a rolling change of the count, the new relays take over as soon as
+        the last old one stops, without a crash loop of restarts in between."""
+        if str(err) != self.refusal:
+            log.error("relay takes no shard: %s", err, extra={"instance": self.instance})
+            self.refusal = str(err)
+        self.metrics.errors.labels("shards").inc()
+        self.metrics.beat(status="degraded", reason=str(err), instance=self.instance, shards=[])
+        self._idle(self.settings.poll_interval, listen=False)
+
     # -- one turn ----------------------------------------------------------------------------
     def _turn(self) -> bool:
         """Publish one batch per owned shard; True if some shard may have more waiting."""
@@ -145,11 +160,10 @@ class PollingRelay:
         if now >= self.next_backlog:
             self._refresh_backlog()
             self.next_backlog = now + BACKLOG_REFRESH_SECONDS
-        if now >= self.next_purge:
-            assert self.store is not None
-            self.store.purge()
-            self.next_purge = now + self.settings.purge_interval
         busy = False
+        if self.purge.due(now):
+            assert self.store is not None
+            busy = self.purge.purged(now, self.store.purge(self.purge.chunk))
         for shard in sorted(self._owned()):
             if self.stopping:
                 break
@@ -280,7 +294,9 @@ class PollingRelay:
             log.info("relay group", extra={"group": self.group, "outbox": self.identity.describe()})
         group = self.group
         assert group is not None
-        self.lease_conn = psycopg.connect(url, autocommit=True, application_name=f"outbox-relay:{group}")
+        self.lease_conn = psycopg.connect(
+            url, autocommit=True, application_name=lease_application_name(group)
+        )
         if self.outbox.notify:
             self.conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
         self.leases = ShardLeases(

@@ -70,6 +70,9 @@ class RelaySettings(BaseSettings):
     purge_interval: float = Field(default=60.0, gt=0)
     """Seconds between purges of published rows older than the retention under retention=keep."""
 
+    purge_chunk: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Rows one purge statement deletes at most, so each is a short transaction."""
+
     metrics_host: str = "127.0.0.1"
     """Address of the Prometheus /metrics and /healthz endpoint."""
 

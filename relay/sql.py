@@ -82,10 +82,15 @@ def finish(ids: Sequence[int], keep: bool) -> tuple[str, dict[str, Any]]:
 
 
 def purge(retention_days: int, limit: int) -> tuple[str, dict[str, Any]]:
-    """Delete up to `limit` rows published more than `retention_days` ago (retention=keep)."""
+    """Delete up to `limit` rows published more than `retention_days` ago (retention=keep).
+
+    Every relay of a group purges; SKIP LOCKED lets two of them delete different chunks at once
+    instead of the second waiting for the first's rows and then deleting nothing.
+    """
     return (
         f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE}"
-        " WHERE published_at < now() - make_interval(days => %(days)s) LIMIT %(limit)s)",
+        " WHERE published_at < now() - make_interval(days => %(days)s) LIMIT %(limit)s"
+        " FOR UPDATE SKIP LOCKED)",
         {"days": retention_days, "limit": limit},
     )
 

@@ -49,8 +49,9 @@ class OutboxStore:
     def quarantine(self, event_id: int, reason: str) -> None:
         self.conn.execute(*sql.quarantine(event_id, reason))
 
-    def purge(self, limit: int = 10_000) -> int:
-        """Under retention=keep, delete rows published longer ago than the retention."""
+    def purge(self, limit: int) -> int:
+        """Under retention=keep, delete up to `limit` rows published longer ago than the retention;
+        returns how many (relay/purge.py decides when to go on)."""
         if not self.keep:
             return 0
         return self.conn.execute(*sql.purge(self.retention_days, limit)).rowcount

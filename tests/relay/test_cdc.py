@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from outbox import Event, Outbox, OutboxSettings, publish, publish_many
+from outbox import Event, Outbox, OutboxSettings, migrations, publish, publish_many
 from outbox.envelope import to_kafka
 from outboxkit.cli import main
 from relay.connect import ConnectClient
@@ -223,3 +224,59 @@ def test_the_database_password_can_stay_a_secret_of_the_worker(
         publish(conn, event(1, "a-1"), outbox=outbox)
     [record] = consume_all(bootstrap_servers, topic, 1, timeout=60)
     assert record.key() == b"a-1"
+
+
+def test_register_refuses_to_repoint_another_services_connector(
+    cdc_db: str,
+    cdc_factory: Callable[..., CdcConnector],
+    connect_url: str,
+    new_database: Callable[[], str],
+) -> None:
+    """Two services, one connector name: the second registration must not silently take the first
+    service's connector over (its events would stop flowing). Re-registering the same service's
+    connector stays an idempotent update; --replace moves it on purpose."""
+    service = cdc_factory()
+    other_db = new_database()
+    migrations.upgrade(other_db)
+    name, settings = service.settings.connector_name, service.settings
+    env = {
+        "OUTBOX_CONNECT_URL": connect_url,
+        "OUTBOX_CDC_CONNECTOR_NAME": name,
+        "OUTBOX_CDC_SLOT_NAME": settings.slot_name,
+        "OUTBOX_CDC_PUBLICATION": settings.publication,
+        "OUTBOX_CDC_TOPIC_PREFIX": settings.topic_prefix,
+        "OUTBOX_CDC_HEARTBEAT_INTERVAL_MS": "2000",
+    }
+
+    def register(database_url: str, *flags: str) -> Any:
+        return CliRunner().invoke(
+            main, ["cdc", "register", "--no-wait", *flags], env={**env, "OUTBOX_DATABASE_URL": database_url}
+        )
+
+    def registered_database() -> str | None:
+        with ConnectClient(connect_url) as client:
+            config = client.config(name)
+        return config["database.dbname"] if config else None
+
+    service_db, other_name = make_url(cdc_db).database, make_url(other_db).database
+    moved = CdcConnector(other_db, connect_url, tag=service.tag)  # its slot, if it ever streams there
+    try:
+        refused = register(other_db)
+        assert refused.exit_code == 1, refused.output
+        assert f"connector {name!r} already exists" in refused.output
+        assert f"database {service_db!r}" in refused.output and "public.outbox_events" in refused.output
+        assert f"database {other_name!r}" in refused.output
+        assert "OUTBOX_CDC_CONNECTOR_NAME" in refused.output and "--replace" in refused.output
+        assert refused.exception is None or isinstance(refused.exception, SystemExit)
+        assert registered_database() == service_db  # nothing changed
+
+        again = register(cdc_db)  # the same service: an update
+        assert again.exit_code == 0, again.output
+        with ConnectClient(connect_url) as client:
+            assert (client.config(name) or {})["heartbeat.interval.ms"] == "2000"
+
+        replaced = register(other_db, "--replace")
+        assert replaced.exit_code == 0, replaced.output
+        assert registered_database() == other_name
+    finally:
+        moved.remove()  # the connector, and the slot it may have made in the other database

@@ -16,6 +16,7 @@ from outbox.errors import ConfigurationError
 from outboxkit.cli import main
 from relay import cdc
 from relay.cdc import CdcSettings, SnapshotMode, connector_config
+from relay.errors import ConnectorConflictError
 from relay.settings import RelayMode, load_settings
 
 OUTBOX = OutboxSettings(database_url="postgresql://svc:s%40cret@db.internal:6543/shop")
@@ -216,3 +217,28 @@ def test_cdc_commands_say_when_connect_cannot_be_reached(command: list[str]) -> 
     assert result.exit_code == 1
     assert "Kafka Connect at http://127.0.0.1:1 cannot be reached" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+
+
+def test_registering_over_a_connector_of_another_source_is_refused() -> None:
+    mine = build(slot_name="shop_outbox")
+    cdc.refuse_repointing("shop", None, mine)  # new
+    cdc.refuse_repointing(
+        "shop", {**build(slot_name="shop_outbox", heartbeat_interval_ms=1), "name": "shop"}, mine
+    )
+    other_db = connector_config(
+        OutboxSettings(database_url="postgresql://svc@db.internal:6543/billing"),
+        CdcSettings(slot_name="billing"),
+    )
+    with pytest.raises(ConnectorConflictError) as refused:
+        cdc.refuse_repointing("shop", other_db, mine)
+    message = str(refused.value)
+    assert (
+        "streams database 'billing' on db.internal:6543 (table public.outbox_events, slot billing)" in message
+    )
+    assert "re-point it to database 'shop' on db.internal:6543" in message
+    assert "database.dbname, slot.name" in message and "--replace" in message
+    for other in (build(slot_name="another"), build(slot_name="shop_outbox", schema_name="billing")):
+        with pytest.raises(ConnectorConflictError):
+            cdc.refuse_repointing("shop", other, mine)
+    with pytest.raises(ConnectorConflictError, match=r"connector class 'com\.example\.Sink'"):
+        cdc.refuse_repointing("shop", {"connector.class": "com.example.Sink"}, mine)

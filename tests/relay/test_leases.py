@@ -1,0 +1,174 @@
+"""Shard leases of several relays: who counts as a live relay of the group, and who owns which shard."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+
+import orjson
+import psycopg
+import pytest
+
+from outbox import migrations
+from relay.errors import ShardCountMismatchError
+from relay.leases import ShardLeases, lease_application_name
+from tests.isolated import free_ports
+from tests.relay.conftest import RelayProcess, outbox_count, wait_for
+from tests.relay.events import engine_for, outbox_for, write_numbered
+from tests.services import consume_all
+
+AGGREGATES = [f"agg-{i}" for i in range(40)]
+
+
+def holders(url: str, group: str, shards: int) -> dict[int, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return ShardLeases(conn, group, shards).holders()
+
+
+def backends(url: str) -> set[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()").fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def test_relays_of_another_database_do_not_shrink_the_fair_share(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    new_database: Callable[[], str],
+    new_topic: Callable[..., str],
+) -> None:
+    """Two relays of the same group name serve another database of the same server: the one relay of
+    this database is alone in its group and must own (and publish) all 4 shards."""
+    other = new_database()
+    migrations.upgrade(other)
+    for _ in range(2):
+        relay_factory(env_extra={"OUTBOX_DATABASE_URL": other}, shards=4).wait_ready()
+    relay = relay_factory(shards=4)
+    relay.wait_ready()
+    group = relay.env["OUTBOX_RELAY_GROUP"]
+    write_numbered(engine_for(clean_outbox), outbox_for(new_topic("fair")), AGGREGATES, 5)
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 20, "the relay of this database to publish 4 shards")
+    owners = holders(clean_outbox, group, 4)
+    assert sorted(owners) == [0, 1, 2, 3] and len(set(owners.values())) == 1, owners
+    assert set(owners.values()) <= backends(clean_outbox), "holders() reported another database's locks"
+    assert relay.terminate() == 0
+
+
+def test_a_long_group_name_still_shares_the_shards(
+    relay_factory: Callable[..., RelayProcess], clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """PostgreSQL cuts application_name to 63 bytes; a 100-character group must still count its relays."""
+    group = unique("g" * 91)
+    assert len(group) == 100
+    first = relay_factory(env_extra={"OUTBOX_RELAY_GROUP": group}, shards=2)
+    first.wait_ready()
+    wait_for(lambda: len(holders(clean_outbox, group, 2)) == 2, 20, "the first relay to own both shards")
+    relay_factory(env_extra={"OUTBOX_RELAY_GROUP": group}, shards=2).wait_ready()
+
+    def shared() -> bool:
+        return sorted(Counter(holders(clean_outbox, group, 2).values()).values()) == [1, 1]
+
+    wait_for(shared, 20, "each of the two relays to own one shard")
+
+
+def test_lease_application_names_fit_postgres_and_stay_distinct() -> None:
+    assert lease_application_name("orders") == "outbox-relay:orders"  # short names stay readable
+    prefix = "x" * 80
+    a, b = lease_application_name(prefix + "-a"), lease_application_name(prefix + "-b")
+    assert a != b
+    assert len(a.encode()) <= 63 and len(b.encode()) <= 63
+    assert a.startswith("outbox-relay:xxxx")
+    assert lease_application_name(prefix + "-a") == a  # stable: every relay of the group agrees
+
+
+def scrape(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def published(port: int) -> float:
+    lines = scrape(port, "/metrics")[1].decode().splitlines()
+    return next(float(line.split()[1]) for line in lines if line.startswith("outbox_relay_published_total "))
+
+
+def test_a_relay_with_another_shard_count_publishes_nothing_and_says_why(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    """Shard 1 of 4 and shard 1 of 8 are different aggregates under the same lock: a relay with 8
+    shards beside one with 4 would publish aggregates the other one publishes, at the same time."""
+    port_4, port_8 = free_ports(2)
+    four = relay_factory(shards=4, metrics_port=port_4)
+    four.wait_ready()
+    group = four.env["OUTBOX_RELAY_GROUP"]
+    wait_for(lambda: len(holders(clean_outbox, group, 4)) == 4, 20, "the first relay to own 4 shards")
+    eight = relay_factory(shards=8, metrics_port=port_8)
+    eight.wait_ready()
+    wait_for(lambda: b"OUTBOX_RELAY_SHARDS" in eight.log_path.read_bytes(), 20, "the second relay to refuse")
+
+    topic = new_topic("counts")
+    total = write_numbered(engine_for(clean_outbox), outbox_for(topic), AGGREGATES, 5)
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
+    assert len(consume_all(bootstrap_servers, topic, total, timeout=30)) == total
+    assert (published(port_4), published(port_8)) == (total, 0)
+
+    status, body = scrape(port_8, "/healthz")
+    health = orjson.loads(body)
+    assert status == 503 and health["status"] == "degraded", health
+    assert "OUTBOX_RELAY_SHARDS=8" in health["reason"] and "have 4" in health["reason"], health
+    refusals = [line for line in eight.log_path.read_text().splitlines() if '"level":"error"' in line]
+    assert len(refusals) == 1, refusals  # said once, not every poll
+    assert "stop the old relays first" in refusals[0]
+    assert scrape(port_4, "/healthz")[0] == 200
+    assert four.terminate() == 0
+    assert eight.terminate() == 0
+
+
+def test_the_shard_count_changes_once_the_old_relays_are_gone(
+    clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """A rolling change: a relay with the new count waits while one with the old count lives, then
+    takes over; an old relay restarted meanwhile waits in turn."""
+    group = unique("counts")
+    with (
+        psycopg.connect(clean_outbox, autocommit=True) as old_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as new_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as restarted_conn,
+    ):
+        old, new = ShardLeases(old_conn, group, 4), ShardLeases(new_conn, group, 8)
+        assert old.rebalance() == ({0, 1, 2, 3}, set())
+        with pytest.raises(ShardCountMismatchError, match=r"OUTBOX_RELAY_SHARDS=8.*have 4"):
+            new.rebalance()
+        assert new.owned == set()
+        assert old.rebalance() == (set(), set())  # the relay already publishing goes on, all 4 shards
+        assert old.owned == {0, 1, 2, 3}
+        old_conn.close()  # the old relay stopped: its locks are gone with its connection
+        assert new.rebalance()[0] == set(range(8))
+        with pytest.raises(ShardCountMismatchError, match="have 8"):
+            ShardLeases(restarted_conn, group, 4).rebalance()
+
+
+def test_two_relays_starting_together_with_different_counts_take_nothing(
+    clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """Both announced before either looked: whichever looks, sees the other; neither takes a shard."""
+    group = unique("counts")
+    with (
+        psycopg.connect(clean_outbox, autocommit=True) as first_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as second_conn,
+    ):
+        first = ShardLeases(first_conn, group, 4)
+        # The second relay's announcement, made just before the first one looks.
+        second_conn.execute("SELECT pg_advisory_lock_shared(%s, 8)", (first.count_namespace,))
+        with pytest.raises(ShardCountMismatchError, match="have 8"):
+            first.rebalance()
+        assert first.owned == set() and holders(clean_outbox, group, 4) == {}
+        second = ShardLeases(second_conn, group, 8)
+        assert second.rebalance()[0] == set(range(8))  # the first withdrew: the second may go on
