@@ -186,12 +186,11 @@ class PollingRelay:
         self.metrics.published.inc(len(result.delivered))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.retry:
-            # Kafka-side trouble: nothing undelivered is lost (it stays in the outbox); wait, then
-            # re-read. In transactional mode the shard gets a new producer, whose recovery settles
-            # a commit outcome that was unknown.
-            self._close_publisher(shard)
-            self._fail("kafka", RuntimeError(result.retry))
-            return 0
+            # Kafka-side trouble: nothing undelivered is lost (it stays in the outbox). The loop
+            # reports it (/healthz degraded), backs off longer each time it recurs, and makes new
+            # producers: one that failed for good (fatal) is replaced, and a transactional one's
+            # recovery settles a commit whose outcome was unknown.
+            raise KafkaTroubleError(f"shard {shard}: {result.retry}")
         return len(batch)
 
     def _quarantine(self, event_id: int, reason: str) -> None:

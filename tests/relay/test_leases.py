@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 
@@ -15,7 +13,7 @@ from outbox import migrations
 from relay.errors import ShardCountMismatchError
 from relay.leases import ShardLeases, lease_application_name
 from tests.isolated import free_ports
-from tests.relay.conftest import RelayProcess, outbox_count, wait_for
+from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
 from tests.relay.events import engine_for, outbox_for, write_numbered
 from tests.services import consume_all
 
@@ -81,14 +79,6 @@ def test_lease_application_names_fit_postgres_and_stay_distinct() -> None:
     assert len(a.encode()) <= 63 and len(b.encode()) <= 63
     assert a.startswith("outbox-relay:xxxx")
     assert lease_application_name(prefix + "-a") == a  # stable: every relay of the group agrees
-
-
-def scrape(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
 
 
 def published(port: int) -> float:

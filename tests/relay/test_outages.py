@@ -6,15 +6,17 @@ Both run on an isolated stack instance, so the shared services of the other test
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from outbox import migrations
-from tests.isolated import IsolatedStack
-from tests.relay.conftest import RelayProcess, outbox_count, wait_for
+from tests.isolated import IsolatedStack, free_ports
+from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
 from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_numbered, write_rounds
 from tests.services import consume_all
 
@@ -28,7 +30,8 @@ def isolated() -> Iterator[IsolatedStack]:
     stack.remove()
 
 
-def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str) -> RelayProcess:
+def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str, **extra: str) -> RelayProcess:
+    """A relay on the isolated stack; `extra` keyword arguments become OUTBOX_RELAY_* variables."""
     env = dict(os.environ)
     env.update(
         {
@@ -40,14 +43,36 @@ def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str) ->
             "OUTBOX_RELAY_MAX_BACKOFF": "1",
             "OUTBOX_RELAY_MESSAGE_TIMEOUT_MS": "5000",
             "OUTBOX_RELAY_BATCH_SIZE": "50",
+            **{f"OUTBOX_RELAY_{k.upper()}": v for k, v in extra.items()},
         }
     )
     return RelayProcess(env, tmp_path / f"relay-{mode}.log").start()
 
 
-@pytest.mark.parametrize("mode", ["idempotent", "transactional"])
+def backoffs(relay: RelayProcess) -> list[float]:
+    """The back-offs the relay announced, in order."""
+    return [float(s) for s in re.findall(r"retrying in ([0-9.]+)s", relay.log_path.read_text())]
+
+
+def health(port: int) -> tuple[int, dict[str, object]]:
+    status, body = scrape(port, "/healthz")
+    return status, orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("mode", "producer"),
+    [
+        ("idempotent", "{}"),
+        # A gap in the produced series (the outage's timed-out batch) is a fatal error of this
+        # producer: the relay must replace it, or it never publishes again.
+        ("idempotent", '{"enable.gapless.guarantee": "true"}'),
+        ("transactional", "{}"),
+    ],
+    ids=["idempotent", "idempotent-fatal", "transactional"],
+)
 def test_kafka_broker_restart_during_publishing(
     mode: str,
+    producer: str,
     isolated: IsolatedStack,
     database_url: str,
     tmp_path: Path,
@@ -61,19 +86,33 @@ def test_kafka_broker_restart_during_publishing(
     topic = unique("outage")
     engine, outbox = engine_for(url), outbox_for(topic)
     write_numbered(engine, outbox, AGGREGATES, 50)
-    relay = start_relay(tmp_path, url, isolated.bootstrap_servers, mode)
+    [port] = free_ports(1)
+    relay = start_relay(
+        tmp_path,
+        url,
+        isolated.bootstrap_servers,
+        mode,
+        producer=producer,
+        metrics_port=str(port),
+        message_timeout_ms="2000",
+        transaction_timeout_ms="4000",  # also how long a transactional call may block
+    )
     relay.wait_ready()
     time.sleep(1.0)
     stopped = isolated.down()
     assert stopped.returncode == 0, stopped.stderr
-    # Kafka is gone: the backlog grows in PostgreSQL and the relay keeps running.
+    # Kafka is gone: the backlog grows in PostgreSQL and the relay keeps running. Each failed batch
+    # is reported on /healthz and the back-off doubles (up to OUTBOX_RELAY_MAX_BACKOFF).
     write_rounds(engine, outbox, AGGREGATES, 50, 100)
-    time.sleep(3.0)
+    wait_for(lambda: max(backoffs(relay), default=0) >= 0.4, 60, "the back-off to grow")
+    status, said = health(port)
+    assert status == 503 and said["status"] == "degraded", said
     assert relay.alive()
     assert outbox_count(url) > 0
     restarted = isolated.up("kafka")
     assert restarted.returncode == 0, restarted.stderr
     wait_for(lambda: outbox_count(url) == 0, 90, "the backlog to drain after Kafka returned")
+    wait_for(lambda: health(port)[0] == 200, 30, "/healthz to be ok again")
     assert relay.terminate() == 0
 
     records = consume_all(isolated.bootstrap_servers, topic, 2 * 10 * 100, timeout=30)
