@@ -3,7 +3,8 @@
 Contract of `Publisher.publish(batch)`: records are produced in batch order; the result says which
 ids Kafka acknowledged (`delivered`), which failed for good (`poisoned`, with the reason: too large,
 not authorised, invalid), and why the rest must be retried after a back-off (`retry`). The caller
-deletes/marks only delivered ids. Not thread-safe: one relay loop drives a publisher.
+deletes/marks only delivered ids; the rest stays in the outbox and is read again. Not thread-safe:
+one relay loop drives a publisher.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BatchResult:
     delivered: list[int] = field(default_factory=list)
     poisoned: list[tuple[int, str]] = field(default_factory=list)
     retry: str | None = None
-    """Why the undelivered rest must wait (e.g. Kafka unavailable); None when nothing is left."""
+    """Why the undelivered rest must wait (e.g. Kafka unavailable); None: read it again at once."""
 
 
 class Publisher(Protocol):
@@ -128,22 +129,25 @@ def sort_outcome(batch: Batch, outcome: list[Any], isolate: Callable[[Batch], Ba
 
 
 def isolate_each(batch: Batch, send_one: Callable[[int, KafkaRecord], KafkaError | None]) -> BatchResult:
-    """Send suspects one at a time, in order; a record that fails alone for good is poison. Later
-    records of a poisoned key are not sent: the quarantine holds them until an operator acts."""
+    """Send suspects one at a time, in order; a record that fails alone for good is poison.
+
+    Nothing after the first failure is sent: those records stay in the outbox, neither delivered
+    nor poisoned, and are read again next turn (after a back-off if the failure was transient),
+    when the quarantine (keyed by aggregate, which a record does not carry) holds a poisoned
+    aggregate's later events and lets the rest flow. So no later event of the failed record's
+    aggregate overtakes it, whatever topic it goes to.
+    """
     result = BatchResult()
-    poisoned_keys: set[tuple[str, bytes]] = set()
     for event_id, record in batch:
-        if (record.topic, record.key) in poisoned_keys:
-            result.retry = result.retry or "held behind a quarantined event"
-            continue
         err = send_one(event_id, record)
         if err is None:
             result.delivered.append(event_id)
         elif err.code() in PERMANENT_ERRORS:
             result.poisoned.append((event_id, describe(err)))
-            poisoned_keys.add((record.topic, record.key))
+            break
         else:
-            result.retry = result.retry or describe(err)
+            result.retry = describe(err)
+            break
     return result
 
 
@@ -209,7 +213,7 @@ class TransactionalPublisher:
         # The transaction was aborted: nothing of it is visible to read_committed consumers.
         # Records that failed for a permanent reason are re-sent alone to find the culprit;
         # everything else is retried after a back-off.
-        if any(err not in (None, PENDING) and err.code() in PERMANENT_ERRORS for err in outcome):
+        if any(isinstance(err, KafkaError) and err.code() in PERMANENT_ERRORS for err in outcome):
             return isolate_each(batch, self._send_one)
         return BatchResult(retry=failure)
 
@@ -226,8 +230,9 @@ class TransactionalPublisher:
         try:
             self.producer.begin_transaction()
             produce_all(self.producer, batch, outcome)
-            if any(err not in (None, PENDING) for err in outcome):
-                raise KafkaException(next(e for e in outcome if e not in (None, PENDING)))
+            failed = [err for err in outcome if isinstance(err, KafkaError)]
+            if failed:
+                raise KafkaException(failed[0])
             self.producer.produce(
                 self.progress.topic,
                 self.progress.record(self.shard, (event_id for event_id, _ in batch)),

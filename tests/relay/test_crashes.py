@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from outbox import OutboxSettings
+from outbox.envelope import KafkaRecord
 from relay.polling import PollingRelay
 from relay.progress import ProgressLog
 from relay.publisher import TransactionalPublisher
@@ -131,7 +132,8 @@ def test_crash_between_kafka_commit_and_postgres_delete_publishes_no_duplicate(
     import psycopg
 
     with psycopg.connect(clean_outbox, autocommit=True) as conn:
-        batch = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, 12)
+        rows = OutboxStore(conn, keep=False, retention_days=7).fetch(0, 1, 12)
+        batch = [(event_id, record) for event_id, _, record in rows if isinstance(record, KafkaRecord)]
         assert len(batch) == 12
         zombie = TransactionalPublisher(bootstrap_servers, settings, 0, progress)
         result = zombie.publish(batch)
