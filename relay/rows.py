@@ -41,8 +41,20 @@ _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a num
 
 def fetched(row: Row) -> Fetched:
     """The row's id, aggregate and record; a Malformed reason instead of a record if it has none."""
-    (event_id, _, ce_type, ce_source, ce_time, aggregate_type, aggregate_id) = row[:7]
-    (_, content_type, _, headers, traceparent) = row[7:]
+    (
+        event_id,
+        _,
+        ce_type,
+        ce_source,
+        ce_time,
+        aggregate_type,
+        aggregate_id,
+        _,
+        content_type,
+        _,
+        headers,
+        traceparent,
+    ) = row
     try:
         # The checks a well-formed row passes quickly: the relay reads tens of thousands a second.
         if (
@@ -75,8 +87,20 @@ def explain(row: Row) -> str:
 
 
 def _problem(row: Row) -> str:
-    (_, _, ce_type, ce_source, ce_time, aggregate_type, aggregate_id) = row[:7]
-    (_, content_type, _, headers, traceparent) = row[7:]
+    (
+        _,
+        _,
+        ce_type,
+        ce_source,
+        ce_time,
+        aggregate_type,
+        aggregate_id,
+        _,
+        content_type,
+        _,
+        headers,
+        traceparent,
+    ) = row
     required = {
         "ce_type": ce_type,
         "ce_source": ce_source,
