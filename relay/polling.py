@@ -2,9 +2,10 @@
 
 One loop, one thread. Each turn: rebalance shard leases (relay/leases.py), then for every owned
 shard read a batch (relay/sql.py explains why the read never skips and keeps commit order), refuse
-oversized records, publish the rest (relay/publisher.py), delete/mark what Kafka acknowledged and
-quarantine poison. Idle, it sleeps until a NOTIFY or the poll interval. A batch is finished in
-PostgreSQL before the next one is read, so memory is bounded by the batch size, not the backlog.
+what Kafka would refuse (relay/preflight.py), publish the rest (relay/publisher.py), delete/mark
+what Kafka acknowledged and quarantine poison. Idle, it sleeps until a NOTIFY or the poll interval.
+A batch is finished in PostgreSQL before the next one is read, so memory is bounded by the batch
+size, not the backlog.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from relay.errors import KafkaTroubleError, RelayError, ShardCountMismatchError
 from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases, lease_application_name
 from relay.metrics import RelayMetrics
+from relay.preflight import Preflight
 from relay.progress import ProgressLog
 from relay.publisher import IdempotentPublisher, Publisher, TransactionalPublisher
 from relay.purge import PurgeSchedule
 from relay.settings import RelayMode, RelaySettings
-from relay.size_guard import SizeGuard
 from relay.store import OutboxStore
 
 log = logging.getLogger("outbox.relay")
@@ -67,9 +68,7 @@ class PollingRelay:
         self.store: OutboxStore | None = None
         self.publishers: dict[int, Publisher] = {}
         self.shared_publisher: IdempotentPublisher | None = None
-        self.guard = SizeGuard(
-            outbox.kafka_bootstrap_servers, _int_or_none(settings.producer.get("message.max.bytes"))
-        )
+        self.guard = Preflight(outbox.kafka_bootstrap_servers, settings.producer)
         # Known once connected: the outbox's identity names the default group (relay/identity.py).
         self.identity: SourceIdentity | None = None
         self.group = settings.group
@@ -339,7 +338,3 @@ class PollingRelay:
                     return
             else:
                 time.sleep(min(left, 0.1))
-
-
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value else None

@@ -3,7 +3,8 @@
 Contract of `Publisher.publish(batch)`: records are produced in batch order; the result says which
 ids Kafka acknowledged (`delivered`), which failed for good (`poisoned`, with the reason: too large,
 not authorised, invalid), and why the rest must be retried after a back-off (`retry`). The caller
-deletes/marks only delivered ids. Not thread-safe: one relay loop drives a publisher.
+deletes/marks only delivered ids; the rest stays in the outbox and is read again. Not thread-safe:
+one relay loop drives a publisher.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BatchResult:
     delivered: list[int] = field(default_factory=list)
     poisoned: list[tuple[int, str]] = field(default_factory=list)
     retry: str | None = None
-    """Why the undelivered rest must wait (e.g. Kafka unavailable); None when nothing is left."""
+    """Why the undelivered rest must wait (e.g. Kafka unavailable); None: read it again at once."""
 
 
 class Publisher(Protocol):
@@ -136,22 +137,25 @@ def sort_outcome(batch: Batch, outcome: list[Any], isolate: Callable[[Batch], Ba
 
 
 def isolate_each(batch: Batch, send_one: Callable[[int, KafkaRecord], KafkaError | None]) -> BatchResult:
-    """Send suspects one at a time, in order; a record that fails alone for good is poison. Later
-    records of a poisoned key are not sent: the quarantine holds them until an operator acts."""
+    """Send suspects one at a time, in order; a record that fails alone for good is poison.
+
+    Nothing after the first failure is sent: those records stay in the outbox, neither delivered
+    nor poisoned, and are read again next turn (after a back-off if the failure was transient),
+    when the quarantine (keyed by aggregate, which a record does not carry) holds a poisoned
+    aggregate's later events and lets the rest flow. So no later event of the failed record's
+    aggregate overtakes it, whatever topic it goes to.
+    """
     result = BatchResult()
-    poisoned_keys: set[tuple[str, bytes]] = set()
     for event_id, record in batch:
-        if (record.topic, record.key) in poisoned_keys:
-            result.retry = result.retry or "held behind a quarantined event"
-            continue
         err = send_one(event_id, record)
         if err is None:
             result.delivered.append(event_id)
         elif err.code() in PERMANENT_ERRORS:
             result.poisoned.append((event_id, describe(err)))
-            poisoned_keys.add((record.topic, record.key))
+            break
         else:
-            result.retry = result.retry or describe(err)
+            result.retry = describe(err)
+            break
     return result
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 
-from outbox.envelope import KafkaRecord, encode
 from relay import sql
-
-Row = tuple[Any, ...]
+from relay.rows import Fetched, Row, fetched
 
 
 class OutboxStore:
@@ -32,7 +29,9 @@ class OutboxStore:
         # The jsonb `headers` column of every row: orjson decodes it ~15x faster than json.loads.
         set_json_loads(orjson.loads, conn)
 
-    def fetch(self, shard: int, shards: int, limit: int) -> list[tuple[int, KafkaRecord]]:
+    def fetch(self, shard: int, shards: int, limit: int) -> list[Fetched]:
+        """The shard's next batch in id order: each row's id, aggregate and record (or, for a row
+        publish() did not write and that cannot be published, why: relay/rows.py)."""
         row = self.conn.execute(*sql.quarantine_empty(), prepare=True).fetchone()
         query, params = sql.fetch_batch(shard, shards, limit, holds=not (row and row[0]))
         # Binary results: bytea arrives as raw bytes instead of hex text, halving the relay's
@@ -40,7 +39,7 @@ class OutboxStore:
         rows = self.conn.execute(query, params, prepare=True, binary=True).fetchall()
         # A row is `id` then EVENT_COLUMNS, which are StoredEvent's fields in order (a unit test
         # holds them together), so the record is encoded straight from it.
-        return [(row[0], encode(*row[1:])) for row in rows]
+        return [fetched(row) for row in rows]
 
     def finish(self, ids: Sequence[int]) -> None:
         if ids:
