@@ -10,9 +10,11 @@ producer's `message.max.bytes` and the topic's `max.message.bytes`.
 
 A missing topic is asked about as the producer would ask: a metadata request that may auto-create
 it when the producer may (`allow.auto.create.topics`, true by default) and the broker does
-(`auto.create.topics.enable`). So the answer "unknown topic" means that producing would only time
-out, again and again. Any other answer (no leader yet, Kafka unreachable) is transient: the record
-is produced and the publisher retries it after a back-off. Existence and limits are cached.
+(`auto.create.topics.enable`). The request that creates a topic is still answered "unknown topic",
+so when creating is allowed the question is asked again for a few seconds. An answer that stays
+"unknown topic" means that producing would only time out, again and again. Any other answer (no
+leader yet, Kafka unreachable) is transient: the record is produced and the publisher retries it
+after a back-off. Existence and limits are cached.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ PRODUCER_DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 CACHE_SECONDS = 300.0
 LOOKUP_TIMEOUT = 5.0
 UNREACHABLE_SECONDS = 5.0
+CREATION_WAITS = (0.25, 0.5, 1.0, 2.0)  # seconds before asking again about an unknown topic
 REQUEUE = "then `outbox relay quarantine requeue CE_ID` (or `discard CE_ID` to drop it)"
 
 
@@ -48,6 +51,7 @@ class Preflight:
         # The same auto-create permission as the relay's producer: see the module docstring.
         allow = producer.get("allow.auto.create.topics", "true")
         self.admin = AdminClient({"bootstrap.servers": bootstrap_servers, "allow.auto.create.topics": allow})
+        self.may_create = allow.lower() == "true"
         self.producer_max = int(producer.get("message.max.bytes") or PRODUCER_DEFAULT_MAX_MESSAGE_BYTES)
         self.limits: dict[str, tuple[int, float]] = {}
         self.existing: dict[str, float] = {}  # topic -> when metadata last showed it
@@ -97,19 +101,24 @@ class Preflight:
         seen = self.existing.get(topic)
         if (seen and now - seen < CACHE_SECONDS) or now < self.unreachable_until:
             return True
-        try:
-            metadata = self.admin.list_topics(topic=topic, timeout=LOOKUP_TIMEOUT)
-        except KafkaException:
-            # Kafka unreachable: producing will find out and back off; don't ask again per topic.
-            self.unreachable_until = now + UNREACHABLE_SECONDS
-            return True
-        found = metadata.topics.get(topic)
-        error = found.error if found is not None else None
-        if error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            return False
-        if found is not None and error is None:
-            self.existing[topic] = now
-        return True  # also LEADER_NOT_AVAILABLE and the like: transient
+        # A broker that auto-creates answers the creating request "unknown topic" all the same:
+        # only an answer that stays so after the creation had time to finish is a refusal.
+        waits = CREATION_WAITS if self.may_create else ()
+        for wait in (0.0, *waits):
+            time.sleep(wait)
+            try:
+                metadata = self.admin.list_topics(topic=topic, timeout=LOOKUP_TIMEOUT)
+            except KafkaException:
+                # Kafka unreachable: producing will find out and back off; don't ask again per topic.
+                self.unreachable_until = time.monotonic() + UNREACHABLE_SECONDS
+                return True
+            found = metadata.topics.get(topic)
+            error = found.error if found is not None else None
+            if error is None or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                if found is not None and error is None:
+                    self.existing[topic] = time.monotonic()
+                return True  # also LEADER_NOT_AVAILABLE and the like: transient
+        return False
 
     def limit(self, topic: str) -> int:
         cached = self.limits.get(topic)

@@ -199,6 +199,33 @@ def test_missing_or_invalid_topic_is_quarantined_and_holds_its_aggregate_across_
     assert relay.terminate() == 0
 
 
+@pytest.mark.parametrize("mode", ["idempotent", "transactional"])
+def test_a_topic_kafka_creates_on_first_use_is_published_not_quarantined(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    bootstrap_servers: str,
+    unique: Callable[[str], str],
+    mode: str,
+) -> None:
+    # The stack's broker auto-creates topics, as Kafka does by default: the first metadata request
+    # creates the topic but answers "unknown topic"; that answer is not a refusal.
+    topic = unique("auto-created")
+    outbox = Outbox(router=TopicRouter(topic))
+    engine = engine_for(clean_outbox)
+    with engine.begin() as conn:
+        publish_many(
+            conn,
+            [Event(type="t", aggregate_type="test", aggregate_id="a", payload={"seq": i}) for i in range(3)],
+            outbox=outbox,
+        )
+    relay = relay_factory(mode=mode)
+    wait_for(lambda: outbox_count(clean_outbox) == 0 or bool(quarantined(clean_outbox)), 30, "the relay")
+    assert quarantined(clean_outbox) == []
+    assert by_key(consume_all(bootstrap_servers, topic, 3, timeout=20)) == {"a": [0, 1, 2]}
+    assert relay.terminate() == 0
+    kafka_admin(bootstrap_servers).delete_topics([topic])
+
+
 HAND_WRITTEN = (
     "INSERT INTO outbox_events (ce_id, ce_type, ce_source, ce_time, aggregate_type, aggregate_id,"
     " topic, content_type, payload, headers)"
