@@ -42,6 +42,7 @@ class Daemon:
         self.marker = f"outboxkit.stack={tag}"
         self.pid_file = state_dir / "run" / f"{name}.pid"
         self.log_file = state_dir / "logs" / f"{name}.log"
+        self.started: subprocess.Popen[bytes] | None = None  # the child this call of `stack` started
 
     def pid(self) -> int | None:
         """The pid of our running process, or None."""
@@ -75,11 +76,21 @@ class Daemon:
             except OSError as err:
                 raise StackError(f"cannot start {self.name} ({argv[0]}): {err}") from err
         self.pid_file.write_text(f"{proc.pid}\n")
+        self.started = proc
         return proc.pid
+
+    def exited(self) -> bool:
+        """Whether the daemon is gone. The child we just started is asked directly: until it has
+        exec'ed, its command line is still ours, without the tag that `pid()` looks for."""
+        if self.started is not None:
+            return self.started.poll() is not None
+        return self.pid() is None
 
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
         """`sig` (SIGTERM), then SIGKILL after `timeout`; True if something was stopped."""
         pid = self.pid()
+        if pid is None and self.started is not None and self.started.poll() is None:
+            pid = self.started.pid  # started by this call and not exec'ed yet
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
@@ -124,7 +135,7 @@ def wait_until(check: Callable[[], str | None], *, what: str, daemon: Daemon | N
         reason = check() or ""
         if not reason:
             return
-        if daemon is not None and daemon.pid() is None:
+        if daemon is not None and daemon.exited():
             raise StackError(
                 f"{what} exited while starting; last lines of {daemon.log_file}:\n{daemon.tail(25)}"
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +109,38 @@ def test_unreachable_service_fails_under_ci_and_skips_elsewhere(
     with pytest.raises(pytest.skip.Exception):
         unavailable("nothing here")
     assert probe_postgres(f"postgresql://outbox:outbox@127.0.0.1:{free_port()}/outbox") is not None
+
+
+def test_a_daemon_not_yet_exec_ed_is_not_taken_for_dead(tmp_path: Path) -> None:
+    # Between fork and exec a daemon's command line is still its parent's, without the stack's tag
+    # (a loaded machine widens that window): waiting for it must not report it exited. Here the
+    # tag appears only after a second, as when a slow exec finally happens.
+    sys.path.insert(0, str(REPO / "stack"))
+    from stacklib.processes import Daemon, wait_until
+
+    daemon = Daemon("sleeper", tmp_path, "test-tag")
+    script = 'sleep 1; exec "$0" -c "import time; time.sleep(30)" "$MARKER"'
+    daemon.start(["sh", "-c", script, sys.executable], env={"MARKER": daemon.marker, "PATH": "/usr/bin:/bin"})
+    ready_at = time.monotonic() + 1.5
+    try:
+        wait_until(
+            lambda: None if time.monotonic() > ready_at else "not yet",
+            what="sleeper",
+            daemon=daemon,
+            timeout=10,
+        )
+        assert daemon.pid() is not None
+    finally:
+        daemon.stop(timeout=5)
+    assert daemon.pid() is None
+
+
+def test_a_daemon_that_dies_while_starting_is_reported_with_its_log(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "stack"))
+    from stacklib.processes import Daemon, wait_until
+    from stacklib.settings import StackError
+
+    daemon = Daemon("failing", tmp_path, "test-tag")
+    daemon.start(["sh", "-c", "echo cannot bind; exit 3"])
+    with pytest.raises(StackError, match=r"failing exited while starting(?s:.*)cannot bind"):
+        wait_until(lambda: "not yet", what="failing", daemon=daemon, timeout=10)
