@@ -39,7 +39,7 @@ PRODUCER_DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 CACHE_SECONDS = 300.0
 LOOKUP_TIMEOUT = 5.0
 UNREACHABLE_SECONDS = 5.0
-CREATION_WAITS = (0.25, 0.5, 1.0, 2.0)  # seconds before asking again about an unknown topic
+CREATION_WAITS = (0.1, 0.2, 0.4, 0.8, 1.6)  # seconds before asking again about an unknown topic
 REQUEUE = "then `outbox relay quarantine requeue CE_ID` (or `discard CE_ID` to drop it)"
 
 
