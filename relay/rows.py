@@ -11,6 +11,7 @@ the column and says what to do, and the relay quarantines it like any poison eve
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,12 @@ class Malformed:
 Fetched = tuple[int, Aggregate, KafkaRecord | Malformed]
 """One row of a batch: its id, its aggregate (the record does not carry the aggregate type) and
 its record, or why it has none."""
+
+_TRACEPARENT_00 = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+"""A valid version-00 traceparent, as OpenTelemetry writes them: one regex instead of the parser."""
+_CHECKED_NAMES: set[tuple[str, ...]] = set()
+"""Lists of header names already found valid: a service's rows mostly carry the same few."""
+_CHECKED_NAMES_MAX = 1000
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
@@ -67,13 +74,27 @@ def fetched(row: Row) -> Fetched:
         ):
             parse_time(ce_time)
             if headers:
-                checked_headers(headers)
-            if traceparent is not None:
-                checked_traceparent(traceparent)
+                _check_headers(headers)
+            if traceparent is not None and not _TRACEPARENT_00.fullmatch(traceparent):
+                checked_traceparent(traceparent)  # the full W3C check: a later version, or refusal
             return event_id, (aggregate_type, aggregate_id), encode(*row[1:])
     except (AttributeError, TypeError, ValueError):  # InvalidHeaderError is a ValueError
         pass
     return event_id, (aggregate_type, aggregate_id), Malformed(explain(row))
+
+
+def _check_headers(headers: dict[str, Any]) -> None:
+    """checked_headers() for a batch row, names checked once per list of names. A value that is not
+    text raises; one that is not UTF-8 makes encode() raise."""
+    names = tuple(headers)
+    if names not in _CHECKED_NAMES:
+        checked_headers(headers)
+        if len(_CHECKED_NAMES) < _CHECKED_NAMES_MAX:
+            _CHECKED_NAMES.add(names)
+        return
+    for value in headers.values():
+        if type(value) is not str or "\x00" in value:
+            raise TypeError("header value")
 
 
 def explain(row: Row) -> str:

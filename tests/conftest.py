@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
@@ -19,6 +20,12 @@ from outbox import migrations
 from tests.services import ServiceAddresses, kafka_admin, probe_connect, probe_kafka, probe_postgres
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests check logic, not speed: on a machine busy with the stack (2 cores shared with
+# Kafka, Connect and PostgreSQL) an example can take longer than Hypothesis's default 200 ms
+# deadline, which fails a correct test as flaky.
+hypothesis_settings.register_profile("outboxkit", deadline=None)
+hypothesis_settings.load_profile("outboxkit")
 
 
 def unavailable(reason: str) -> None:
