@@ -244,6 +244,7 @@ class PollingRelay:
                 self.group,
                 self.settings.shards,
                 self.identity,
+                connection=self.settings.connection,
             )
         if not self.progress.partitions:
             self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)

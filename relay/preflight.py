@@ -33,6 +33,7 @@ from outbox.envelope import KafkaRecord
 from outbox.errors import InvalidEventError
 from outbox.routing import check_topic
 from relay.rows import Aggregate, Fetched, Malformed
+from relay.settings import connection_settings
 
 BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 PRODUCER_DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
@@ -50,7 +51,13 @@ class Preflight:
         producer = producer or {}
         # The same auto-create permission as the relay's producer: see the module docstring.
         allow = producer.get("allow.auto.create.topics", "true")
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers, "allow.auto.create.topics": allow})
+        self.admin = AdminClient(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                **connection_settings(producer),
+                "allow.auto.create.topics": allow,
+            }
+        )
         self.may_create = allow.lower() == "true"
         self.producer_max = int(producer.get("message.max.bytes") or PRODUCER_DEFAULT_MAX_MESSAGE_BYTES)
         self.limits: dict[str, tuple[int, float]] = {}

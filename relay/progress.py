@@ -18,7 +18,7 @@ import itertools
 import time
 import zlib
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -64,9 +64,18 @@ class ProgressLog:
     """Reads and encodes progress records of one relay group."""
 
     def __init__(
-        self, bootstrap_servers: str, topic: str, group: str, shards: int, source: SourceIdentity
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        shards: int,
+        source: SourceIdentity,
+        *,
+        connection: Mapping[str, str] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.connection = dict(connection or {})
+        """Login and transport settings for the cluster (RelaySettings.connection)."""
         self.topic = topic
         self.group = group
         self.shards = shards
@@ -78,7 +87,7 @@ class ProgressLog:
     def ensure_topic(self, timeout: float = 30.0) -> None:
         """Create the compacted topic (one partition per shard) unless it exists, and learn its
         partition count. Raises KafkaTroubleError (the relay retries) when Kafka cannot say."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, **self.connection})
         metadata = admin.list_topics(timeout=timeout)
         if self.topic not in metadata.topics:
             config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
@@ -142,6 +151,7 @@ class ProgressLog:
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
+                **self.connection,
                 "group.id": f"{self.group}-progress-reader",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

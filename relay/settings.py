@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,23 @@ from outbox.errors import ConfigurationError
 from outbox.routing import topic_problem
 
 T = TypeVar("T", bound=BaseSettings)
+
+
+CONNECTION_PREFIXES = (
+    "security.",
+    "sasl.",
+    "ssl.",
+    "enable.ssl.",
+    "socket.",
+    "broker.address.",
+    "client.dns.",
+)
+"""librdkafka settings of how to reach and log in to the cluster, shared by every client type."""
+
+
+def connection_settings(client: Mapping[str, str]) -> dict[str, str]:
+    """Of a Kafka client's settings, those that say how to reach and log in to the cluster."""
+    return {key: value for key, value in client.items() if key.startswith(CONNECTION_PREFIXES)}
 
 
 class RelayMode(StrEnum):
@@ -80,7 +98,15 @@ class RelaySettings(BaseSettings):
     """Port of /metrics and /healthz; 0 disables the endpoint."""
 
     producer: dict[str, str] = Field(default_factory=dict)
-    """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}."""
+    """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}.
+    Its connection settings (`connection`) go to the relay's other Kafka clients too."""
+
+    @property
+    def connection(self) -> dict[str, str]:
+        """The settings of `producer` that every Kafka client of the relay needs to reach the
+        cluster (security protocol, SASL, TLS, sockets): the admin clients and the progress reader
+        get them too. Producer-only settings (acks, linger.ms, ...) stay with the producer."""
+        return connection_settings(self.producer)
 
     @field_validator("progress_topic")
     @classmethod

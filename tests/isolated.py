@@ -46,7 +46,7 @@ def run_stack(env: dict[str, str], *args: str, timeout: float = 400) -> subproce
 
 
 class IsolatedStack:
-    def __init__(self) -> None:
+    def __init__(self, *, sasl: bool = False) -> None:
         self.state = REPO / ".stack" / f"isolated-{uuid.uuid4().hex[:8]}"
         self.env = dict(os.environ)
         self.env.update(
@@ -58,6 +58,8 @@ class IsolatedStack:
                 "OUTBOX_STACK_CONNECT_PORT": str(free_port()),
             }
         )
+        if sasl:  # Kafka also listens for SASL/PLAIN clients (user outbox, password outbox-secret)
+            self.env["OUTBOX_STACK_KAFKA_SASL_PORT"] = str(free_port())
 
     @property
     def database_url(self) -> str:
@@ -66,6 +68,10 @@ class IsolatedStack:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.env['OUTBOX_STACK_KAFKA_PORT']}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.env['OUTBOX_STACK_KAFKA_SASL_PORT']}"
 
     def up(self, *parts: str) -> subprocess.CompletedProcess[str]:
         args = ["up", "--only", ",".join(parts)] if parts else ["up"]

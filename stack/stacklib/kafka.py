@@ -133,6 +133,15 @@ class Kafka:
             "log.cleaner.backoff.ms": "1000",
             "auto.create.topics.enable": "true",
         }
+        if s.sasl_port is not None:
+            # A listener that asks for a user and password, for testing clients of secured clusters.
+            login = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+            users = f'user_{s.sasl_user}="{s.sasl_password}"'
+            props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{s.sasl_port}"
+            props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{s.sasl_port}"
+            props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            props["sasl.enabled.mechanisms"] = "PLAIN"
+            props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = f"{login} {users};"
         path = self.home / "server.properties"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -144,6 +153,8 @@ class Kafka:
         maven.require_java()  # before Maven, which needs Java too and would blur the reason
         require_free(self.s.kafka_port, "the Kafka broker", "OUTBOX_STACK_KAFKA_PORT")
         require_free(self.s.controller_port, "the KRaft controller", "OUTBOX_STACK_CONTROLLER_PORT")
+        if self.s.sasl_port is not None:
+            require_free(self.s.sasl_port, "the Kafka SASL listener", "OUTBOX_STACK_KAFKA_SASL_PORT")
         libs = self.libs()
         props = self.server_properties()
         log_config = write_log_config(self.home / "log4j2.properties")

@@ -36,10 +36,13 @@ class Settings:
     kafka_port: int  # OUTBOX_STACK_KAFKA_PORT (9092)
     controller_port: int  # OUTBOX_STACK_CONTROLLER_PORT (9093)
     connect_port: int  # OUTBOX_STACK_CONNECT_PORT (8083)
+    sasl_port: int | None  # OUTBOX_STACK_KAFKA_SASL_PORT: also a SASL/PLAIN listener (none by default)
     start_timeout: float  # OUTBOX_STACK_TIMEOUT: seconds a part may take to answer (180)
     db_name: str = "outbox"
     db_user: str = "outbox"
     db_password: str = "outbox"
+    sasl_user: str = "outbox"
+    sasl_password: str = "outbox-secret"
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> Settings:
@@ -55,6 +58,9 @@ class Settings:
             kafka_port=_port(env, "OUTBOX_STACK_KAFKA_PORT", 9092),
             controller_port=_port(env, "OUTBOX_STACK_CONTROLLER_PORT", 9093),
             connect_port=_port(env, "OUTBOX_STACK_CONNECT_PORT", 8083),
+            sasl_port=_port(env, "OUTBOX_STACK_KAFKA_SASL_PORT", 0)
+            if env.get("OUTBOX_STACK_KAFKA_SASL_PORT")
+            else None,
             start_timeout=timeout,
         )
 

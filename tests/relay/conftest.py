@@ -198,3 +198,22 @@ def make_topics(bootstrap_servers: str) -> Iterator[Callable[..., None]]:
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str, **extra: str) -> RelayProcess:
+    """A relay on an isolated stack; `extra` keyword arguments become OUTBOX_RELAY_* variables."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "OUTBOX_DATABASE_URL": database_url,
+            "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "OUTBOX_RELAY_MODE": mode,
+            "OUTBOX_RELAY_POLL_INTERVAL": "0.2",
+            "OUTBOX_RELAY_METRICS_PORT": "0",
+            "OUTBOX_RELAY_MAX_BACKOFF": "1",
+            "OUTBOX_RELAY_MESSAGE_TIMEOUT_MS": "5000",
+            "OUTBOX_RELAY_BATCH_SIZE": "50",
+            **{f"OUTBOX_RELAY_{k.upper()}": v for k, v in extra.items()},
+        }
+    )
+    return RelayProcess(env, tmp_path / f"relay-{mode}.log").start()

@@ -5,7 +5,6 @@ Both run on an isolated stack instance, so the shared services of the other test
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from outbox import migrations
 from tests.isolated import IsolatedStack, free_ports
-from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
+from tests.relay.conftest import RelayProcess, outbox_count, scrape, start_relay, wait_for
 from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_numbered, write_rounds
 from tests.services import consume_all
 
@@ -28,25 +27,6 @@ def isolated() -> Iterator[IsolatedStack]:
     stack = IsolatedStack()
     yield stack
     stack.remove()
-
-
-def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str, **extra: str) -> RelayProcess:
-    """A relay on the isolated stack; `extra` keyword arguments become OUTBOX_RELAY_* variables."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "OUTBOX_DATABASE_URL": database_url,
-            "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "OUTBOX_RELAY_MODE": mode,
-            "OUTBOX_RELAY_POLL_INTERVAL": "0.2",
-            "OUTBOX_RELAY_METRICS_PORT": "0",
-            "OUTBOX_RELAY_MAX_BACKOFF": "1",
-            "OUTBOX_RELAY_MESSAGE_TIMEOUT_MS": "5000",
-            "OUTBOX_RELAY_BATCH_SIZE": "50",
-            **{f"OUTBOX_RELAY_{k.upper()}": v for k, v in extra.items()},
-        }
-    )
-    return RelayProcess(env, tmp_path / f"relay-{mode}.log").start()
 
 
 def backoffs(relay: RelayProcess) -> list[float]:
