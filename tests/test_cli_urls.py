@@ -15,7 +15,7 @@ from outbox import migrations
 from tests.conftest import REPO
 
 SECRET = "hunter2-secret"
-PROJECTOR = "examples.sites.projection:from_environment"
+PROJECTOR = "outboxkit.examples.sites.projection:from_environment"
 
 # Every command that reads the database URL, with arguments that get it as far as the settings.
 COMMANDS = [

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, pool
 
 from outbox import migrations
-from outboxkit.migrate import migrate
+from outboxkit.cli.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[2]
 [HEAD] = migrations.head_revisions()
@@ -67,7 +67,7 @@ def test_cli_reports_an_unreachable_database() -> None:
 
 def test_python_dash_m(new_database: Callable[[], str]) -> None:
     url = new_database()
-    run = [sys.executable, "-m", "outboxkit.migrate"]
+    run = [sys.executable, "-m", "outboxkit.cli.migrate"]
     upgrade = subprocess.run(
         [*run, "upgrade", "--database-url", url], check=False, capture_output=True, text=True
     )

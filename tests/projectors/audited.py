@@ -10,7 +10,7 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from examples.sites.projection import build_projector
+from outboxkit.examples.sites.projection import build_projector
 from projectors.config import ProjectorConfig
 from projectors.projector import EventHandler, Projector
 from projectors.record import ReceivedEvent

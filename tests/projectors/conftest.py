@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from examples.sites.events import SitesHistory, emit
-from examples.sites.read_model import create_read_model, metadata
 from outbox import migrations
+from outboxkit.examples.sites.events import SitesHistory, emit
+from outboxkit.examples.sites.read_model import create_read_model, metadata
 from projectors.database import engine_for
 from projectors.projector import Projector
 from projectors.runtime import ProjectorRunner
@@ -121,7 +121,7 @@ def projector_process(
         **env,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "outboxkit.projector_cli", "run", reference, *args],
+        [sys.executable, "-m", "outboxkit.cli.projector", "run", reference, *args],
         cwd=REPO,
         env=environment,
         # Inherited stderr: pytest's fd capture keeps the child's log and shows it when a test fails

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from confluent_kafka.admin import NewPartitions
 from sqlalchemy import Engine
 
-from examples.sites.projection import build_projector
-from outboxkit.projector_cli import projector as projector_group
+from outboxkit.cli.projector import projector as projector_group
+from outboxkit.examples.sites.projection import build_projector
 from tests.projectors.conftest import SitesTopic, project
 from tests.services import kafka_admin
 
-REFERENCE = "examples.sites.projection:from_environment"
+REFERENCE = "outboxkit.examples.sites.projection:from_environment"
 
 
 CliEnv = Callable[[str, str], dict[str, str]]

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from examples.sites.events import envelope
+from outboxkit.examples.sites.events import envelope
 from projectors.config import ProjectorConfig
 from projectors.errors import HandlerFailedError
 from projectors.projector import Projector

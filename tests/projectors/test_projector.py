@@ -68,11 +68,11 @@ def test_partition_count_change_is_refused() -> None:
 
 def test_load_projector_by_import_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITES_TOPIC", "sites-x")
-    projector = load_projector("examples.sites.projection:from_environment")
+    projector = load_projector("outboxkit.examples.sites.projection:from_environment")
     assert projector.topics == ("sites-x",) and projector.name == "site-summary"
     with pytest.raises(ProjectorNotFoundError, match=r"expected 'package\.module:attribute'"):
-        load_projector("examples.sites.projection")
+        load_projector("outboxkit.examples.sites.projection")
     with pytest.raises(ProjectorNotFoundError, match="cannot import"):
         load_projector("examples.nowhere:projector")
     with pytest.raises(ProjectorNotFoundError, match="not a Projector"):
-        load_projector("examples.sites.projection:NAME")
+        load_projector("outboxkit.examples.sites.projection:NAME")

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from examples.sites.events import emit
-from examples.sites.read_model import all_summaries
+from outboxkit.examples.sites.events import emit
+from outboxkit.examples.sites.read_model import all_summaries
 from tests.projectors.conftest import SitesTopic, applied_counts, projector_process, stored_total, wait_until
 
 EVENTS = 6000

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 
-from examples.sites.events import emit
-from examples.sites.projection import build_projector
-from examples.sites.read_model import all_summaries
+from outboxkit.examples.sites.events import emit
+from outboxkit.examples.sites.projection import build_projector
+from outboxkit.examples.sites.read_model import all_summaries
 from projectors.rebuild import rebuild, rebuild_schema
 from tests.projectors.conftest import SitesTopic, running, stored_total, wait_until
 

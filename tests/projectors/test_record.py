@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from examples.sites.events import envelope
+from outboxkit.examples.sites.events import envelope
 from projectors.errors import UndecodableRecordError
 from projectors.record import decode, header_pairs
 
@@ -30,7 +30,7 @@ def test_decodes_the_envelope_and_json_payload() -> None:
     assert event.id == event_id
     assert (event.type, event.source, event.subject, event.key) == (
         "site.created",
-        "examples.sites",
+        "outboxkit.examples.sites",
         "site-1",
         "site-1",
     )

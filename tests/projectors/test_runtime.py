@@ -10,9 +10,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 from sqlalchemy import Engine, text
 
-from examples.sites.events import SitesHistory, emit
-from examples.sites.projection import build_projector
-from examples.sites.read_model import all_summaries
+from outboxkit.examples.sites.events import SitesHistory, emit
+from outboxkit.examples.sites.projection import build_projector
+from outboxkit.examples.sites.read_model import all_summaries
 from projectors import OffsetBeyondLogEndError
 from projectors.apply import FencedError
 from projectors.rebuild import rebuild

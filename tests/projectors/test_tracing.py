@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Connection, Engine, text
 
-from examples.sites.events import emit
 from outbox.envelope import encode
+from outboxkit.examples.sites.events import emit
 from projectors.config import ProjectorConfig
 from projectors.projector import Projector
 from projectors.record import ReceivedEvent

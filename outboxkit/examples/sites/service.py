@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from outbox import AggregateRoot, Outbox, TopicRouter
 
 TOPIC = "sites"
-SITES_OUTBOX = Outbox(source="examples.sites", router=TopicRouter(TOPIC))
+SITES_OUTBOX = Outbox(source="outboxkit.examples.sites", router=TopicRouter(TOPIC))
 
 
 class Base(DeclarativeBase):

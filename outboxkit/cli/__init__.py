@@ -6,11 +6,11 @@ import click
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit.cdc_cli import cdc
-from outboxkit.migrate import migrate
-from outboxkit.projector_cli import projector
-from outboxkit.relay_cli import relay
-from outboxkit.replay_cli import replay
+from outboxkit.cli.cdc import cdc
+from outboxkit.cli.migrate import migrate
+from outboxkit.cli.projector import projector
+from outboxkit.cli.relay import relay
+from outboxkit.cli.replay import replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +38,7 @@ def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | 
 @click.pass_obj
 def demo(flags: dict[str, str], relay: str) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
-    from outboxkit.demo import run_demo
+    from outboxkit.examples.demo import run_demo
 
     try:
         settings = OutboxSettings.load(**flags)

@@ -7,12 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from sqlalchemy.orm import Session
 
-from examples.sites.projection import build_projector
-from examples.sites.read_model import create_read_model, site_summary_of
-from examples.sites.service import TOPIC, Base, Site
+from outboxkit.examples.sites.projection import build_projector
+from outboxkit.examples.sites.read_model import create_read_model, site_summary_of
+from outboxkit.examples.sites.service import TOPIC, Base, Site
 from projectors.database import engine_for
 from projectors.runtime import ProjectorRunner
 from projectors.status import projector_status

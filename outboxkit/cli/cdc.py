@@ -12,7 +12,7 @@ import click
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit.database import connect
+from outboxkit.cli.database import connect
 from relay.cdc import CdcSettings, connector_config, refuse_repointing
 from relay.connect import ConnectClient
 from relay.settings import layered, read_config_file

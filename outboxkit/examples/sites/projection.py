@@ -1,6 +1,6 @@
 """The projector that maintains `site_summary` from the sites service's events.
 
-Run it: `outbox projector run examples.sites.projection:from_environment` (topic from
+Run it: `outbox projector run outboxkit.examples.sites.projection:from_environment` (topic from
 `SITES_TOPIC`, default `sites`). Every write is guarded by the row's version (partition, offset),
 so a redelivered or replayed event changes nothing.
 """
@@ -12,7 +12,7 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from examples.sites.read_model import metadata, site_summary
+from outboxkit.examples.sites.read_model import metadata, site_summary
 from projectors.config import ProjectorConfig
 from projectors.projector import Projector
 from projectors.record import ReceivedEvent

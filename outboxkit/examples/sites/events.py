@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-SOURCE = "examples.sites"
+SOURCE = "outboxkit.examples.sites"
 APPS = ("blog", "shop", "forms", "chat", "events", "bookings", "gallery", "music")
 
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
@@ -84,7 +84,7 @@ def emit(bootstrap_servers: str, topic: str, records: list[Record]) -> None:
                     topic,
                     key=key,
                     value=value,
-                    headers=headers,
+                    headers=list[tuple[str, str | bytes | None]](headers),
                     on_delivery=lambda err, _m: failures.append(str(err)) if err else None,
                 )
                 break

@@ -13,10 +13,10 @@ from confluent_kafka import Consumer, KafkaError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.orm import Session
 
-from examples.sites.demo import run_sites_demo
 from outbox import OutboxSettings, migrations
 from outbox.config import mask_url
 from outbox.envelope import from_kafka
+from outboxkit.examples.sites.demo import run_sites_demo
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
 from relay.polling import PollingRelay
@@ -28,7 +28,7 @@ Echo = Callable[[str], None]
 
 def run_demo(settings: OutboxSettings, echo: Echo = print, relay: str = "polling") -> None:
     """The demo with the polling relay (in this process) or CDC (Debezium in Kafka Connect)."""
-    from examples.shop.models import Base, Order
+    from outboxkit.examples.shop.models import Base, Order
 
     echo(f"0. PostgreSQL {mask_url(settings.database_url)}: applying outboxkit's migrations")
     migrations.upgrade(settings.database_url)

@@ -11,7 +11,7 @@ import psycopg
 
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import OutboxError
-from outboxkit.database import connect
+from outboxkit.cli.database import connect
 from projectors.config import ProjectorConfig
 from relay import sql
 

@@ -1,7 +1,7 @@
 """`outbox projector ...`: run, inspect and rebuild projectors.
 
 NAME is an import path `package.module:attribute` naming a `Projector`, or a function without
-arguments that returns one (e.g. `examples.sites.projection:from_environment`). The module is
+arguments that returns one (e.g. `outboxkit.examples.sites.projection:from_environment`). The module is
 imported from the current directory or the installed packages.
 """
 

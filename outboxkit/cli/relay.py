@@ -10,7 +10,7 @@ import click
 
 from outbox.errors import OutboxError
 from outboxkit import logs
-from outboxkit.database import connect
+from outboxkit.cli.database import connect
 from relay import sql
 from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases
