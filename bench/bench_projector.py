@@ -27,10 +27,10 @@ from sqlalchemy.engine import make_url
 
 from outbox import migrations
 from outbox.config import OutboxSettings
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.database import engine_for
 from projectors.projector import Projector
-from projectors.record import ReceivedEvent
 from projectors.runtime import ProjectorRunner
 from projectors.versioning import version_columns, version_of, versioned_upsert, versioned_upsert_many
 

@@ -4,6 +4,7 @@ Declare a `Projector`, register a handler per event type, run it with `Projector
 `outbox projector run`), rebuild its read model with `rebuild`, watch it with `projector_status`.
 """
 
+from outboxkit.kafka.records import ReceivedEvent, decode
 from projectors.config import ProjectorConfig
 from projectors.errors import (
     DeadLetterError,
@@ -18,7 +19,6 @@ from projectors.errors import (
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector, load_projector
 from projectors.rebuild import rebuild
-from projectors.record import ReceivedEvent, decode
 from projectors.runtime import ProjectorRunner
 from projectors.status import PartitionStatus, projector_status
 from projectors.tracking import OffsetStore

@@ -23,12 +23,13 @@ from confluent_kafka import Message
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from outboxkit.kafka.dead_letter import DeadLetterPublisher
+from outboxkit.kafka.errors import UndecodableRecordError
+from outboxkit.kafka.records import ReceivedEvent, decode_message, where
 from projectors.config import ProjectorConfig
-from projectors.dead_letter import DeadLetterPublisher
-from projectors.errors import HandlerFailedError, ProjectorError, UndecodableRecordError
+from projectors.errors import HandlerFailedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
-from projectors.record import ReceivedEvent, decode
 from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore, TopicPartition
 
@@ -53,22 +54,6 @@ def is_transient(error: BaseException) -> bool:
         return False
     sqlstate = getattr(error.orig, "sqlstate", None)
     return bool(error.connection_invalidated) or sqlstate in TRANSIENT_SQLSTATES
-
-
-def where(message: Message) -> TopicPartition:
-    return (message.topic() or "", message.partition() or 0)
-
-
-def decode_message(message: Message) -> ReceivedEvent:
-    topic, partition = where(message)
-    return decode(
-        topic,
-        partition,
-        message.offset() or 0,
-        key=message.key(),
-        value=message.value(),
-        headers=message.headers(),
-    )
 
 
 class BatchApplier:

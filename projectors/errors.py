@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from outbox.errors import OutboxError
+from outboxkit.kafka.errors import DeadLetterError, UndecodableRecordError
+
+__all__ = [
+    "DeadLetterError",
+    "HandlerFailedError",
+    "OffsetBeyondLogEndError",
+    "PartitionCountChangedError",
+    "ProjectorError",
+    "ProjectorNotFoundError",
+    "RebuildError",
+    "UndecodableRecordError",
+]
 
 
 class ProjectorError(OutboxError):
     """A projector cannot go on."""
-
-
-class UndecodableRecordError(ProjectorError):
-    """A Kafka record is not an outboxkit event (envelope or payload); it goes to the dead-letter topic."""
 
 
 class HandlerFailedError(ProjectorError):
@@ -23,10 +31,6 @@ class PartitionCountChangedError(ProjectorError):
 
 class OffsetBeyondLogEndError(ProjectorError):
     """A stored offset lies beyond its partition's end: the topic was recreated or truncated since."""
-
-
-class DeadLetterError(ProjectorError):
-    """A record could not be written to the dead-letter topic; the projector stops rather than lose it."""
 
 
 class ProjectorNotFoundError(ProjectorError):

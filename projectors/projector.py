@@ -12,9 +12,9 @@ from sqlalchemy import Connection, MetaData
 
 from outbox.errors import ConfigurationError
 from outbox.routing import topic_problem
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.errors import ProjectorNotFoundError
-from projectors.record import ReceivedEvent
 
 EventHandler = Callable[[ReceivedEvent, Connection], None]
 """Applies one event inside the batch's transaction (the runtime commits; handlers never do)."""

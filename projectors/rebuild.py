@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from sqlalchemy import Connection, Engine, MetaData
 
-from projectors.apply import BatchApplier, FencedError, where
+from outboxkit.kafka.admin import partition_counts
+from outboxkit.kafka.catchup import read_to_end
+from outboxkit.kafka.dead_letter import DeadLetterPublisher
+from outboxkit.kafka.errors import KafkaUnavailableError
+from outboxkit.kafka.records import where
+from outboxkit.kafka.settings import KafkaSettings
+from projectors.apply import BatchApplier, FencedError
 from projectors.database import driver_errors
-from projectors.dead_letter import DeadLetterPublisher
 from projectors.errors import RebuildError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
-from projectors.runtime import consumer_settings, partition_counts
+from projectors.runtime import consumer_settings
 from projectors.tracking import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -49,24 +53,26 @@ def quote(name: str) -> str:
 def rebuild(
     projector: Projector,
     engine: Engine,
-    bootstrap_servers: str,
+    kafka: KafkaSettings | str,
     *,
     progress: Progress | None = None,
     metrics: ProjectorMetrics | None = None,
-    idle_timeout: float = 5.0,
+    idle_timeout: float = 60.0,
 ) -> int:
     """Rebuild the projector's read model from the start of its topics and swap it in; returns the
-    number of records read. The projector may keep running meanwhile."""
+    number of offsets read (records, and the markers of transactions). The projector may keep
+    running meanwhile. RebuildError, swapping nothing in, when reading makes no progress for
+    `idle_timeout` seconds (Kafka unavailable)."""
     with driver_errors(f"rebuild of projector {projector.name!r}"):
         return _rebuild(
-            projector, engine, bootstrap_servers, progress=progress, metrics=metrics, idle=idle_timeout
+            projector, KafkaSettings.of(kafka), engine, progress=progress, metrics=metrics, idle=idle_timeout
         )
 
 
 def _rebuild(
     projector: Projector,
+    kafka: KafkaSettings,
     engine: Engine,
-    bootstrap_servers: str,
     *,
     progress: Progress | None,
     metrics: ProjectorMetrics | None,
@@ -87,13 +93,13 @@ def _rebuild(
     def setup(conn: Connection) -> None:
         conn.exec_driver_sql(f"SET LOCAL search_path TO {quote(schema)}, {search_path}")
 
-    dead_letters = DeadLetterPublisher(bootstrap_servers, projector.name, projector.config.dead_letter_topic)
+    dead_letters = DeadLetterPublisher(kafka, projector.name, projector.config.dead_letter_topic)
     applier = BatchApplier(projector, engine, store, dead_letters, metrics or ProjectorMetrics(), setup=setup)
     swapped = False
     try:
-        done = catch_up(applier, bootstrap_servers, progress, idle)
+        done = catch_up(applier, kafka, progress, idle)
         # The live projector moved on while we built: a second, short pass narrows the gap.
-        done += catch_up(applier, bootstrap_servers, None, idle)
+        done += catch_up(applier, kafka, None, idle)
         with engine.begin() as conn:
             live_store.load(conn, store.all(conn), lock=True)
             for table in reversed(metadata.sorted_tables):
@@ -126,11 +132,12 @@ def read_model(projector: Projector) -> MetaData:
 
 
 def catch_up(
-    applier: BatchApplier, bootstrap_servers: str, progress: Progress | None, idle_timeout: float
+    applier: BatchApplier, kafka: KafkaSettings, progress: Progress | None, idle_timeout: float
 ) -> int:
-    """Apply records until every partition reached the high watermark it had when this began."""
+    """Apply records until every partition reached the end it had when this began
+    (outboxkit.kafka.catchup: marker-safe); returns the offsets covered."""
     projector, store = applier.projector, applier.store
-    settings = consumer_settings(projector, bootstrap_servers)
+    settings = consumer_settings(projector, kafka)
     settings["group.id"] = f"{projector.group_id}.rebuild"  # never joined: partitions are assigned
     settings.pop("group.instance.id", None)
     consumer = Consumer(settings)
@@ -139,39 +146,20 @@ def catch_up(
         partitions = [(t, p) for t, n in counts.items() for p in range(n)]
         with applier.engine.begin() as conn:
             positions = store.claim(conn, partitions, counts)
-        targets = {
-            tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=30)[1] for tp in partitions
-        }
-        start = dict(positions)
-        total = sum(max(targets[tp] - start[tp], 0) for tp in partitions)
-        consumer.assign([TopicPartition(t, p, positions[(t, p)]) for t, p in partitions])
-        done, last_progress = 0, time.monotonic()
-        pending = {tp for tp in partitions if positions[tp] < targets[tp]}
-        while pending:
-            records = [
-                m
-                for m in consumer.consume(projector.config.batch_size, 0.2)
-                if m.error() is None and (m.offset() or 0) >= positions[where(m)]
-            ]
+        covered = 0
+        for records, reached in read_to_end(
+            consumer, positions, batch_size=projector.config.batch_size, timeout=idle_timeout
+        ):
             if records:
                 try:
                     positions.update(applier.apply(records, {where(m): positions[where(m)] for m in records}))
                 except FencedError as err:
                     raise RebuildError(f"another rebuild of {projector.name!r} is running: {err}") from err
-                last_progress = time.monotonic()
-            for tp in list(pending):
-                # A transaction's commit marker takes an offset no record has: ask the consumer too.
-                fetched = consumer.position([TopicPartition(*tp)])[0].offset
-                if max(positions[tp], fetched) >= targets[tp]:
-                    pending.discard(tp)
-            done = sum(min(positions[tp], targets[tp]) - start[tp] for tp in partitions)
+            covered = reached.covered
             if progress is not None:
-                progress(max(done, 0), total)
-            if pending and time.monotonic() - last_progress > idle_timeout:
-                log.warning(
-                    "rebuild: no records for %.0f s below the watermarks of %s", idle_timeout, pending
-                )
-                break
-        return max(done, 0)
+                progress(covered, reached.total)
+        return covered
+    except KafkaUnavailableError as err:
+        raise RebuildError(f"rebuild of {projector.name!r} stopped, nothing swapped in: {err}") from err
     finally:
         consumer.close()

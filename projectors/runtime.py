@@ -1,8 +1,9 @@
 """Running a projector: consume its topics in a consumer group and apply batches with `BatchApplier`.
 
 The database, not Kafka, knows where the projector stands: on assignment each partition is
-positioned at the offset stored with the read model; Kafka's committed offsets are written after
-each batch only so that the usual lag tools see the group's progress.
+positioned at the offset stored with the read model (`StoredPositions`, the group loop's position
+port); Kafka's committed offsets are written after each batch only so that the usual lag tools see
+the group's progress.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from sqlalchemy import Engine
 
-from projectors.apply import BatchApplier, FencedError, where
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import partition_counts
+from outboxkit.kafka.dead_letter import DeadLetterPublisher
+from outboxkit.kafka.group import GROUP_SETTINGS, GroupConsumer
+from outboxkit.kafka.records import Partition, where
+from outboxkit.kafka.settings import KafkaSettings
+from projectors.apply import BatchApplier, FencedError
 from projectors.database import driver_errors
-from projectors.dead_letter import DeadLetterPublisher
 from projectors.errors import OffsetBeyondLogEndError, PartitionCountChangedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
@@ -29,21 +35,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Settings the guarantees rest on; `consumer_settings` cannot override them.
-FIXED_SETTINGS: Mapping[str, Any] = {
-    "isolation.level": "read_committed",
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-    "partition.assignment.strategy": "cooperative-sticky",
-}
+FIXED_SETTINGS = GROUP_SETTINGS
+"""Settings the guarantees rest on; `consumer_settings` cannot override them."""
 
 
-def consumer_settings(projector: Projector, bootstrap_servers: str) -> dict[str, Any]:
+def consumer_settings(projector: Projector, kafka: KafkaSettings | str) -> dict[str, Any]:
     """librdkafka settings of a projector's consumer."""
     config = projector.config
     settings: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": projector.group_id,
         "auto.offset.reset": "earliest",  # a stored offset below the log start: begin at the start
         "session.timeout.ms": config.session_timeout_ms,
         "heartbeat.interval.ms": max(config.session_timeout_ms // 5, 100),
@@ -52,19 +51,7 @@ def consumer_settings(projector: Projector, bootstrap_servers: str) -> dict[str,
         settings["group.instance.id"] = config.instance_id
     settings.update(config.consumer_settings)
     settings.update(FIXED_SETTINGS)
-    return settings
-
-
-def partition_counts(consumer: Consumer, topics: Sequence[str], timeout: float = 30.0) -> dict[str, int]:
-    """The live partition count of each topic; ProjectorError when a topic does not exist."""
-    counts: dict[str, int] = {}
-    for topic in topics:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            reason = metadata.error if metadata is not None else "no metadata"
-            raise ProjectorError(f"topic {topic!r} is not available ({reason}); create it first")
-        counts[topic] = len(metadata.partitions)
-    return counts
+    return clients.consumer_config(kafka, projector.group_id, settings)
 
 
 def check_partition_counts(stored: Mapping[str, set[int]], live: Mapping[str, int], projector: str) -> None:
@@ -106,6 +93,44 @@ def check_log_ends(
             )
 
 
+class StoredPositions:
+    """The projector's position port: partitions start at the offsets stored with the read model.
+
+    Claiming refuses what would lose events silently: a topic that grew partitions while the
+    projector ran, and stored offsets beyond their partition's end.
+    """
+
+    def __init__(self, projector: Projector, engine: Engine, store: OffsetStore) -> None:
+        self.projector = projector
+        self.engine = engine
+        self.store = store
+        self.counts: dict[str, int] = {}
+
+    def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        for topic, partition in partitions:
+            if partition >= self.counts.get(topic, 0):
+                raise PartitionCountChangedError(
+                    f"topic {topic!r} grew beyond {self.counts.get(topic)} partitions while "
+                    f"projector {self.projector.name!r} ran; rebuild its read model"
+                )
+        with self.engine.begin() as conn:
+            stored = self.store.claim(conn, list(partitions), self.counts)
+        check_log_ends(consumer, stored, self.projector.name)
+        return stored
+
+    def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Nothing to do: a batch in flight is fenced by the stored offsets (projectors/apply.py)."""
+
+    def load(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        """The stored offsets of `partitions`; a partition without a row starts over (claimed)."""
+        with self.engine.begin() as conn:
+            stored = self.store.load(conn, partitions)
+            missing = [tp for tp in partitions if tp not in stored]
+            if missing:  # rows gone (a rebuild swap of a projector never run): start over
+                stored.update(self.store.claim(conn, missing, self.counts))
+        return stored
+
+
 class ProjectorRunner:
     """One instance of a projector. Start several (processes or machines) to share the partitions.
 
@@ -116,19 +141,20 @@ class ProjectorRunner:
         self,
         projector: Projector,
         engine: Engine,
-        bootstrap_servers: str,
+        kafka: KafkaSettings | str,
         *,
         metrics: ProjectorMetrics | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        """`tracer`: where handler spans go (default: OpenTelemetry's global provider)."""
+        """`kafka`: the cluster (settings, or brokers reached without a login); `tracer`: where
+        handler spans go (default: OpenTelemetry's global provider)."""
         self.projector = projector
         self.engine = engine
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = KafkaSettings.of(kafka)
         self.metrics = metrics or ProjectorMetrics()
         self.store = OffsetStore(projector.name)
         self._dead_letters = DeadLetterPublisher(
-            bootstrap_servers, projector.name, projector.config.dead_letter_topic
+            self.kafka, projector.name, projector.config.dead_letter_topic
         )
         self.applier = BatchApplier(
             projector,
@@ -138,14 +164,22 @@ class ProjectorRunner:
             self.metrics,
             spans=HandlerSpans(projector.name, projector.group_id, tracer),
         )
-        self._positions: dict[tuple[str, int], int] = {}
-        self._counts: dict[str, int] = {}
-        self._failure: BaseException | None = None
+        self._stored = StoredPositions(projector, engine, self.store)
+        self._group = GroupConsumer(
+            self.kafka,
+            projector.group_id,
+            projector.topics,
+            self._stored,
+            settings=consumer_settings(projector, self.kafka),
+            failure=lambda err: ProjectorError(
+                f"projector {projector.name!r} could not take partitions: {err}"
+            ),
+        )
 
     @property
     def positions(self) -> dict[tuple[str, int], int]:
         """Next offset per owned partition, as stored in the database."""
-        return dict(self._positions)
+        return self._group.positions
 
     def run(self, stop: threading.Event) -> None:
         """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on."""
@@ -154,56 +188,33 @@ class ProjectorRunner:
 
     def _run(self, stop: threading.Event) -> None:
         config = self.projector.config
-        consumer = Consumer(consumer_settings(self.projector, self.bootstrap_servers))
         try:
-            self._counts = partition_counts(consumer, self.projector.topics)
+            consumer = self._group.open()
+            self._stored.counts = partition_counts(consumer, self.projector.topics)
             with self.engine.connect() as conn:
-                check_partition_counts(self.store.partition_counts(conn), self._counts, self.projector.name)
-            consumer.subscribe(
-                list(self.projector.topics),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_revoke,
+                check_partition_counts(
+                    self.store.partition_counts(conn), self._stored.counts, self.projector.name
+                )
+            self._group.run(
+                stop, self._apply, batch_size=config.batch_size, batch_timeout=config.batch_timeout
             )
-            while not stop.is_set():
-                messages = consumer.consume(config.batch_size, config.batch_timeout)
-                if self._failure is not None:
-                    raise self._failure
-                records = self._owned(messages)
-                if records:
-                    self._apply(consumer, records)
         finally:
-            self._positions.clear()
-            consumer.close()
             self._dead_letters.close()
 
-    def _owned(self, messages: Sequence[Message]) -> list[Message]:
-        """Records of partitions this instance owns, not yet applied (a seek can leave older ones)."""
-        records = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise ProjectorError(f"Kafka consumer failed: {error}")
-                if error.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                    log.warning("Kafka: %s", error)
-                continue
-            position = self._positions.get(where(message))
-            if position is not None and (message.offset() or 0) >= position:
-                records.append(message)
-        return records
-
-    def _apply(self, consumer: Consumer, records: Sequence[Message]) -> None:
-        expected = {tp: self._positions[tp] for tp in {where(m) for m in records}}
+    def _apply(self, records: Sequence[Message]) -> None:
+        consumer = self._group.consumer
+        assert consumer is not None
+        owned = self._group.positions
+        expected = {tp: owned[tp] for tp in {where(m) for m in records}}
         try:
             positions = self.applier.apply(records, expected)
         except FencedError as fenced:
             # The whole batch was consumed but not applied: every partition in it goes back to its
             # stored offset, not only the ones that moved.
             log.warning("%s; re-reading stored offsets", fenced)
-            self._resync(consumer, list(expected))
+            self._group.rewind(self._stored.load(list(expected)))
             return
-        self._positions.update(positions)
+        self._group.advance(positions)
         # Only for monitoring tools: the database's offsets are the ones that count.
         committed = [TopicPartition(t, p, n) for (t, p), n in positions.items()]
         try:
@@ -214,51 +225,3 @@ class ProjectorRunner:
             _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
             if high >= 0:
                 self.metrics.lag.labels(self.projector.name, tp[0], str(tp[1])).set(max(high - n, 0))
-
-    def _resync(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> None:
-        """Position partitions at their stored offsets again (another instance or a rebuild moved them)."""
-        with self.engine.begin() as conn:
-            stored = self.store.load(conn, partitions)
-        for tp in partitions:
-            if tp not in self._positions:
-                continue
-            if tp not in stored:  # rows gone (a rebuild swap of a projector never run): start over
-                with self.engine.begin() as conn:
-                    stored.update(self.store.claim(conn, [tp], self._counts))
-            self._positions[tp] = stored[tp]
-            target = TopicPartition(tp[0], tp[1], stored[tp])
-            try:
-                consumer.seek(target)
-            except KafkaException:  # not fetching yet: assigning again positions it too
-                consumer.incremental_unassign([TopicPartition(*tp)])
-                consumer.incremental_assign([target])
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        try:
-            for tp in partitions:
-                if tp.partition >= self._counts.get(tp.topic, 0):
-                    raise PartitionCountChangedError(
-                        f"topic {tp.topic!r} grew beyond {self._counts.get(tp.topic)} partitions while "
-                        f"projector {self.projector.name!r} ran; rebuild its read model"
-                    )
-            with self.engine.begin() as conn:
-                stored = self.store.claim(conn, [(tp.topic, tp.partition) for tp in partitions], self._counts)
-            check_log_ends(consumer, stored, self.projector.name)
-            for tp in partitions:
-                tp.offset = stored[(tp.topic, tp.partition)]
-                self._positions[(tp.topic, tp.partition)] = tp.offset
-            log.info("assigned %s", sorted(stored.items()))
-            consumer.incremental_assign(partitions)
-        except Exception as err:  # raised from consume() would lose it: keep it for run()
-            if not isinstance(err, ProjectorError):
-                failure = ProjectorError(
-                    f"projector {self.projector.name!r} could not take partitions: {err}"
-                )
-                failure.__cause__ = err
-                err = failure
-            self._failure = err
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._positions.pop((tp.topic, tp.partition), None)
-        log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in partitions))

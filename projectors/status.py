@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from sqlalchemy import Engine
 
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import partition_counts
+from outboxkit.kafka.settings import KafkaSettings
 from projectors.database import driver_errors
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
-from projectors.runtime import partition_counts
 from projectors.tracking import OffsetStore
 
 
@@ -39,26 +41,27 @@ class PartitionStatus:
 def projector_status(
     projector: Projector,
     engine: Engine,
-    bootstrap_servers: str,
+    kafka: KafkaSettings | str,
     *,
     metrics: ProjectorMetrics | None = None,
     timeout: float = 10.0,
 ) -> list[PartitionStatus]:
     """Lag of every partition of the projector's topics (stored offsets against Kafka's watermarks)."""
     with driver_errors(f"status of projector {projector.name!r}"):
-        return _status(projector, engine, bootstrap_servers, metrics, timeout)
+        return _status(projector, engine, KafkaSettings.of(kafka), metrics, timeout)
 
 
 def _status(
     projector: Projector,
     engine: Engine,
-    bootstrap_servers: str,
+    kafka: KafkaSettings | str,
     metrics: ProjectorMetrics | None,
     timeout: float,
 ) -> list[PartitionStatus]:
     with engine.connect() as conn:
         stored = OffsetStore(projector.name).all(conn)
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": projector.group_id})
+    # read_committed: the end of a partition is its last stable offset, as the projector sees it.
+    consumer = clients.consumer(kafka, projector.group_id)
     try:
         result = []
         for topic, count in sorted(partition_counts(consumer, projector.topics, timeout).items()):

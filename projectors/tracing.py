@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from outbox.tracing import parse_traceparent
-from projectors.record import ReceivedEvent
+from outboxkit.kafka.records import ReceivedEvent
 
 try:
     from opentelemetry import trace

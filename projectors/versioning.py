@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Table
 from sqlalchemy.dialects.postgresql import ARRAY, Insert, insert
 
-from projectors.record import ReceivedEvent
+from outboxkit.kafka.records import ReceivedEvent
 
 Excluded = Any
 """`insert(...).excluded`: the row that was proposed for insertion (PostgreSQL's EXCLUDED)."""

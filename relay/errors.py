@@ -1,13 +1,14 @@
 """Errors of the relays (all under outbox.errors.OutboxError)."""
 
 from outbox.errors import OutboxError
+from outboxkit.kafka.errors import KafkaUnavailableError
 
 
 class RelayError(OutboxError):
     """The relay cannot go on; the message says why and what to do."""
 
 
-class KafkaTroubleError(RelayError):
+class KafkaTroubleError(RelayError, KafkaUnavailableError):
     """Kafka did not do what the relay asked (unreachable, a timeout, a partition without leader);
     the daemon backs off and tries again, nothing is lost."""
 

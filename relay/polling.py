@@ -24,6 +24,8 @@ from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
+from outboxkit.kafka.errors import KafkaUnavailableError
+from outboxkit.kafka.settings import KafkaSettings
 from relay.errors import KafkaTroubleError, RelayError, ShardCountMismatchError
 from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases, lease_application_name
@@ -50,8 +52,15 @@ class PollingRelay:
     """
 
     def __init__(
-        self, outbox: OutboxSettings, settings: RelaySettings, metrics: RelayMetrics | None = None
+        self,
+        outbox: OutboxSettings,
+        settings: RelaySettings,
+        metrics: RelayMetrics | None = None,
+        *,
+        kafka: KafkaSettings | None = None,
     ) -> None:
+        """`kafka`: the cluster and its login; None reads OUTBOX_KAFKA_... with the brokers of
+        `outbox`. Connection settings in `settings.producer` apply to every client too."""
         if outbox.retention is Retention.CDC_DELETE:
             raise ConfigurationError(
                 "retention=cdc_delete deletes every event in the transaction that wrote it: only the "
@@ -68,7 +77,10 @@ class PollingRelay:
         self.store: OutboxStore | None = None
         self.publishers: dict[int, Publisher] = {}
         self.shared_publisher: IdempotentPublisher | None = None
-        self.guard = Preflight(outbox.kafka_bootstrap_servers, settings.producer)
+        if kafka is None:
+            kafka = KafkaSettings.load(bootstrap_servers=outbox.kafka_bootstrap_servers)
+        self.kafka = kafka.with_connection(settings.producer)
+        self.guard = Preflight(self.kafka, settings.producer)
         # Known once connected: the outbox's identity names the default group (relay/identity.py).
         self.identity: SourceIdentity | None = None
         self.group = settings.group
@@ -113,7 +125,7 @@ class PollingRelay:
                 except psycopg.OperationalError as err:
                     self._fail("postgres", err)
                     self._drop_database()
-                except (KafkaException, KafkaTroubleError) as err:
+                except (KafkaException, KafkaUnavailableError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
                 except ShardCountMismatchError as err:
@@ -214,9 +226,7 @@ class PollingRelay:
     def _publisher(self, shard: int) -> Publisher:
         if self.settings.mode is RelayMode.IDEMPOTENT:
             if self.shared_publisher is None:
-                self.shared_publisher = IdempotentPublisher(
-                    self.outbox.kafka_bootstrap_servers, self.settings
-                )
+                self.shared_publisher = IdempotentPublisher(self.kafka, self.settings)
             return self.shared_publisher
         publisher = self.publishers.get(shard)
         if publisher is None:
@@ -224,9 +234,7 @@ class PollingRelay:
             # error whose commit outcome is unknown) fences the previous one, then finishes what
             # the shard's last committed transaction published: only then may it read a batch.
             progress = self._progress()
-            publisher = TransactionalPublisher(
-                self.outbox.kafka_bootstrap_servers, self.settings, shard, progress
-            )
+            publisher = TransactionalPublisher(self.kafka, self.settings, shard, progress)
             try:
                 self._recover(shard, publisher)
             except BaseException:
@@ -239,12 +247,7 @@ class PollingRelay:
         assert self.identity is not None and self.group is not None  # set by _connect()
         if self.progress is None:
             self.progress = ProgressLog(
-                self.outbox.kafka_bootstrap_servers,
-                self.settings.progress_topic,
-                self.group,
-                self.settings.shards,
-                self.identity,
-                connection=self.settings.connection,
+                self.kafka, self.settings.progress_topic, self.group, self.settings.shards, self.identity
             )
         if not self.progress.partitions:
             self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)

@@ -23,17 +23,14 @@ import time
 from collections.abc import Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AdminClient,
-    ConfigResource,
-    ResourceType,
-)
+from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
 
 from outbox.envelope import KafkaRecord
 from outbox.errors import InvalidEventError
 from outbox.routing import check_topic
+from outboxkit.kafka import clients
+from outboxkit.kafka.settings import KafkaSettings
 from relay.rows import Aggregate, Fetched, Malformed
-from relay.settings import connection_settings
 
 BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 PRODUCER_DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
@@ -47,16 +44,12 @@ REQUEUE = "then `outbox relay quarantine requeue CE_ID` (or `discard CE_ID` to d
 class Preflight:
     """The checks of one relay; `split(batch)` once per batch. Not thread-safe (one relay loop)."""
 
-    def __init__(self, bootstrap_servers: str, producer: Mapping[str, str] | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings | str, producer: Mapping[str, str] | None = None) -> None:
         producer = producer or {}
         # The same auto-create permission as the relay's producer: see the module docstring.
         allow = producer.get("allow.auto.create.topics", "true")
-        self.admin = AdminClient(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                **connection_settings(producer),
-                "allow.auto.create.topics": allow,
-            }
+        self.admin = clients.admin(
+            KafkaSettings.of(kafka).with_connection(producer), {"allow.auto.create.topics": allow}
         )
         self.may_create = allow.lower() == "true"
         self.producer_max = int(producer.get("message.max.bytes") or PRODUCER_DEFAULT_MAX_MESSAGE_BYTES)

@@ -18,16 +18,16 @@ import itertools
 import time
 import zlib
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AdminClient,
-    NewTopic,
-)
+from confluent_kafka import Consumer, TopicPartition
 
+from outboxkit.kafka import admin, clients
+from outboxkit.kafka.catchup import end_offsets, read_to_end
+from outboxkit.kafka.errors import KafkaUnavailableError
+from outboxkit.kafka.settings import KafkaSettings
 from relay.errors import ForeignProgressError, KafkaTroubleError
 from relay.identity import SourceIdentity
 
@@ -64,18 +64,9 @@ class ProgressLog:
     """Reads and encodes progress records of one relay group."""
 
     def __init__(
-        self,
-        bootstrap_servers: str,
-        topic: str,
-        group: str,
-        shards: int,
-        source: SourceIdentity,
-        *,
-        connection: Mapping[str, str] | None = None,
+        self, kafka: KafkaSettings | str, topic: str, group: str, shards: int, source: SourceIdentity
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.connection = dict(connection or {})
-        """Login and transport settings for the cluster (RelaySettings.connection)."""
+        self.kafka = KafkaSettings.of(kafka)
         self.topic = topic
         self.group = group
         self.shards = shards
@@ -87,37 +78,13 @@ class ProgressLog:
     def ensure_topic(self, timeout: float = 30.0) -> None:
         """Create the compacted topic (one partition per shard) unless it exists, and learn its
         partition count. Raises KafkaTroubleError (the relay retries) when Kafka cannot say."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, **self.connection})
-        metadata = admin.list_topics(timeout=timeout)
-        if self.topic not in metadata.topics:
-            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
-            future = admin.create_topics(
-                [NewTopic(self.topic, num_partitions=self.shards, replication_factor=-1, config=config)]
-            )[self.topic]
-            try:
-                future.result(timeout=timeout)
-            except Exception as err:  # a concurrent relay may have created it
-                if "TOPIC_ALREADY_EXISTS" not in str(err):
-                    message = f"cannot create the progress topic {self.topic!r}: {err}"
-                    raise KafkaTroubleError(message) from err
-        # Right after CreateTopics a broker may still answer metadata without the new topic's
-        # partitions (seen in CI: 0 partitions, then a division by zero killed the relay) or
-        # without their leaders (reads fail with NOT_LEADER_FOR_PARTITION): wait for both.
-        deadline = time.monotonic() + timeout
-        while True:
-            found = admin.list_topics(topic=self.topic, timeout=timeout).topics.get(self.topic)
-            if (
-                found is not None
-                and found.error is None
-                and found.partitions
-                and all(p.error is None and p.leader >= 0 for p in found.partitions.values())
-            ):
-                self.partitions = len(found.partitions)
-                return
-            if time.monotonic() >= deadline:
-                reason = found.error if found is not None else "no metadata"
-                raise KafkaTroubleError(f"the progress topic {self.topic!r} is not ready yet ({reason})")
-            time.sleep(0.1)
+        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        try:
+            self.partitions = admin.ensure_topic(
+                clients.admin(self.kafka), self.topic, partitions=self.shards, config=config, timeout=timeout
+            )
+        except KafkaUnavailableError as err:
+            raise KafkaTroubleError(f"the progress topic: {err}") from err
 
     def key(self, shard: int) -> bytes:
         return f"{self.group}/{shard}".encode()
@@ -147,27 +114,27 @@ class ProgressLog:
         return low
 
     def last_batch(self, shard: int, timeout: float = 30.0) -> list[int]:
-        """Ids of the shard's last committed batch ([] if none), read with read_committed."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                **self.connection,
-                "group.id": f"{self.group}-progress-reader",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
-        )
+        """Ids of the shard's last committed batch ([] if none), read with read_committed.
+
+        The record is near the end of the shard's partition (other groups' shards may share it):
+        a window before the end is read first, then a window eight times as large, and so on.
+        """
+        consumer = clients.consumer(self.kafka, f"{self.group}-progress-reader")
         try:
             partition = self.partition(shard)
-            low, high = self._watermarks(consumer, partition, timeout)
-            window = 64
-            while True:
-                start = max(low, high - window)
-                found = self._scan(consumer, partition, start, self.key(shard), timeout)
-                if found is not None or start == low:
-                    return found or []
-                window *= 8
+            tp = (self.topic, partition)
+            try:
+                high = end_offsets(consumer, [tp], timeout)[tp]
+                low = self._low(consumer, partition, timeout)
+                window = 64
+                while True:
+                    start = max(low, high - window)
+                    found = self._scan(consumer, partition, start, high, key=self.key(shard), timeout=timeout)
+                    if found is not None or start == low:
+                        return found or []
+                    window *= 8
+            except KafkaUnavailableError as err:
+                raise KafkaTroubleError(f"reading the progress topic {self.topic!r} failed: {err}") from err
         finally:
             consumer.close()
 
@@ -188,39 +155,18 @@ class ProgressLog:
         ids = record.get("ids", [])
         return unpack_ids(ids) if isinstance(ids, str) else from_ranges(ids)  # lists: older releases
 
-    def _watermarks(self, consumer: Consumer, partition: int, timeout: float) -> tuple[int, int]:
-        """The partition's offsets, asking again until `timeout`: a partition created moments ago
-        may not have taken up its leadership yet (NOT_LEADER_FOR_PARTITION)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), timeout=timeout
-                )
-                return int(low), int(high)
-            except KafkaException as err:
-                error: KafkaError = err.args[0]  # librdkafka does not flag this one retriable
-                if time.monotonic() >= deadline:
-                    raise KafkaTroubleError(
-                        f"reading the progress topic {self.topic!r} failed: {error}"
-                    ) from err
-                time.sleep(0.1)
+    def _low(self, consumer: Consumer, partition: int, timeout: float) -> int:
+        low, _high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout)
+        return int(low)
 
     def _scan(
-        self, consumer: Consumer, partition: int, start: int, key: bytes, timeout: float
+        self, consumer: Consumer, partition: int, start: int, end: int, *, key: bytes, timeout: float
     ) -> list[int] | None:
-        consumer.assign([TopicPartition(self.topic, partition, start)])
+        """The ids of the shard's last record between `start` and `end`, None if it has none there."""
         last: list[int] | None = None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return last
-                raise KafkaTroubleError(f"reading the progress topic {self.topic!r} failed: {error}")
-            if msg.key() == key:
-                last = self._ids_of(orjson.loads(msg.value() or b"{}"), partition, msg.offset())
-        raise KafkaTroubleError(f"reading the progress topic {self.topic!r} took longer than {timeout}s")
+        tp = (self.topic, partition)
+        for records, _reached in read_to_end(consumer, {tp: start}, targets={tp: end}, timeout=timeout):
+            for msg in records:
+                if msg.key() == key:
+                    last = self._ids_of(orjson.loads(msg.value() or b"{}"), partition, msg.offset())
+        return last

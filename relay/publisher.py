@@ -16,6 +16,8 @@ from typing import Any, Protocol, cast
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from outbox.envelope import KafkaRecord
+from outboxkit.kafka import clients
+from outboxkit.kafka.settings import KafkaSettings
 from relay.errors import ProducerFailedError
 from relay.progress import ProgressLog
 from relay.settings import RelaySettings
@@ -57,16 +59,11 @@ def describe(error: KafkaError) -> str:
     return f"{error.name()}: {error.str()}"
 
 
-def producer_config(bootstrap_servers: str, settings: RelaySettings) -> dict[str, Any]:
+def producer_config(settings: RelaySettings) -> dict[str, Any]:
+    """The relay's own producer settings, on top of the shared layer's (outboxkit.kafka.clients:
+    idempotent, acks=all, Kafka's Java partitioner, which Kafka Connect's producer uses too, so an
+    aggregate lands on the same partition whichever relay publishes it)."""
     return {
-        "bootstrap.servers": bootstrap_servers,
-        "enable.idempotence": True,  # also: acks=all, in-order retries
-        "acks": "all",
-        # Kafka's Java partitioner (murmur2 of the key), as Kafka Connect's producer uses: an
-        # aggregate lands on the same partition whichever relay publishes it, so consumers cannot
-        # tell the relays apart and a switch between them keeps each aggregate on one partition.
-        # (librdkafka's default, consistent_random, hashes with CRC32: other partitions.)
-        "partitioner": "murmur2_random",
         "message.timeout.ms": settings.message_timeout_ms,
         "linger.ms": 5,
         "batch.num.messages": 10_000,
@@ -162,9 +159,9 @@ def isolate_each(batch: Batch, send_one: Callable[[int, KafkaRecord], KafkaError
 class IdempotentPublisher:
     """At least once, in order per partition (idempotent producer, acks=all)."""
 
-    def __init__(self, bootstrap_servers: str, settings: RelaySettings) -> None:
+    def __init__(self, kafka: KafkaSettings | str, settings: RelaySettings) -> None:
         self.settings = settings
-        self.producer = Producer(producer_config(bootstrap_servers, settings))
+        self.producer = clients.producer(kafka, producer_config(settings))
         self.flush_timeout = settings.message_timeout_ms / 1000 + 5
 
     def publish(self, batch: Batch) -> BatchResult:
@@ -193,9 +190,9 @@ class TransactionalPublisher:
     init_transactions() fences a zombie owner and aborts its open transaction."""
 
     def __init__(
-        self, bootstrap_servers: str, settings: RelaySettings, shard: int, progress: ProgressLog
+        self, kafka: KafkaSettings | str, settings: RelaySettings, shard: int, progress: ProgressLog
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = KafkaSettings.of(kafka)
         self.settings = settings
         self.shard = shard
         self.progress = progress
@@ -203,12 +200,12 @@ class TransactionalPublisher:
         self.producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
-        config = producer_config(self.bootstrap_servers, self.settings)
-        config["transactional.id"] = f"{self.progress.group}-shard-{self.shard}"
-        config["transaction.timeout.ms"] = self.settings.transaction_timeout_ms
-        producer = Producer(config)
-        producer.init_transactions(self.timeout)
-        return producer
+        return clients.transactional_producer(
+            self.kafka,
+            f"{self.progress.group}-shard-{self.shard}",
+            transaction_timeout_ms=self.settings.transaction_timeout_ms,
+            settings=producer_config(self.settings),
+        )
 
     def recover(self) -> list[int]:
         return self.progress.last_batch(self.shard)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,25 +13,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from outbox.config import OutboxSettings, settings_error
 from outbox.errors import ConfigurationError
 from outbox.routing import topic_problem
+from outboxkit.kafka.settings import connection_settings
 
 T = TypeVar("T", bound=BaseSettings)
 
 
-CONNECTION_PREFIXES = (
-    "security.",
-    "sasl.",
-    "ssl.",
-    "enable.ssl.",
-    "socket.",
-    "broker.address.",
-    "client.dns.",
-)
-"""librdkafka settings of how to reach and log in to the cluster, shared by every client type."""
-
-
-def connection_settings(client: Mapping[str, str]) -> dict[str, str]:
-    """Of a Kafka client's settings, those that say how to reach and log in to the cluster."""
-    return {key: value for key, value in client.items() if key.startswith(CONNECTION_PREFIXES)}
+__all__ = [
+    "RelayMode",
+    "RelaySettings",
+    "connection_settings",
+    "layered",
+    "load_settings",
+    "read_config_file",
+]
 
 
 class RelayMode(StrEnum):
@@ -99,7 +92,8 @@ class RelaySettings(BaseSettings):
 
     producer: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}.
-    Its connection settings (`connection`) go to the relay's other Kafka clients too."""
+    The cluster's login belongs in OUTBOX_KAFKA_... (outboxkit.kafka.KafkaSettings); connection
+    settings given here (security, SASL, TLS, sockets) still go to every Kafka client of the relay."""
 
     @property
     def connection(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
 from outbox import migrations
+from tests.isolated import IsolatedStack
 from tests.services import ServiceAddresses, kafka_admin, probe_connect, probe_kafka, probe_postgres
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,3 +115,14 @@ def new_database(database_url: str) -> Iterator[Callable[[], str]]:
         for name in created:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def secured() -> Iterator[IsolatedStack]:
+    """An isolated Kafka that also listens for SASL/PLAIN clients (tests.isolated.SASL_LOGIN), shared
+    by the tests of clusters that require a login; the tests read back over its plaintext listener."""
+    stack = IsolatedStack(sasl=True)
+    started = stack.up("kafka")
+    assert started.returncode == 0, started.stderr
+    yield stack
+    stack.remove()

@@ -17,6 +17,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STACK = REPO / "stack" / "stack"
 
+SASL_LOGIN = {
+    "security.protocol": "SASL_PLAINTEXT",
+    "sasl.mechanism": "PLAIN",
+    "sasl.username": "outbox",
+    "sasl.password": "outbox-secret",
+}
+"""The login of an isolated stack's SASL listener, as librdkafka settings."""
+SASL_LOGIN_ENV = {
+    "OUTBOX_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+    "OUTBOX_KAFKA_SASL_MECHANISM": "PLAIN",
+    "OUTBOX_KAFKA_SASL_USERNAME": "outbox",
+    "OUTBOX_KAFKA_SASL_PASSWORD": "outbox-secret",
+}
+"""The same login as the toolkit's shared Kafka settings (outboxkit.kafka.KafkaSettings)."""
+
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct free ports (all held open while chosen, so none is handed out twice)."""

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import Connection, text
 
 from outbox import Event, Outbox, TopicRouter, migrations, publish
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.projector import Projector
-from projectors.record import ReceivedEvent
 from tests.projectors.conftest import running, stored_total, wait_until
 from tests.relay.conftest import RelayProcess
 from tests.relay.events import engine_for

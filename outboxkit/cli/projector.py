@@ -23,6 +23,8 @@ from outbox.errors import OutboxError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from outboxkit.kafka.settings import KafkaSettings
+
 
 def settings_of(ctx: click.Context) -> OutboxSettings:
     """The environment's settings with the `outbox` group's flags (none when this group runs on its
@@ -30,6 +32,16 @@ def settings_of(ctx: click.Context) -> OutboxSettings:
     flags = ctx.find_object(dict) or {}
     try:
         return OutboxSettings.load(**flags)
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def kafka_of(settings: OutboxSettings) -> KafkaSettings:
+    """The cluster and its login (OUTBOX_KAFKA_...) with the brokers the command was given."""
+    from outboxkit.kafka.settings import KafkaSettings
+
+    try:
+        return KafkaSettings.load(bootstrap_servers=settings.kafka_bootstrap_servers)
     except OutboxError as err:
         raise click.ClickException(str(err)) from err
 
@@ -98,7 +110,7 @@ def run(
         start_http_server(metrics_port, registry=metrics.registry)
     try:
         with database(settings) as engine:
-            ProjectorRunner(definition, engine, settings.kafka_bootstrap_servers, metrics=metrics).run(stop)
+            ProjectorRunner(definition, engine, kafka_of(settings), metrics=metrics).run(stop)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -114,7 +126,7 @@ def status(ctx: click.Context, name: str) -> None:
     settings = settings_of(ctx)
     definition = load(name)
     with database(settings) as engine:
-        rows = projector_status(definition, engine, settings.kafka_bootstrap_servers)
+        rows = projector_status(definition, engine, kafka_of(settings))
     click.echo(f"projector {definition.name} (group {definition.group_id})")
     click.echo(f"{'topic':<40} {'partition':>9} {'stored':>12} {'high':>12} {'lag':>10}")
     for row in rows:
@@ -147,7 +159,7 @@ def rebuild(ctx: click.Context, name: str) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        count = rebuild_read_model(definition, engine, settings.kafka_bootstrap_servers, progress=progress)
+        count = rebuild_read_model(definition, engine, kafka_of(settings), progress=progress)
     click.echo(f"rebuilt {definition.name} from {count} records and swapped it in")
 
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from outboxkit.examples.sites.projection import build_projector
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.projector import EventHandler, Projector
-from projectors.record import ReceivedEvent
 
 log_metadata = sa.MetaData()
 applied_log = sa.Table(

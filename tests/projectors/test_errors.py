@@ -13,10 +13,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from outboxkit.examples.sites.events import envelope
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.errors import HandlerFailedError
 from projectors.projector import Projector
-from projectors.record import ReceivedEvent
 from tests.projectors.conftest import project, running, stored_total, wait_until
 from tests.stack.test_kafka import consume_all
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from outboxkit.examples.sites.events import envelope
+from outboxkit.kafka.records import decode, header_pairs
 from projectors.errors import UndecodableRecordError
-from projectors.record import decode, header_pairs
 
 
 def headers_of(**changes: bytes | None) -> list[tuple[str, bytes | None]]:

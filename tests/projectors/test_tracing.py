@@ -14,9 +14,9 @@ from sqlalchemy import Connection, Engine, text
 
 from outbox.envelope import encode
 from outboxkit.examples.sites.events import emit
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.projector import Projector
-from projectors.record import ReceivedEvent
 from projectors.tracing import remote_context
 from tests.optional import run_without
 from tests.projectors.conftest import running, stored_total, wait_until
@@ -141,7 +141,7 @@ def test_handler_spans_continue_the_writers_trace(
 def test_handlers_run_bare_without_opentelemetry_installed() -> None:
     code = (
         "from outbox.envelope import encode\n"
-        "from projectors.record import decode\n"
+        "from outboxkit.kafka.records import decode\n"
         "from projectors.tracing import HandlerSpans, remote_context\n"
         "tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'\n"
         "r = encode('0192e4a0-0000-7000-8000-000000000000', 't.x', 's', '2026-11-26T12:00:00.000000Z',"

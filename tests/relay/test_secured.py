@@ -1,5 +1,6 @@
-"""A cluster that asks clients to log in: every Kafka client of the relay uses the producer's
-connection settings (OUTBOX_RELAY_PRODUCER), not only the producer.
+"""A cluster that asks clients to log in: every Kafka client of the relay logs in, whether the
+login comes from the shared Kafka settings (OUTBOX_KAFKA_...) or, as before them, from the
+producer's connection settings (OUTBOX_RELAY_PRODUCER).
 
 Kafka runs on an isolated stack instance with a SASL/PLAIN listener beside the plaintext one; the
 relay is given only the SASL listener, the test reads back over the plaintext one.
@@ -7,7 +8,7 @@ relay is given only the SASL listener, the test reads back over the plaintext on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -16,28 +17,14 @@ import pytest
 
 from outbox import migrations
 from relay.settings import RelaySettings
-from tests.isolated import IsolatedStack
+from tests.isolated import SASL_LOGIN, SASL_LOGIN_ENV, IsolatedStack
 from tests.relay.conftest import RelayProcess, outbox_count, start_relay, wait_for
 from tests.relay.events import assert_complete_in_order, engine_for, outbox_for, write_numbered
 from tests.services import consume_all
 
 AGGREGATES = [f"agg-{i}" for i in range(5)]
 PER_AGGREGATE = 20
-LOGIN = {
-    "security.protocol": "SASL_PLAINTEXT",
-    "sasl.mechanism": "PLAIN",
-    "sasl.username": "outbox",
-    "sasl.password": "outbox-secret",
-}
-
-
-@pytest.fixture(scope="module")
-def secured() -> Iterator[IsolatedStack]:
-    stack = IsolatedStack(sasl=True)
-    started = stack.up("kafka")
-    assert started.returncode == 0, started.stderr
-    yield stack
-    stack.remove()
+LOGIN = SASL_LOGIN
 
 
 def relay_over_sasl(
@@ -46,6 +33,8 @@ def relay_over_sasl(
     """A migrated outbox with 20 events per aggregate for `topic`, and a relay on the SASL listener."""
     migrations.upgrade(url)
     write_numbered(engine_for(url), outbox_for(topic), AGGREGATES, PER_AGGREGATE)
+    if not login:  # the login comes from the OUTBOX_KAFKA_... variables
+        return start_relay(tmp_path, url, stack.sasl_bootstrap_servers, mode)
     return start_relay(
         tmp_path, url, stack.sasl_bootstrap_servers, mode, producer=orjson.dumps(login).decode()
     )
@@ -58,16 +47,29 @@ def quarantined(url: str) -> int:
     return int(row[0])
 
 
-@pytest.mark.parametrize("mode", ["idempotent", "transactional"])
+@pytest.mark.parametrize(
+    ("mode", "login_from"),
+    [
+        ("idempotent", "kafka"),
+        ("transactional", "kafka"),
+        ("idempotent", "producer"),
+        ("transactional", "producer"),
+    ],
+)
 def test_the_relay_publishes_to_a_cluster_that_requires_a_login(
     mode: str,
+    login_from: str,
     secured: IsolatedStack,
     tmp_path: Path,
     new_database: Callable[[], str],
     unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, topic = new_database(), unique("secured")  # created on first use: preflight asks over SASL too
-    relay = relay_over_sasl(secured, tmp_path, url, topic, mode, LOGIN)
+    if login_from == "kafka":
+        for name, value in SASL_LOGIN_ENV.items():
+            monkeypatch.setenv(name, value)
+    relay = relay_over_sasl(secured, tmp_path, url, topic, mode, LOGIN if login_from == "producer" else {})
     wait_for(lambda: outbox_count(url) == 0, 60, "the outbox to drain over the SASL listener")
     assert quarantined(url) == 0
     assert relay.terminate() == 0

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from outboxkit.examples.sites.read_model import metadata, site_summary
+from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.projector import Projector
-from projectors.record import ReceivedEvent
 from projectors.versioning import newer_than_row, version_of, versioned_upsert
 
 NAME = "site-summary"

@@ -1,7 +1,8 @@
 """The consumer side of the envelope (DESIGN.md, "The envelope"): Kafka record -> `ReceivedEvent`.
 
-The envelope itself is decoded by `outbox.envelope.from_kafka`, shared with every other consumer;
-this adds what a projector needs on top: the record's position and the parsed JSON payload.
+The envelope itself is decoded by `outbox.envelope`, the one decoder of the toolkit; this adds what
+every consumer (projectors, processors, the gateway) needs on top: where the record sits in Kafka
+(its version: partition and offset) and the parsed JSON payload.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from confluent_kafka import Message
 
 from outbox import envelope
 from outbox.envelope import decoded_fields
 from outbox.errors import EnvelopeError
-from projectors.errors import UndecodableRecordError
+from outboxkit.kafka.errors import UndecodableRecordError
 
 JSON = "application/json"
 
@@ -32,9 +34,9 @@ def header_pairs(headers: RawHeaders) -> list[tuple[str, bytes]]:
 
 @dataclass(frozen=True, kw_only=True)
 class ReceivedEvent(envelope.ReceivedEvent):
-    """One event as a handler sees it: the envelope (outbox.envelope.ReceivedEvent: id, type, source,
-    time, subject, content_type, data, topic, key, traceparent, user headers), the parsed payload,
-    and where the record sits in Kafka."""
+    """One event as a consumer's handler sees it: the envelope (outbox.envelope.ReceivedEvent: id,
+    type, source, time, subject, content_type, data, topic, key, traceparent, user headers), the
+    parsed payload, and where the record sits in Kafka."""
 
     payload: Any
     """`data` parsed as JSON when the content type is JSON, else None."""
@@ -67,3 +69,25 @@ def decode(
         except orjson.JSONDecodeError as err:
             raise UndecodableRecordError(f"{where} has a payload that is not JSON: {err}") from err
     return ReceivedEvent(**fields, payload=payload, partition=partition, offset=offset)
+
+
+Partition = tuple[str, int]
+"""(topic, partition)."""
+
+
+def where(message: Message) -> Partition:
+    """The record's (topic, partition)."""
+    return (message.topic() or "", message.partition() or 0)
+
+
+def decode_message(message: Message) -> ReceivedEvent:
+    """`decode` of a record as confluent-kafka returns it."""
+    topic, partition = where(message)
+    return decode(
+        topic,
+        partition,
+        message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        headers=message.headers(),
+    )

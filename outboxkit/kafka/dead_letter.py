@@ -1,5 +1,10 @@
-"""Dead-letter topic: a record a projector cannot apply, with its original key, value and headers plus
-headers that say why (`dlq_reason`, `dlq_exception`, where it came from, which projector)."""
+"""Dead-letter topic: a record a consumer cannot apply, with its original key, value and headers plus
+headers that say why (`dlq_reason`, `dlq_exception`), where it came from and who gave up on it.
+
+Every consumer-side component (projectors, processors) dead-letters through this one publisher, so
+a dead letter looks the same whoever wrote it: `dlq_consumer` names the consumer and `dlq_<kind>`
+(e.g. `dlq_projector`) repeats it under the component's kind.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,17 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, Producer
 
-from projectors.errors import DeadLetterError
-from projectors.record import header_pairs
+from outboxkit.kafka import clients
+from outboxkit.kafka.errors import DeadLetterError
+from outboxkit.kafka.records import header_pairs
+from outboxkit.kafka.settings import KafkaSettings
 
 REASON_LIMIT = 4000
 """Longest `dlq_reason` header, in characters."""
 
 
 def dead_letter_headers(
-    message: Message, projector: str, error: BaseException, attempts: int
+    message: Message, consumer: str, error: BaseException, attempts: int, kind: str = "projector"
 ) -> list[tuple[str, str | bytes | None]]:
     """The original headers followed by the `dlq_...` headers describing the failure."""
     original = header_pairs(message.headers())
@@ -27,7 +34,8 @@ def dead_letter_headers(
         "dlq_topic": message.topic() or "",
         "dlq_partition": str(message.partition()),
         "dlq_offset": str(message.offset()),
-        "dlq_projector": projector,
+        "dlq_consumer": consumer,
+        f"dlq_{kind}": consumer,
         "dlq_attempts": str(attempts),
         "dlq_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
@@ -37,15 +45,22 @@ def dead_letter_headers(
 class DeadLetterPublisher:
     """Publishes dead letters synchronously: `send` returns once Kafka acknowledged the record."""
 
-    def __init__(self, bootstrap_servers: str, projector: str, topic_template: str, timeout: float = 30.0):
-        self._settings: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            # Give up when `send` does, so that a stopped projector leaves nothing queued behind.
-            "message.timeout.ms": int(timeout * 1000),
-        }
-        self._projector = projector
+    def __init__(
+        self,
+        kafka: KafkaSettings | str,
+        consumer: str,
+        topic_template: str,
+        *,
+        kind: str = "projector",
+        timeout: float = 30.0,
+    ):
+        """`consumer` names who gives up on records; `topic_template` is the dead-letter topic,
+        `{topic}` replaced by the record's topic."""
+        self._kafka = KafkaSettings.of(kafka)
+        # Give up when `send` does, so that a stopped consumer leaves nothing queued behind.
+        self._settings: dict[str, Any] = {"message.timeout.ms": int(timeout * 1000)}
+        self._consumer = consumer
+        self._kind = kind
         self._template = topic_template
         self._timeout = timeout
         self._producer: Producer | None = None
@@ -56,7 +71,7 @@ class DeadLetterPublisher:
     def send(self, message: Message, error: BaseException, attempts: int) -> str:
         """Publish `message` to its dead-letter topic; returns the topic. Raises DeadLetterError."""
         if self._producer is None:
-            self._producer = Producer(self._settings)
+            self._producer = clients.producer(self._kafka, self._settings)
         topic = self.topic_for(message.topic() or "")
         failures: list[str] = []
         try:
@@ -64,7 +79,7 @@ class DeadLetterPublisher:
                 topic,
                 key=message.key(),
                 value=message.value(),
-                headers=dead_letter_headers(message, self._projector, error, attempts),
+                headers=dead_letter_headers(message, self._consumer, error, attempts, self._kind),
                 on_delivery=lambda err, _msg: failures.append(str(err)) if err else None,
             )
             left = self._producer.flush(self._timeout)

@@ -1,0 +1,104 @@
+"""Topics: create with settings and wait until usable, count partitions, read a topic's settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from outboxkit.kafka.errors import KafkaUnavailableError, TopicNotFoundError
+
+
+def ensure_topic(
+    client: AdminClient,
+    topic: str,
+    *,
+    partitions: int,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> int:
+    """Create `topic` with `partitions` and `config` unless it exists (a concurrent creator is
+    fine), then wait until every partition has a leader; returns its partition count. An existing
+    topic is taken as it is (check its settings with `topic_config`).
+
+    Raises KafkaUnavailableError (transient: try again) when Kafka cannot say in `timeout`.
+    """
+    try:
+        exists = topic in client.list_topics(timeout=timeout).topics
+    except KafkaException as err:
+        raise KafkaUnavailableError(f"cannot list Kafka's topics to find {topic!r}: {err}") from err
+    if not exists:
+        future = client.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(config or {}))]
+        )[topic]
+        try:
+            future.result(timeout=timeout)
+        except Exception as err:
+            if "TOPIC_ALREADY_EXISTS" not in str(err):
+                raise KafkaUnavailableError(f"cannot create the topic {topic!r}: {err}") from err
+    return wait_for_leaders(client, topic, timeout)
+
+
+def wait_for_leaders(client: AdminClient | Consumer, topic: str, timeout: float = 30.0) -> int:
+    """The topic's partition count once every partition has a leader.
+
+    Right after CreateTopics a broker may still answer metadata without the new topic's partitions
+    (seen in CI: 0 partitions, and a division by zero followed) or without their leaders (reads
+    fail with NOT_LEADER_FOR_PARTITION): both are waited out.
+    """
+    deadline = time.monotonic() + timeout
+    reason: object = "no metadata"
+    while True:
+        try:
+            found = client.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        except KafkaException as err:
+            found, reason = None, err
+        if found is not None:
+            reason = found.error or "partitions without a leader"
+            if (
+                found.error is None
+                and found.partitions
+                and all(p.error is None and p.leader >= 0 for p in found.partitions.values())
+            ):
+                return len(found.partitions)
+        if time.monotonic() >= deadline:
+            raise KafkaUnavailableError(f"the topic {topic!r} is not ready yet ({reason})")
+        time.sleep(0.1)
+
+
+def partition_counts(
+    client: AdminClient | Consumer, topics: Sequence[str], timeout: float = 30.0
+) -> dict[str, int]:
+    """The live partition count of each topic; TopicNotFoundError when one does not exist."""
+    counts: dict[str, int] = {}
+    for topic in topics:
+        try:
+            metadata = client.list_topics(topic, timeout=timeout).topics.get(topic)
+        except KafkaException as err:
+            raise KafkaUnavailableError(
+                f"cannot read the metadata of topic {topic!r}: {err.args[0].str()}; check that Kafka"
+                f" runs at the configured brokers and, on a cluster that requires a login, the"
+                f" OUTBOX_KAFKA_SECURITY_PROTOCOL and OUTBOX_KAFKA_SASL_... / _SSL_... settings"
+            ) from err
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            reason = metadata.error if metadata is not None else "no metadata"
+            raise TopicNotFoundError(f"topic {topic!r} is not available ({reason}); create it first")
+        counts[topic] = len(metadata.partitions)
+    return counts
+
+
+def topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dict[str, str]:
+    """The topic's effective settings (broker defaults included), e.g. cleanup.policy."""
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        entries = client.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as err:
+        raise KafkaUnavailableError(f"cannot read the settings of topic {topic!r}: {err}") from err
+    return {name: entry.value for name, entry in entries.items() if entry.value is not None}
