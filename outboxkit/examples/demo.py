@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import KafkaError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,8 @@ from outbox import OutboxSettings, migrations
 from outbox.config import mask_url
 from outbox.envelope import from_kafka
 from outboxkit.examples.sites.demo import run_sites_demo
+from outboxkit.kafka import clients
+from outboxkit.kafka.settings import KafkaSettings
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
 from relay.polling import PollingRelay
@@ -24,6 +26,11 @@ from relay.settings import RelaySettings
 from relay.slot import drop_publication, drop_slot_when_released
 
 Echo = Callable[[str], None]
+
+
+def kafka_of(settings: OutboxSettings) -> KafkaSettings:
+    """The cluster and its login (OUTBOX_KAFKA_...), with the demo's brokers."""
+    return KafkaSettings.load(bootstrap_servers=settings.kafka_bootstrap_servers)
 
 
 def run_demo(settings: OutboxSettings, echo: Echo = print, relay: str = "polling") -> None:
@@ -58,7 +65,7 @@ def run_demo(settings: OutboxSettings, echo: Echo = print, relay: str = "polling
             raise SystemExit(f"expected 4 events of this run on Kafka, got {received}")
         echo("6. shop: 4 events made the round trip, none of the rolled-back order")
         # Consume and project (seed §1): the sites service's events build a read model elsewhere.
-        run_sites_demo(settings.database_url, settings.kafka_bootstrap_servers, echo)
+        run_sites_demo(settings.database_url, kafka_of(settings), echo)
     finally:
         stop_relay()
         engine.dispose()
@@ -104,14 +111,7 @@ def start_cdc(settings: OutboxSettings, run: str, echo: Echo) -> Callable[[], No
 
 
 def read_back(topic: str, run: str, *, expected: int, settings: OutboxSettings, echo: Echo) -> int:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"outboxkit-demo-{run}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = clients.consumer(kafka_of(settings), f"outboxkit-demo-{run}")
     consumer.subscribe([topic])
     received = 0
     deadline = time.monotonic() + 30

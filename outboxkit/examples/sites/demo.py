@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from sqlalchemy.orm import Session
 
 from outboxkit.examples.sites.projection import build_projector
 from outboxkit.examples.sites.read_model import create_read_model, site_summary_of
 from outboxkit.examples.sites.service import TOPIC, Base, Site
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import ensure_topic
+from outboxkit.kafka.settings import KafkaSettings
 from projectors.database import engine_for
 from projectors.runtime import ProjectorRunner
 from projectors.status import projector_status
@@ -20,16 +22,14 @@ from projectors.status import projector_status
 
 def run_sites_demo(
     database_url: str,
-    bootstrap_servers: str,
+    kafka: KafkaSettings | str,
     echo: Callable[[str], None] = print,
     *,
     name: str = "site-summary-demo",
 ) -> None:
     """The sites service writes through the outbox; a relay must be running (the README demo runs
     one). Needs the toolkit's tables (Alembic); creates `sites` and `site_summary` when missing."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    if TOPIC not in admin.list_topics(timeout=10).topics:
-        admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])[TOPIC].result(30)
+    ensure_topic(clients.admin(kafka), TOPIC, partitions=3)
     engine = engine_for(database_url)
     Base.metadata.create_all(engine)  # the service's own table
     with engine.begin() as conn:
@@ -51,7 +51,7 @@ def run_sites_demo(
 
     projector = build_projector(TOPIC, name=name)
     stop = threading.Event()
-    runner = ProjectorRunner(projector, engine, bootstrap_servers)
+    runner = ProjectorRunner(projector, engine, kafka)
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -67,7 +67,7 @@ def run_sites_demo(
     finally:
         stop.set()
         thread.join(30)
-    lag = sum(p.lag for p in projector_status(projector, engine, bootstrap_servers))
+    lag = sum(p.lag for p in projector_status(projector, engine, kafka))
     echo(f"8. projector {name}: applied them; offsets stored with the read model (lag {lag})")
     with engine.connect() as conn:
         for site_id in sites:

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+
+from outboxkit.kafka import clients
+from outboxkit.kafka.settings import KafkaSettings
 
 SOURCE = "outboxkit.examples.sites"
 APPS = ("blog", "shop", "forms", "chat", "events", "bookings", "gallery", "music")
@@ -73,9 +75,9 @@ class SitesHistory:
         return envelope("app.installed", site_id, {"app": app, "version": version})
 
 
-def emit(bootstrap_servers: str, topic: str, records: list[Record]) -> None:
+def emit(kafka: KafkaSettings | str, topic: str, records: list[Record]) -> None:
     """Produce records with an idempotent producer and wait until Kafka acknowledged all."""
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "acks": "all"})
+    producer = clients.producer(kafka)
     failures: list[str] = []
     for key, value, headers in records:
         while True:
