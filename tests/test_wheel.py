@@ -1,0 +1,150 @@
+"""`outbox` as a user installs it: the wheel, installed (not editable, no dev extras) into a clean
+virtualenv and run from a directory outside the repository, against the real stack.
+
+Marked `wheel` (`pytest -m wheel` runs only these). The wheel and the virtualenv are made once per
+session; the runtime dependencies come from the package index, through pip's cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from outbox import migrations
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.wheel
+
+# The design card's top-level names; everything else lives under `outboxkit`.
+TOP_LEVEL = {"outbox", "relay", "projectors", "outboxkit"}
+INSTALL_TIMEOUT = 300
+
+
+def wheel_packages() -> set[str]:
+    """The packages pyproject's wheel target names."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return set(pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+
+
+def run(args: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run a command; its output, or a failure that shows it."""
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(map(str, args))} exited {result.returncode}:\n{output}"
+    return output
+
+
+def pip(*args: str | Path, cwd: Path) -> str:
+    """The dev venv's pip."""
+    return run([sys.executable, "-m", "pip", *args], cwd=cwd, timeout=INSTALL_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    # The dev venv's pip builds it the way `pip install .` and the Dockerfile do (isolated hatchling).
+    pip("wheel", "--no-deps", "--quiet", "--wheel-dir", out, REPO, cwd=out)
+    [built] = out.glob("outboxkit-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin/ directory of a clean virtualenv holding the wheel and its runtime dependencies only."""
+    venv = tmp_path_factory.mktemp("venv")
+    # No pip of its own: the dev venv's pip installs into it (`--python`), which saves seeding one.
+    run([sys.executable, "-m", "venv", "--clear", "--without-pip", venv], cwd=venv)
+    pip("--python", venv / "bin" / "python", "install", "--quiet", wheel, cwd=venv)
+    return venv / "bin"
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A working directory outside the repository: nothing of it can be imported from there."""
+    assert REPO not in tmp_path.parents
+    return tmp_path
+
+
+def user_env(**settings: str) -> dict[str, str]:
+    """The environment of a user's shell: none of this checkout's import paths or virtualenv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(settings)
+    return env
+
+
+def test_the_wheel_ships_our_top_level_names_and_nothing_else(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    top = {name.split("/")[0] for name in names if ".dist-info/" not in name}
+    assert top == TOP_LEVEL
+    assert wheel_packages() == TOP_LEVEL
+    # Typed packages, and the Alembic scripts inside `outbox` (where migrations.script_location looks).
+    assert {f"{package}/py.typed" for package in TOP_LEVEL} <= set(names)
+    versions = sorted(p.name for p in (REPO / "migrations" / "versions").glob("*.py"))
+    assert versions and all(f"outbox/_migrations/versions/{v}" in names for v in versions)
+    assert {"outbox/_migrations/env.py", "outbox/_migrations/script.py.mako"} <= set(names)
+
+
+def test_every_module_imports_from_the_clean_venv(installed: Path, outside: Path) -> None:
+    """No module needs a dev extra (pytest, yaml, ...) or a file of the checkout to import."""
+    script = (
+        "import importlib, pkgutil\n"
+        "from outbox import migrations\n"
+        f"for top in {sorted(TOP_LEVEL)!r}:\n"
+        "    package = importlib.import_module(top)\n"
+        "    print('package', top, package.__file__)\n"
+        "    for info in pkgutil.walk_packages(package.__path__, top + '.'):\n"
+        "        if not info.name.endswith('.__main__'):\n"
+        "            importlib.import_module(info.name)\n"
+        "print('migrations', migrations.script_location())\n"
+    )
+    output = run([installed / "python", "-c", script], cwd=outside, env=user_env())
+    site_packages = installed.parent / "lib"
+    paths = [Path(line.split()[-1]) for line in output.splitlines() if line.startswith(("package", "migr"))]
+    assert len(paths) == len(TOP_LEVEL) + 1, output
+    assert all(site_packages in path.parents for path in paths), output
+
+
+def test_help_and_migrate_from_the_clean_venv(
+    installed: Path, outside: Path, new_database: Callable[[], str]
+) -> None:
+    output = run([installed / "outbox", "--help"], cwd=outside, env=user_env())
+    assert all(command in output for command in ("demo", "migrate", "relay", "projector", "cdc"))
+    env = user_env(OUTBOX_DATABASE_URL=new_database())
+    assert run([installed / "outbox", "migrate", "current"], cwd=outside, env=env).strip() == (
+        "outbox schema at base"
+    )
+    run([installed / "outbox", "migrate", "upgrade"], cwd=outside, env=env)
+    heads = ", ".join(migrations.head_revisions())
+    assert run([installed / "outbox", "migrate", "current"], cwd=outside, env=env).strip() == (
+        f"outbox schema at {heads}"
+    )
+
+
+@pytest.mark.parametrize("relay", ["polling", "cdc"])
+def test_demo_runs_from_the_clean_venv(
+    relay: str,
+    installed: Path,
+    outside: Path,
+    database_url: str,
+    bootstrap_servers: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    env = user_env(OUTBOX_DATABASE_URL=database_url, OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers)
+    if relay == "cdc":
+        env["OUTBOX_CONNECT_URL"] = request.getfixturevalue("connect_url")
+    output = run([installed / "outbox", "demo", "--relay", relay], cwd=outside, env=env, timeout=300)
+    steps = [line.split(".")[0] for line in output.splitlines() if line[:1].isdigit()]
+    assert sorted(set(steps)) == [str(n) for n in range(10)], output
+    assert "6. shop: 4 events made the round trip, none of the rolled-back order" in output
+    assert "'owner': 'cid', 'version': 5, 'installed_apps': ['blog']" in output
+    assert output.rstrip().endswith("done.")
