@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
+
+LAG_REPORT_SECONDS = 1.0
 
 FIXED_SETTINGS = GROUP_SETTINGS
 """Settings the guarantees rest on; `consumer_settings` cannot override them."""
@@ -165,6 +168,7 @@ class ProjectorRunner:
             spans=HandlerSpans(projector.name, projector.group_id, tracer),
         )
         self._stored = StoredPositions(projector, engine, self.store)
+        self._next_lag_report = 0.0
         self._group = GroupConsumer(
             self.kafka,
             projector.group_id,
@@ -196,7 +200,11 @@ class ProjectorRunner:
                     self.store.partition_counts(conn), self._stored.counts, self.projector.name
                 )
             self._group.run(
-                stop, self._apply, batch_size=config.batch_size, batch_timeout=config.batch_timeout
+                stop,
+                self._apply,
+                batch_size=config.batch_size,
+                batch_timeout=config.batch_timeout,
+                on_turn=self._report_lag,
             )
         finally:
             self._dead_letters.close()
@@ -221,7 +229,25 @@ class ProjectorRunner:
             consumer.commit(offsets=committed, asynchronous=True)
         except KafkaException as err:
             log.debug("commit of offsets for monitoring failed: %s", err)
-        for tp, n in positions.items():
+        self._report_lag(now=True)
+
+    def _report_lag(self, *, now: bool = False) -> None:
+        """Set the lag gauges, at most once a second: the end of each owned partition (cached from
+        the last fetch, the last stable offset) less where the projector stands. That is the stored
+        offset or, when the consumer has moved past a transaction's commit marker or an aborted
+        transaction, its position: markers are not lag (projectors/status.py). `now`: after a batch."""
+        clock = time.monotonic()
+        consumer = self._group.consumer
+        if consumer is None or (clock < self._next_lag_report and not now):
+            return
+        self._next_lag_report = clock + LAG_REPORT_SECONDS
+        owned = self._group.positions
+        if not owned:
+            return
+        asked = consumer.position([TopicPartition(*tp) for tp in owned])
+        fetched = {(p.topic, p.partition): p.offset for p in asked}
+        for tp, stored in owned.items():
             _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
             if high >= 0:
-                self.metrics.lag.labels(self.projector.name, tp[0], str(tp[1])).set(max(high - n, 0))
+                at = max(stored, fetched.get(tp, -1))
+                self.metrics.lag.labels(self.projector.name, tp[0], str(tp[1])).set(max(high - at, 0))

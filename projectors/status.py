@@ -1,19 +1,30 @@
-"""Where a projector stands: stored offset, high watermark and lag per partition."""
+"""Where a projector stands: stored offset, high watermark and lag per partition.
+
+Lag is records not applied yet. On a transactional topic the offsets after the stored one also
+hold commit markers and aborted records, which are never applied: counted as offsets, a projector
+that applied everything would show a lag of one marker per partition. So a short gap (up to
+`EXACT_LAG_UP_TO` offsets) is read and its committed records counted; a longer one is given in
+offsets, an upper bound.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import TopicPartition
 from sqlalchemy import Engine
 
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import partition_counts
+from outboxkit.kafka.catchup import read_to_end
 from outboxkit.kafka.settings import KafkaSettings
 from projectors.database import driver_errors
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
 from projectors.tracking import OffsetStore
+
+EXACT_LAG_UP_TO = 1000
+"""Gaps up to this many offsets per partition are read to count their records exactly."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +36,18 @@ class PartitionStatus:
     next_offset: int | None
     low: int
     high: int
+    behind: int | None = None
+    """Committed records after the stored offset, when they were counted (a short gap)."""
+
+    @property
+    def start(self) -> int:
+        """Where the projector reads next: its stored offset, or the log start below it."""
+        return max(self.next_offset or 0, self.low)
 
     @property
     def lag(self) -> int:
-        """Records not applied yet. On a transactional topic the last commit marker counts as one."""
-        return max(self.high - max(self.next_offset or 0, self.low), 0)
+        """Records not applied yet (counted for a short gap, else offsets: an upper bound)."""
+        return self.behind if self.behind is not None else max(self.high - self.start, 0)
 
     @property
     def beyond_log_end(self) -> bool:
@@ -67,10 +85,19 @@ def _status(
         for topic, count in sorted(partition_counts(consumer, projector.topics, timeout).items()):
             for partition in range(count):
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                status = PartitionStatus(topic, partition, stored.get((topic, partition)), low, high)
-                result.append(status)
-                if metrics is not None:
-                    metrics.lag.labels(projector.name, topic, str(partition)).set(status.lag)
+                result.append(PartitionStatus(topic, partition, stored.get((topic, partition)), low, high))
+        short = {(s.topic, s.partition): s for s in result if 0 < s.high - s.start <= EXACT_LAG_UP_TO}
+        if short:
+            behind = dict.fromkeys(short, 0)
+            starts = {tp: s.start for tp, s in short.items()}
+            targets = {tp: s.high for tp, s in short.items()}
+            for records, _ in read_to_end(consumer, starts, targets=targets, timeout=timeout):
+                for record in records:
+                    behind[(record.topic() or "", record.partition() or 0)] += 1
+            result = [replace(s, behind=behind.get((s.topic, s.partition))) for s in result]
     finally:
         consumer.close()
+    if metrics is not None:
+        for status in result:
+            metrics.lag.labels(projector.name, status.topic, str(status.partition)).set(status.lag)
     return result
