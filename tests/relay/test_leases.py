@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import psycopg
@@ -15,7 +16,7 @@ from relay.leases import ShardLeases, lease_application_name
 from tests.isolated import free_ports
 from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
 from tests.relay.events import engine_for, outbox_for, write_numbered
-from tests.services import consume_all
+from tests.services import consume_all, read_all
 
 AGGREGATES = [f"agg-{i}" for i in range(40)]
 
@@ -117,20 +118,62 @@ def test_a_relay_with_another_shard_count_publishes_nothing_and_says_why(
     assert len(refusals) == 1, refusals  # said once, not every poll
     assert "stop the old relays first" in refusals[0]
     assert scrape(port_4, "/healthz")[0] == 200
+
+    # The relay with 4 shards stops: the waiting one takes all 8 over by itself, healthy again.
     assert four.terminate() == 0
+    wait_for(lambda: scrape(port_8, "/healthz")[0] == 200, 30, "the waiting relay to take over")
+    assert orjson.loads(scrape(port_8, "/healthz")[1])["shards"] == list(range(8))
+    more = write_numbered(engine_for(clean_outbox), outbox_for(topic), AGGREGATES, 1)
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the relay with 8 shards to drain the outbox")
+    assert published(port_8) == more
+    assert len(read_all(bootstrap_servers, topic)) == total + more
     assert eight.terminate() == 0
+
+
+def locks_of(url: str, pid: int) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s", (pid,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def close_while_its_backend_waits(conn: psycopg.Connection[Any], blocker: psycopg.Connection[Any]) -> int:
+    """Close `conn` while its backend waits for a lock `blocker` holds; returns the backend's pid.
+
+    PostgreSQL releases a closed session's locks when its backend exits, a moment after the client
+    closed the connection (half the time still held right after close() here, up to ~20 ms; longer
+    on a loaded machine). The backend only notices the close once its statement is done: this holds
+    that moment open until `blocker` lets go of the lock (pg_advisory_unlock_all()).
+    """
+    pid = conn.info.backend_pid
+    key = 7_000_000 + pid  # a session lock of blocker's own; no relay uses single-key session locks
+    blocker.execute("SELECT pg_advisory_lock(%s)", (key,))
+    conn.pgconn.send_query(f"SELECT pg_advisory_lock({key})".encode())
+    wait_for(
+        lambda: (
+            blocker.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)).fetchone()
+            == (1,)
+        ),
+        10,
+        "the closing session's backend to wait for the lock",
+    )
+    conn.close()
+    return pid
 
 
 def test_the_shard_count_changes_once_the_old_relays_are_gone(
     clean_outbox: str, unique: Callable[[str], str]
 ) -> None:
     """A rolling change: a relay with the new count waits while one with the old count lives, then
-    takes over; an old relay restarted meanwhile waits in turn."""
+    takes over; an old relay restarted meanwhile waits in turn. The old relay is gone when
+    PostgreSQL has released its locks, which is after its connection closed: in that window the
+    new relay goes on waiting, owning nothing (the daemon then reports /healthz degraded, see
+    test_a_relay_with_another_shard_count_publishes_nothing_and_says_why)."""
     group = unique("counts")
     with (
         psycopg.connect(clean_outbox, autocommit=True) as old_conn,
         psycopg.connect(clean_outbox, autocommit=True) as new_conn,
         psycopg.connect(clean_outbox, autocommit=True) as restarted_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as blocker,
     ):
         old, new = ShardLeases(old_conn, group, 4), ShardLeases(new_conn, group, 8)
         assert old.rebalance() == ({0, 1, 2, 3}, set())
@@ -139,7 +182,15 @@ def test_the_shard_count_changes_once_the_old_relays_are_gone(
         assert new.owned == set()
         assert old.rebalance() == (set(), set())  # the relay already publishing goes on, all 4 shards
         assert old.owned == {0, 1, 2, 3}
-        old_conn.close()  # the old relay stopped: its locks are gone with its connection
+
+        old_pid = close_while_its_backend_waits(old_conn, blocker)  # the old relay stopped
+        # Its connection is closed, its locks are not released yet: the new relay still waits.
+        with pytest.raises(ShardCountMismatchError, match="have 4"):
+            new.rebalance()
+        assert new.owned == set() and sorted(holders(clean_outbox, group, 4)) == [0, 1, 2, 3]
+
+        blocker.execute("SELECT pg_advisory_unlock_all()")  # the old backend finishes and exits
+        wait_for(lambda: locks_of(clean_outbox, old_pid) == 0, 10, "the old relay's locks to be released")
         assert new.rebalance()[0] == set(range(8))
         with pytest.raises(ShardCountMismatchError, match="have 8"):
             ShardLeases(restarted_conn, group, 4).rebalance()
