@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from outbox import migrations
-from relay.errors import ShardCountMismatchError
+from outboxkit.cli import main
+from relay.errors import GroupConflictError, ShardCountMismatchError
 from relay.leases import ShardLeases, lease_application_name
 from tests.isolated import free_ports
 from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
@@ -130,6 +133,67 @@ def test_a_relay_with_another_shard_count_publishes_nothing_and_says_why(
     assert eight.terminate() == 0
 
 
+def test_a_second_relay_group_on_one_outbox_publishes_nothing_and_says_why(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+    unique: Callable[[str], str],
+) -> None:
+    """Two relays on one outbox table, started with different OUTBOX_RELAY_GROUPs: the second is
+    refused, stays up and says why, no event is published twice, and once the first group's relay
+    stops the second takes over."""
+    port_a, port_b = free_ports(2)
+    first = relay_factory(shards=2, metrics_port=port_a)
+    first.wait_ready()
+    first_group = first.env["OUTBOX_RELAY_GROUP"]
+    wait_for(
+        lambda: len(holders(clean_outbox, first_group, 2)) == 2, 20, "the first relay to own both shards"
+    )
+    second_group = unique("second")
+    second = relay_factory(env_extra={"OUTBOX_RELAY_GROUP": second_group}, shards=2, metrics_port=port_b)
+    second.wait_ready()
+    wait_for(lambda: b"OUTBOX_RELAY_GROUP" in second.log_path.read_bytes(), 20, "the second relay to refuse")
+
+    topic = new_topic("groups")
+    total = write_numbered(engine_for(clean_outbox), outbox_for(topic), AGGREGATES, 5)
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
+    records = read_all(bootstrap_servers, topic)
+    ids = Counter(dict(msg.headers() or [])["ce_id"] for msg in records)
+    assert len(ids) == total and max(ids.values()) == 1, "an event was published twice"
+    assert (published(port_a), published(port_b)) == (total, 0)
+
+    status, body = scrape(port_b, "/healthz")
+    health = orjson.loads(body)
+    assert status == 503 and health["status"] == "degraded" and health["shards"] == [], health
+    assert f"group {first_group!r}" in health["reason"] and "OUTBOX_RELAY_GROUP" in health["reason"], health
+    refusals = [line for line in second.log_path.read_text().splitlines() if '"level":"error"' in line]
+    assert len(refusals) == 1, refusals  # said once, not every poll; and no crash loop
+    assert second.alive() and scrape(port_a, "/healthz")[0] == 200
+    status = CliRunner().invoke(
+        main,
+        ["relay", "status"],
+        env={
+            "OUTBOX_DATABASE_URL": clean_outbox,
+            "OUTBOX_RELAY_GROUP": second_group,
+            "OUTBOX_RELAY_SHARDS": "2",
+        },
+    )
+    assert status.exit_code == 0, status.output
+    pid = holders(clean_outbox, first_group, 2)[0]
+    assert f"shards (2, group {second_group}): 0:pid {pid}, 1:pid {pid}" in status.output, status.output
+    assert f"relay groups:       {first_group} (pids {pid}) on table public.outbox_events" in status.output
+    assert f"warning: relays of group {second_group} take no shard while group {first_group}" in status.output
+
+    assert first.terminate() == 0
+    wait_for(lambda: scrape(port_b, "/healthz")[0] == 200, 30, "the second group's relay to take over")
+    more = write_numbered(engine_for(clean_outbox), outbox_for(topic), AGGREGATES, 1)
+    wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the second group's relay to drain the outbox")
+    assert published(port_b) == more
+    assert len(read_all(bootstrap_servers, topic)) == total + more
+    assert second.terminate() == 0
+
+
 def locks_of(url: str, pid: int) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s", (pid,)).fetchone()
@@ -213,3 +277,82 @@ def test_two_relays_starting_together_with_different_counts_take_nothing(
         assert first.owned == set() and holders(clean_outbox, group, 4) == {}
         second = ShardLeases(second_conn, group, 8)
         assert second.rebalance()[0] == set(range(8))  # the first withdrew: the second may go on
+
+
+def test_a_second_group_on_one_outbox_table_takes_nothing_and_says_why(
+    clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """Shard locks are the table's, whatever the group: relays of two groups would otherwise each
+    own shard 0 and publish the same events, each with its own transactional ids and progress."""
+    first_group, second_group = unique("first"), unique("second")
+    with (
+        psycopg.connect(
+            clean_outbox, autocommit=True, application_name=lease_application_name(first_group)
+        ) as first_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as second_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as third_conn,
+    ):
+        first = ShardLeases(first_conn, first_group, 4)
+        assert first.rebalance() == ({0, 1, 2, 3}, set())
+        for shards in (4, 8):  # the group is checked first, whatever the count
+            second = ShardLeases(second_conn, second_group, shards)
+            with pytest.raises(GroupConflictError) as refused:
+                second.rebalance()
+            assert second.owned == set()
+            said = str(refused.value)
+            pid = first_conn.info.backend_pid
+            assert f"relay group {second_group!r}" in said and f"group {first_group!r}" in said, said
+            assert f"[{pid}]" in said and "table public.outbox_events" in said, said
+            assert "OUTBOX_RELAY_GROUP" in said and f"stop the relays of group {first_group!r}" in said, said
+        # The refused relay holds nothing: the first one goes on, alone, with all its shards.
+        assert first.rebalance() == (set(), set()) and first.owned == {0, 1, 2, 3}
+        assert first.live_instances() == 1
+        assert set(holders(clean_outbox, second_group, 4).values()) == {first_conn.info.backend_pid}
+        assert ShardLeases(third_conn, first_group, 4).groups() == {first_group: [pid]}
+
+        first_conn.close()  # the first group's relay stopped: the second group may take the table over
+        wait_for(lambda: locks_of(clean_outbox, pid) == 0, 10, "the first relay's locks to be released")
+        assert second.rebalance()[0] == set(range(8))
+
+
+def by_group(salt: str, group: str) -> int:
+    """The first key of an earlier version's by-group advisory locks (a signed int4 of the name)."""
+    return zlib.crc32((salt + group).encode()) - 2**31
+
+
+def test_relays_of_earlier_versions_and_this_one_exclude_each_other_while_upgrading(
+    clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """Relays before the table's locks locked shards and announced their count by group: during a
+    rolling upgrade an old relay (its locks taken here by hand) and a new one of the group must
+    neither own one shard at once nor miss each other in the fair share or the count check."""
+    group = unique("upgrade")
+    shard_key, count_key = by_group("outboxkit-relay:", group), by_group("outboxkit-relay-shards:", group)
+    with (
+        psycopg.connect(clean_outbox, autocommit=True) as old_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as new_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as old_8_conn,
+        psycopg.connect(clean_outbox, autocommit=True) as later_conn,
+    ):
+        old_conn.execute("SELECT pg_advisory_lock_shared(%s, 4)", (count_key,))
+        assert old_conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (shard_key,)).fetchone() == (True,)
+        new = ShardLeases(new_conn, group, 4)
+        assert new.rebalance() == ({1, 2}, set())  # the old relay counts: a fair share is 2 of 4
+        assert new.live_instances() == 2
+        old_pid, new_pid = old_conn.info.backend_pid, new_conn.info.backend_pid
+        assert holders(clean_outbox, group, 4) == {0: old_pid, 1: new_pid, 2: new_pid}
+        # The old relay cannot take what the new one owns, nor does it miss the new one's count.
+        assert old_conn.execute("SELECT pg_try_advisory_lock(%s, 1)", (shard_key,)).fetchone() == (False,)
+        assert old_conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+            " AND classid = %s::oid AND objid = 4",
+            (count_key & 0xFFFFFFFF,),
+        ).fetchone() == (2,)
+        # An old relay of the group with another shard count keeps a new relay from starting.
+        old_8_conn.execute("SELECT pg_advisory_lock_shared(%s, 8)", (count_key,))
+        with pytest.raises(ShardCountMismatchError, match="have 8"):
+            ShardLeases(later_conn, group, 4).rebalance()
+
+        old_conn.close()
+        wait_for(lambda: locks_of(clean_outbox, old_pid) == 0, 10, "the old relay's locks to be released")
+        assert new.rebalance()[0] == {0, 3}
