@@ -51,7 +51,7 @@ from typing import Any
 
 import psycopg
 
-from relay.errors import GroupConflictError, LeaseRefusedError, ShardCountMismatchError
+from relay.errors import GroupConflictError, ShardCountMismatchError
 from relay.identity import OutboxTable
 
 SHARD_SALT = "outboxkit-relay-table:"
@@ -177,32 +177,33 @@ class ShardLeases:
     def _agree(self) -> None:
         if self.agreed:
             return
-        announcements = (
-            (self.group_namespace, self.group_key),
-            (self.count_namespace, self.shards),
-            (self.by_group_count_namespace, self.shards),
-        )
+        group = (self.group_namespace, self.group_key)
+        counts = ((self.count_namespace, self.shards), (self.by_group_count_namespace, self.shards))
         with self.conn.transaction():
             self.conn.execute(f"SET LOCAL lock_timeout = '{AGREE_LOCK_TIMEOUT}'")
             self.conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (self.agree_namespace,))
-            for key in announcements:  # announce, then look
-                self.conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", key)
-            refusal = self._refusal()
-            if refusal is not None:
-                # Session locks ignore the transaction's end: withdrawn here, they stay withdrawn.
-                for key in announcements:
-                    self.conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", key)
-                raise refusal
+            # Announce, then look; the group before the count, so that a relay refused for its group
+            # never announced a count (a live relay's share would shrink while it was there).
+            # Session locks ignore the transaction's end: withdrawn here, they stay withdrawn.
+            self._announce(group)
+            groups = self.other_groups()
+            if groups:
+                self._withdraw(group)
+                raise GroupConflictError(self._group_conflict(groups))
+            self._announce(*counts)
+            others = self.other_shard_counts()
+            if others:
+                self._withdraw(group, *counts)
+                raise ShardCountMismatchError(self._mismatch(others))
         self.agreed = True
 
-    def _refusal(self) -> LeaseRefusedError | None:
-        groups = self.other_groups()
-        if groups:
-            return GroupConflictError(self._group_conflict(groups))
-        counts = self.other_shard_counts()
-        if counts:
-            return ShardCountMismatchError(self._mismatch(counts))
-        return None
+    def _announce(self, *keys: tuple[int, int]) -> None:
+        for key in keys:
+            self.conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", key)
+
+    def _withdraw(self, *keys: tuple[int, int]) -> None:
+        for key in keys:
+            self.conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", key)
 
     def groups(self) -> dict[str, list[int]]:
         """Relay groups live on this table (this one included, once agreed) -> their backend pids;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -200,6 +201,11 @@ def locks_of(url: str, pid: int) -> int:
     return int(row[0]) if row else 0
 
 
+def wait_released(url: str, pids: list[int]) -> None:
+    """Until PostgreSQL released the locks of the closed sessions `pids` (their backends exited)."""
+    wait_for(lambda: sum(locks_of(url, pid) for pid in pids) == 0, 10, f"the locks of backends {pids} to go")
+
+
 def close_while_its_backend_waits(conn: psycopg.Connection[Any], blocker: psycopg.Connection[Any]) -> int:
     """Close `conn` while its backend waits for a lock `blocker` holds; returns the backend's pid.
 
@@ -356,3 +362,34 @@ def test_relays_of_earlier_versions_and_this_one_exclude_each_other_while_upgrad
         old_conn.close()
         wait_for(lambda: locks_of(clean_outbox, old_pid) == 0, 10, "the old relay's locks to be released")
         assert new.rebalance()[0] == {0, 3}
+
+
+def start_together(barrier: threading.Barrier, leases: ShardLeases, results: dict[str, object]) -> None:
+    barrier.wait()
+    try:
+        results[leases.group] = leases.rebalance()[0]
+    except GroupConflictError:
+        results[leases.group] = "refused"
+
+
+def test_of_two_groups_starting_together_the_first_goes_on(
+    clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """Relays agree one at a time: started at the same instant, one group owns the table (all of it:
+    the refused one never counted as live) and the other is refused; never both refused, as
+    announce-then-look alone would allow."""
+    for round_ in range(30):
+        barrier, results = threading.Barrier(2), {}
+        with (
+            psycopg.connect(clean_outbox, autocommit=True) as a,
+            psycopg.connect(clean_outbox, autocommit=True) as b,
+        ):
+            leases = [ShardLeases(a, unique(f"a{round_}"), 2), ShardLeases(b, unique(f"b{round_}"), 2)]
+            threads = [threading.Thread(target=start_together, args=(barrier, x, results)) for x in leases]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert sorted(map(str, results.values())) == ["refused", "{0, 1}"], (round_, results)
+            pids = [a.info.backend_pid, b.info.backend_pid]
+        wait_released(clean_outbox, pids)
