@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, overload
@@ -76,7 +76,11 @@ class Outbox:
     def prepare(self, event: Event) -> StoredEvent:
         """Check `event` and render the row the relays read; raises an InvalidEventError subclass."""
         if not isinstance(event, Event):
-            raise InvalidEventError(f"publish() takes outbox.Event instances, got {type(event).__name__}")
+            several = "; for several events, call publish_many()" if isinstance(event, list | tuple) else ""
+            raise InvalidEventError(
+                f"publish() takes an outbox.Event, got {_shown(event)}{several}; build one with "
+                "Event(type=..., aggregate_type=..., aggregate_id=..., payload=...)"
+            )
         event_type = required_text("type", event.type)
         aggregate_type = required_text("aggregate_type", event.aggregate_type)
         aggregate_id = required_text("aggregate_id", event.aggregate_id)
@@ -117,7 +121,11 @@ class Outbox:
         self, target: SyncTarget | AsyncSession | AsyncConnection, events: Iterable[Event]
     ) -> Coroutine[Any, Any, None] | None:
         """Write `events`, in order, in `target`'s transaction (await it for async targets)."""
-        stored = [self.prepare(event) for event in events]
+        return self._insert([self.prepare(event) for event in _each_event(events)], target)
+
+    def _insert(
+        self, stored: list[StoredEvent], target: SyncTarget | AsyncSession | AsyncConnection
+    ) -> Coroutine[Any, Any, None] | None:
         if isinstance(target, Session | Connection):
             if stored:
                 _write(target, stored, self.notify_channel, self.delete_after_insert)
@@ -128,6 +136,42 @@ class Outbox:
             f"publish() needs a SQLAlchemy Session, Connection, AsyncSession or AsyncConnection, "
             f"got {type(target).__name__}"
         )
+
+
+def _shown(value: object) -> str:
+    """The type and the start of the repr of a value given where events were expected."""
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 80 else shown[:77] + '...'}"
+
+
+def _each_event(events: object) -> Iterator[Event]:
+    """The events of publish_many()'s argument, refusing what is no iterable of events (before any SQL:
+    publish_many() renders every event before it writes)."""
+    if isinstance(events, Event):
+        raise InvalidEventError(
+            "publish_many() takes an iterable of outbox.Event, got a single Event: pass [event], or "
+            "call publish() for one event"
+        )
+    try:
+        # Text, bytes and mappings iterate, but over characters, ints and keys: never events.
+        if isinstance(events, str | bytes | bytearray | memoryview | Mapping):
+            raise TypeError(type(events).__name__)
+        iterator = iter(events)  # type: ignore[call-overload]
+    except TypeError:
+        hint = "pass a list (or tuple, or generator) of outbox.Event"
+        if isinstance(events, Mapping):
+            hint = "pass list(events.values()) if the values are the events, in the order to publish them"
+        raise InvalidEventError(
+            f"publish_many() takes an iterable of outbox.Event, got {_shown(events)}: {hint}"
+        ) from None
+    for position, event in enumerate(iterator):
+        if not isinstance(event, Event):
+            raise InvalidEventError(
+                f"publish_many() takes outbox.Event instances: item {position} of the events is "
+                f"{_shown(event)}, not an outbox.Event; build each with Event(type=..., "
+                "aggregate_type=..., aggregate_id=..., payload=...)"
+            )
+        yield event
 
 
 def _is_async(target: object) -> bool:
@@ -212,7 +256,8 @@ def publish(
     Raises an InvalidEventError subclass for a bad event (nothing is written) and StorageError or
     MigrationError when PostgreSQL refuses (then roll the transaction back). Never commits.
     """
-    return (outbox or default_outbox()).publish_many(target, (event,))
+    outbox = outbox or default_outbox()
+    return outbox._insert([outbox.prepare(event)], target)
 
 
 @overload

@@ -85,6 +85,15 @@ def serialized(serializer: Serializer, payload: Any) -> tuple[str, bytes]:
             f"serializer {type(serializer).__name__} has content_type {content_type!r}: set it to the "
             "MIME type of its bytes, e.g. 'application/json'"
         )
+    # It travels as the `content-type` header, and bridges turn that into an HTTP header (the
+    # CloudEvents HTTP binding): a CR/LF would end it there and start headers of someone's choosing.
+    # For ASCII text, isprintable() is exactly "no control character" (0x00-0x1f, 0x7f).
+    if not content_type.isprintable():
+        raise SerializationError(
+            f"serializer {type(serializer).__name__} has content_type {content_type!r}, which holds a "
+            "control character (a line break, tab, NUL, ...): a MIME type is one line of printable "
+            "text, e.g. 'application/json; charset=utf-8'; remove the control characters"
+        )
     try:
         data = serializer.serialize(payload)
     except SerializationError:

@@ -26,9 +26,19 @@ class ForeignProgressError(RelayError):
     acting on their progress would lose this outbox's events."""
 
 
-class ShardCountMismatchError(RelayError):
-    """A live relay of the group splits the outbox into another number of shards: this one takes no
-    shard (the two would publish the same aggregates at once) until the counts agree."""
+class LeaseRefusedError(RelayError):
+    """Live relays of the outbox run with settings that conflict with this one's: it takes no shard,
+    reports it (/healthz degraded) and asks again every rebalance, taking over once they are gone."""
+
+
+class ShardCountMismatchError(LeaseRefusedError):
+    """A live relay of the outbox splits it into another number of shards: this one takes no shard
+    (the two would publish the same aggregates at once) until the counts agree."""
+
+
+class GroupConflictError(LeaseRefusedError):
+    """Live relays of another group publish this outbox table: this one takes no shard (two groups
+    would publish the same events, each with its own transactional ids and progress) until they are gone."""
 
 
 class ConnectorConflictError(RelayError):

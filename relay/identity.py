@@ -6,6 +6,9 @@ transactional relay that took another database's last batch for its own would ma
 the same ids as published, losing them. Hence:
 - the default group is derived from this identity, so two databases get two groups;
 - every progress record carries the identity, and a relay refuses a record of another outbox.
+
+Shard leases are taken on the table itself (OutboxTable: schema and name, in the database the
+advisory locks belong to), so one table is published by one group whatever the groups are called.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from outbox.errors import MigrationError
 from outbox.schema import TABLE
 
 
@@ -40,6 +44,37 @@ class SourceIdentity:
 
     def describe(self) -> str:
         return f"table {self.table} of database {self.database!r} (PostgreSQL system {self.system})"
+
+
+@dataclass(frozen=True)
+class OutboxTable:
+    """The outbox table a connection's search_path finds, as the relays' shard leases name it."""
+
+    database: str
+    schema: str
+    name: str
+
+    @classmethod
+    def of(cls, conn: psycopg.Connection[Any]) -> OutboxTable:
+        row = conn.execute(
+            "SELECT current_database(), n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+            (TABLE,),
+        ).fetchone()
+        if row is None:
+            raise MigrationError(
+                f"table {TABLE} is not in the search_path of this database: run `outbox migrate "
+                "upgrade` (or include outboxkit's migrations in your Alembic environment)"
+            )
+        return cls(database=row[0], schema=row[1], name=row[2])
+
+    @property
+    def qualified(self) -> str:
+        """`schema.name`: what the lock keys are made of (advisory locks are per database already)."""
+        return f"{self.schema}.{self.name}"
+
+    def describe(self) -> str:
+        return f"table {self.qualified} of database {self.database!r}"
 
 
 def default_group(identity: SourceIdentity) -> str:

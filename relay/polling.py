@@ -26,7 +26,7 @@ from outbox.config import OutboxSettings, Retention
 from outbox.errors import ConfigurationError
 from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.settings import KafkaSettings
-from relay.errors import KafkaTroubleError, RelayError, ShardCountMismatchError
+from relay.errors import KafkaTroubleError, LeaseRefusedError, RelayError
 from relay.identity import SourceIdentity, default_group
 from relay.leases import ShardLeases, lease_application_name
 from relay.metrics import RelayMetrics
@@ -128,7 +128,7 @@ class PollingRelay:
                 except (KafkaException, KafkaUnavailableError) as err:
                     self._fail("kafka", err)
                     self._drop_publishers()
-                except ShardCountMismatchError as err:
+                except LeaseRefusedError as err:
                     self._refuse_shards(err)
         except RelayError as err:
             self.metrics.beat(status="failed", reason=str(err), instance=self.instance)
@@ -149,10 +149,10 @@ class PollingRelay:
         log.warning("relay %s error, retrying in %.1fs: %s", kind, self.backoff, err)
         self._idle(self.backoff, listen=False)
 
-    def _refuse_shards(self, err: ShardCountMismatchError) -> None:
-        """Another shard count is live in the group: own nothing, say so (once), ask again later.
-        Waiting, not exiting: in a rolling change of the count, the new relays take over as soon as
-        the last old one stops, without a crash loop of restarts in between."""
+    def _refuse_shards(self, err: LeaseRefusedError) -> None:
+        """Another shard count or group is live on the table: own nothing, say so (once), ask again
+        later. Waiting, not exiting: in a rolling change of the count (or group), the new relays
+        take over as soon as the last old one stops, without a crash loop of restarts in between."""
         if str(err) != self.refusal:
             log.error("relay takes no shard: %s", err, extra={"instance": self.instance})
             self.refusal = str(err)

@@ -84,12 +84,22 @@ def status(ctx: click.Context, config: Path | None) -> None:
         assert row is not None
         backlog, oldest, quarantined = int(row[0]), float(row[1] or 0), int(row[2])
         group = relay_settings.group or default_group(SourceIdentity.of(conn))
-        holders = ShardLeases(conn, group, relay_settings.shards).holders()
+        leases = ShardLeases(conn, group, relay_settings.shards)
+        holders, groups, others = leases.holders(), leases.groups(), leases.other_groups()
     click.echo(f"backlog:            {backlog} unpublished events")
     click.echo(f"lag:                {oldest:.3f} s (age of the oldest unpublished event)")
     click.echo(f"quarantined:        {quarantined} events")
     owned = ", ".join(f"{s}:pid {p}" for s, p in sorted(holders.items())) or "none"
     click.echo(f"shards ({relay_settings.shards}, group {group}): {owned}")
+    # The shards are the table's: whichever group publishes it holds them. Name it, so a relay
+    # started with another group (refused, waiting) is explained here too.
+    live = "; ".join(f"{name} (pids {', '.join(map(str, pids))})" for name, pids in groups.items())
+    click.echo(f"relay groups:       {live or 'none running'} on {leases.table.describe()}")
+    if others:
+        click.echo(
+            f"warning: relays of group {group} take no shard while group {next(iter(others))} publishes"
+            " this outbox (one group per outbox table; see `outbox relay run`'s log for what to do)"
+        )
 
 
 @relay.group()

@@ -21,6 +21,7 @@ from outbox import (
     SerializationError,
     UnsupportedTargetError,
     publish,
+    publish_many,
 )
 from tests.outbox.conftest import count_rows, outbox_rows
 from tests.outbox.models import TEST_OUTBOX, Order
@@ -142,6 +143,38 @@ def test_not_an_event_is_refused() -> None:
         TEST_OUTBOX.prepare(GOOD)  # type: ignore[arg-type]
 
 
+NOT_EVENTS: list[tuple[str, Any, str]] = [
+    ("a number", 5, r"publish_many\(\) takes an iterable of outbox\.Event.*got int 5"),
+    ("None", None, r"got NoneType None"),
+    ("one event", Event(**GOOD), r"got a single Event: pass \[event\], or call publish\(\)"),
+    ("a string", "order.placed", r"got str 'order\.placed'"),
+    ("bytes", b"{}", r"got bytes"),
+    ("a dict", {"e": Event(**GOOD)}, r"got dict.*list\(events\.values\(\)\)"),
+    ("a non-event inside", [Event(**GOOD), GOOD], r"item 1 of the events is dict \{.type.: .order.*, not an"),
+    ("a number inside", (7,), r"item 0 of the events is int 7, not"),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "message"), [case[1:] for case in NOT_EVENTS], ids=[case[0] for case in NOT_EVENTS]
+)
+def test_publish_many_refuses_what_is_not_events_before_any_sql(
+    engine: Engine, events: Any, message: str
+) -> None:
+    good = Event(**GOOD)
+    with Session(engine) as session, session.begin():
+        publish(session, good, outbox=TEST_OUTBOX)
+        with pytest.raises(InvalidEventError, match=message):
+            publish_many(session, events, outbox=TEST_OUTBOX)
+        publish(session, Event(**GOOD), outbox=TEST_OUTBOX)  # the transaction is still usable
+    assert len(outbox_rows(engine)) == 2
+
+
+def test_publish_of_a_list_says_to_use_publish_many() -> None:
+    with pytest.raises(InvalidEventError, match=r"got list.*publish_many\(\)"):
+        publish(object(), [Event(**GOOD)], outbox=TEST_OUTBOX)  # type: ignore[call-overload]
+
+
 def test_not_a_session_is_refused() -> None:
     with pytest.raises(UnsupportedTargetError, match="Session"):
         publish(object(), Event(**GOOD), outbox=TEST_OUTBOX)  # type: ignore[call-overload]
@@ -178,14 +211,32 @@ class NoContentType:
         return b"{}"
 
 
+class WithContentType:
+    def __init__(self, content_type: str) -> None:
+        self.content_type = content_type
+
+    def serialize(self, payload: Any) -> bytes:
+        return b"{}"
+
+
 @pytest.mark.parametrize(
     ("serializer", "message"),
     [
         (Raising(), r"serializer Raising raised RuntimeError: codec exploded"),
         (ReturningText(), r"serializer ReturningText returned str, not bytes"),
         (NoContentType(), r"serializer NoContentType has content_type None"),
+        # The header goes on to consumers and to bridges that turn it into an HTTP header:
+        # a line break there would let a payload's author add headers of their own.
+        (
+            WithContentType("application/json\r\nX-Injected: yes"),
+            r"content_type 'application/json\\r\\nX-Injected: yes'.*control character",
+        ),
+        (BytesSerializer("text/plain\n"), r"serializer BytesSerializer has content_type 'text/plain\\n'"),
+        (WithContentType("application/json;\tcharset=utf-8"), r"control character"),
+        (WithContentType("application/\x00json"), r"control character"),
+        (WithContentType("application/json\x7f"), r"control character"),
     ],
-    ids=["raises", "returns text", "no content type"],
+    ids=["raises", "returns text", "no content type", "CR LF", "LF", "tab", "NUL", "DEL"],
 )
 def test_a_broken_serializer_is_refused_and_leaves_no_row(
     engine: Engine, serializer: Any, message: str

@@ -36,10 +36,15 @@ def relay_db(new_database: Callable[[], str]) -> str:
 def clean_outbox(relay_db: str) -> str:
     with psycopg.connect(relay_db, autocommit=True) as conn:
         conn.execute("TRUNCATE outbox_events, outbox_quarantine")
-        # Relays of earlier tests must be gone: their leases would keep shards from this one.
+        # Relays of earlier tests, and the lease connections of tests that took shards themselves,
+        # must be gone: the table's leases, group and shard count would be theirs. Gone means their
+        # locks are released, which is when the backend has exited: the timeout form of
+        # pg_terminate_backend waits for that (a closed connection's backend may still be exiting).
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'outbox-relay%%'"
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND (application_name LIKE 'outbox-relay%%'"
+            " OR pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory'))"
         )
     return relay_db
 
