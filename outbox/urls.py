@@ -78,3 +78,15 @@ def sqlalchemy_url(url: str) -> str:
     # key=value: SQLAlchemy's psycopg dialect hands the query parameters to psycopg.connect.
     query = {key: str(value) for key, value in conninfo_to_dict(url).items() if value is not None}
     return URL.create("postgresql+psycopg", query=query).render_as_string(hide_password=False)
+
+
+def postgres_problem(url: str, err: psycopg.Error) -> str:
+    """What PostgreSQL at `url` refused, in one line with every password masked: a failed
+    connection says so; a missing outboxkit table says what to run."""
+    # The primary message only: the server's LINE/caret context spans lines and quotes SQL.
+    said = mask_url(" ".join((err.diag.message_primary or str(err)).split()))
+    if isinstance(err, psycopg.OperationalError):
+        return f"cannot connect to PostgreSQL at {mask_url(url)}: {said}"
+    if isinstance(err, psycopg.errors.UndefinedTable):
+        said += " (are outboxkit's tables there? run `outbox migrate upgrade` on this database)"
+    return f"PostgreSQL at {mask_url(url)}: {said}"

@@ -34,6 +34,8 @@ from projectors.tracking import OffsetStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from outboxkit.ops.health import Heartbeat
+
 log = logging.getLogger(__name__)
 
 LAG_REPORT_SECONDS = 1.0
@@ -148,10 +150,14 @@ class ProjectorRunner:
         *,
         metrics: ProjectorMetrics | None = None,
         tracer: Tracer | None = None,
+        health: Heartbeat | None = None,
     ) -> None:
         """`kafka`: the cluster (settings, or brokers reached without a login); `tracer`: where
-        handler spans go (default: OpenTelemetry's global provider)."""
+        handler spans go (default: OpenTelemetry's global provider); `health`: beaten ok after
+        every consume turn (with the owned partitions), failed with the reason when the projector
+        cannot go on (the daemon's /healthz reads it)."""
         self.projector = projector
+        self.health = health
         self.engine = engine
         self.kafka = KafkaSettings.of(kafka)
         self.metrics = metrics or ProjectorMetrics()
@@ -187,8 +193,13 @@ class ProjectorRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on."""
-        with driver_errors(f"projector {self.projector.name!r}"):
-            self._run(stop)
+        try:
+            with driver_errors(f"projector {self.projector.name!r}"):
+                self._run(stop)
+        except Exception as err:
+            if self.health is not None:
+                self.health.beat("failed", str(err))
+            raise
 
     def _run(self, stop: threading.Event) -> None:
         config = self.projector.config
@@ -204,10 +215,15 @@ class ProjectorRunner:
                 self._apply,
                 batch_size=config.batch_size,
                 batch_timeout=config.batch_timeout,
-                on_turn=self._report_lag,
+                on_turn=self._turned,
             )
         finally:
             self._dead_letters.close()
+
+    def _turned(self) -> None:
+        self._report_lag()
+        if self.health is not None:
+            self.health.beat("ok", partitions=[f"{t}[{p}]" for t, p in sorted(self._group.positions)])
 
     def _apply(self, records: Sequence[Message]) -> None:
         consumer = self._group.consumer

@@ -5,10 +5,14 @@ hold commit markers and aborted records, which are never applied: counted as off
 that applied everything would show a lag of one marker per partition. So a short gap (up to
 `EXACT_LAG_UP_TO` offsets) is read and its committed records counted; a longer one is given in
 offsets, an upper bound.
+
+`ProjectorStatusSource` is the projectors' outboxkit.ops StatusSource: `outbox projector status`,
+the projector daemon's /status.json and the operator console read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from confluent_kafka import TopicPartition
@@ -18,6 +22,7 @@ from outboxkit.kafka import clients
 from outboxkit.kafka.admin import partition_counts
 from outboxkit.kafka.catchup import read_to_end
 from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.ops.status import JSON
 from projectors.database import driver_errors
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
@@ -54,6 +59,70 @@ class PartitionStatus:
         """The stored offset lies past the partition's end: the topic was recreated or truncated, and
         the projector refuses to run (`OffsetBeyondLogEndError`) until the read model is rebuilt."""
         return self.next_offset is not None and self.next_offset > self.high
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "next_offset": self.next_offset,
+            "low": self.low,
+            "high": self.high,
+            "lag": self.lag,
+            "lag_counted": self.behind is not None,
+            "beyond_log_end": self.beyond_log_end,
+        }
+
+
+@dataclass(frozen=True)
+class ProjectorStatus:
+    """One projector: its consumer group and every partition of its topics, by topic and partition."""
+
+    projector: str
+    group: str
+    partitions: tuple[PartitionStatus, ...]
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "projector": self.projector,
+            "group": self.group,
+            "total_lag": self.total_lag,
+            "partitions": [p.to_json() for p in self.partitions],
+        }
+
+
+class ProjectorStatusSource:
+    """A projector's StatusSource. Each read asks the database (stored offsets) and Kafka
+    (watermarks, and the records of a short gap); a failure of either is a ProjectorError saying
+    which."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        engine: Engine,
+        kafka: KafkaSettings | str,
+        *,
+        metrics: ProjectorMetrics | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """`metrics`: its lag gauges are set from each read (as `projector_status` does)."""
+        self.projector = projector
+        self.engine = engine
+        self.kafka = KafkaSettings.of(kafka)
+        self.metrics = metrics
+        self.timeout = timeout
+
+    def read(self) -> ProjectorStatus:
+        rows = projector_status(
+            self.projector, self.engine, self.kafka, metrics=self.metrics, timeout=self.timeout
+        )
+        return ProjectorStatus(self.projector.name, self.projector.group_id, tuple(rows))
+
+    def snapshot(self) -> Mapping[str, JSON]:
+        return self.read().to_json()
 
 
 def projector_status(

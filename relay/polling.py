@@ -23,7 +23,7 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from outbox.config import OutboxSettings, Retention
-from outbox.errors import ConfigurationError
+from outbox.errors import ConfigurationError, MigrationError
 from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.settings import KafkaSettings
 from relay.errors import KafkaTroubleError, LeaseRefusedError, RelayError
@@ -122,7 +122,7 @@ class PollingRelay:
                         on_turn()
                     if not busy:
                         self._idle(self.settings.poll_interval)
-                except psycopg.OperationalError as err:
+                except (psycopg.OperationalError, MigrationError) as err:  # outbox tables missing: wait
                     self._fail("postgres", err)
                     self._drop_database()
                 except (KafkaException, KafkaUnavailableError) as err:

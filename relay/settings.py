@@ -85,10 +85,14 @@ class RelaySettings(BaseSettings):
     """Rows one purge statement deletes at most, so each is a short transaction."""
 
     metrics_host: str = "127.0.0.1"
-    """Address of the Prometheus /metrics and /healthz endpoint."""
+    """Address of the relay's /metrics, /healthz and /status.json."""
 
     metrics_port: int = Field(default=9465, ge=0, le=65535)
-    """Port of /metrics and /healthz; 0 disables the endpoint."""
+    """Port of /metrics, /healthz and /status.json; 0 disables them."""
+
+    stale_after: float = Field(default=30.0, gt=0, le=3600)
+    """/healthz answers 503 when the relay's loop has not turned for this many seconds (a hung
+    call); at least 3 poll intervals are allowed whatever this says."""
 
     producer: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka producer settings (JSON object in the environment), e.g. {"linger.ms": "5"}.
@@ -111,8 +115,9 @@ class RelaySettings(BaseSettings):
         return value
 
 
-SECTIONS = ("relay", "cdc")
-"""Tables of the config file besides the top level: `[relay]` (RelaySettings), `[cdc]` (CdcSettings)."""
+SECTIONS = ("kafka", "relay", "cdc")
+"""Tables of the config file besides the top level: `[kafka]` (outboxkit.kafka's KafkaSettings),
+`[relay]` (RelaySettings), `[cdc]` (CdcSettings)."""
 
 
 def read_config_file(config_file: Path | None) -> dict[str, dict[str, Any]]:

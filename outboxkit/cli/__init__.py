@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import click
 
-from outbox.config import OutboxSettings
-from outbox.errors import OutboxError
 from outboxkit.cli.cdc import cdc
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.projector import projector
 from outboxkit.cli.relay import relay
 from outboxkit.cli.replay import replay
+from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--database-url", help="PostgreSQL URL of the outbox [env OUTBOX_DATABASE_URL].")
 @click.option("--bootstrap-servers", help="Kafka brokers [env OUTBOX_KAFKA_BOOTSTRAP_SERVERS].")
+@CONFIG
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | None) -> None:
     """outboxkit: transactional outbox, relays and projectors for PostgreSQL and Kafka.
 
-    Settings come from OUTBOX_... environment variables (and a --config file where a command takes
-    one); flags override them.
+    Settings: flags > OUTBOX_... environment variables > the --config file > defaults.
     """
     flags = {"database_url": database_url, "kafka_bootstrap_servers": bootstrap_servers}
-    ctx.obj = {k: v for k, v in flags.items() if v is not None}
+    ctx.ensure_object(dict).update({k: v for k, v in flags.items() if v is not None})
 
 
 @main.command()
@@ -35,16 +34,12 @@ def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | 
     show_default=True,
     help="Publish with the polling relay, or with Debezium CDC in Kafka Connect.",
 )
-@click.pass_obj
-def demo(flags: dict[str, str], relay: str) -> None:
+@click.pass_context
+def demo(ctx: click.Context, relay: str) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
     from outboxkit.examples.demo import run_demo
 
-    try:
-        settings = OutboxSettings.load(**flags)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
-    run_demo(settings, echo=click.echo, relay=relay)
+    run_demo(CommandSettings(ctx).outbox, echo=click.echo, relay=relay)
 
 
 main.add_command(migrate)

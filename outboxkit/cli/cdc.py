@@ -2,55 +2,39 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from outbox.config import OutboxSettings
-from outbox.errors import OutboxError
 from outboxkit.cli.database import connect
+from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
 from relay.cdc import CdcSettings, connector_config, refuse_repointing
 from relay.connect import ConnectClient
-from relay.settings import layered, read_config_file
-from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released, slot_lag
+from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released
+from relay.status import CdcStatusSource
 
 
 def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, CdcSettings]:
-    """Flags > OUTBOX_... / OUTBOX_CDC_... variables > the config file (top level, [cdc]) > defaults."""
-    flags = dict(ctx.obj or {})
-    config_file = flags.pop("config_file", None)
-    try:
-        file_values = read_config_file(config_file)
-        outbox = layered(OutboxSettings, file_values[""], flags)
-        return outbox, layered(CdcSettings, file_values["cdc"], cdc_flags)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
+    settings = CommandSettings(ctx)
+    return settings.outbox, settings.section("cdc", CdcSettings, **cdc_flags)
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 @click.option("--connect-url", help="Kafka Connect's REST API [env OUTBOX_CONNECT_URL].")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="TOML file: outbox settings at the top, CDC settings under [cdc] (the relay's file works).",
-)
+@CONFIG
 @click.pass_context
-def cdc(ctx: click.Context, connect_url: str | None, config_file: Path | None) -> None:
+def cdc(ctx: click.Context, connect_url: str | None) -> None:
     """The CDC relay: Debezium's PostgreSQL connector with the Outbox Event Router, in Kafka Connect.
 
     Settings: OUTBOX_... (database URL, Connect URL) and OUTBOX_CDC_... (connector, slot,
-    publication, exactly-once, heartbeats), or the same keys in a --config file. Records are
-    byte-identical to the polling relay's.
+    publication, exactly-once, heartbeats), or the same keys in a --config file (CDC settings in
+    its [cdc] table; the relay's file works). Records are byte-identical to the polling relay's.
     """
-    ctx.obj = dict(ctx.obj or {})
     if connect_url:
-        ctx.obj["connect_url"] = connect_url
-    ctx.obj["config_file"] = config_file
+        ctx.ensure_object(dict)["connect_url"] = connect_url
 
 
 EXACTLY_ONCE = click.option(
@@ -58,16 +42,6 @@ EXACTLY_ONCE = click.option(
     default=None,
     help="Require exactly-once delivery (the worker must enable it) [env OUTBOX_CDC_EXACTLY_ONCE].",
 )
-
-
-@contextlib.contextmanager
-def _connected(outbox: OutboxSettings) -> Iterator[ConnectClient]:
-    """Kafka Connect's REST API; what it refuses becomes the command's error message."""
-    try:
-        with ConnectClient(outbox.connect_url) as client:
-            yield client
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
 
 
 MASK = "********"
@@ -110,7 +84,7 @@ def register(
     """
     outbox, settings = _settings(ctx, exactly_once=exactly_once)
     wanted = connector_config(outbox, settings)
-    with _connected(outbox) as client:
+    with ConnectClient(outbox.connect_url) as client:
         if not replace:
             refuse_repointing(settings.connector_name, client.config(settings.connector_name), wanted)
         client.put_config(settings.connector_name, wanted)
@@ -121,27 +95,32 @@ def register(
 
 @cdc.command()
 @click.option("--metrics", is_flag=True, help="Print Prometheus exposition text instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object instead.")
 @click.pass_context
-def status(ctx: click.Context, metrics: bool) -> None:
+def status(ctx: click.Context, metrics: bool, as_json: bool) -> None:
     """Connector and task state, and the WAL the replication slot retains."""
     outbox, settings = _settings(ctx)
-    with _connected(outbox) as client:
-        state = client.status(settings.connector_name)
-    with connect(outbox.database_url, autocommit=True) as conn:
-        lag = slot_lag(conn, settings.slot_name)
+    source = CdcStatusSource(
+        outbox.connect_url, outbox.database_url, settings.connector_name, settings.slot_name
+    )
+    now = source.read()
+    state, lag = now.connector, now.slot
+    if as_json:
+        click.echo(orjson.dumps(now.to_json()).decode())
+        return
     if metrics:
         gauges = SlotMetrics()
-        gauges.update(lag, settings.slot_name, settings.connector_name, bool(state and state.running))
+        gauges.update(lag, now.slot_name, now.connector_name, bool(state and state.running))
         click.echo(gauges.exposition().decode(), nl=False)
         return
     if state is None:
-        click.echo(f"connector:  {settings.connector_name} not registered")
+        click.echo(f"connector:  {now.connector_name} not registered")
     else:
         click.echo(f"connector:  {state.name} {state.connector}")
         for task_id, task_state, trace in state.tasks:
             click.echo(f"task {task_id}:     {task_state}{'  ' + trace if trace else ''}")
     if lag is None:
-        click.echo(f"slot:       {settings.slot_name} does not exist")
+        click.echo(f"slot:       {now.slot_name} does not exist")
     else:
         click.echo(
             f"slot:       {lag.slot} {'active' if lag.active else 'INACTIVE'}, "
@@ -151,7 +130,7 @@ def status(ctx: click.Context, metrics: bool) -> None:
 
 def _lifecycle(ctx: click.Context, verb: str) -> None:
     outbox, settings = _settings(ctx)
-    with _connected(outbox) as client:
+    with ConnectClient(outbox.connect_url) as client:
         getattr(client, verb)(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {verb[:-1]}ing")
 
@@ -180,7 +159,7 @@ def resume(ctx: click.Context) -> None:
 def remove(ctx: click.Context, keep_slot: bool) -> None:
     """Remove the connector, then drop its replication slot and publication."""
     outbox, settings = _settings(ctx)
-    with _connected(outbox) as client:
+    with ConnectClient(outbox.connect_url) as client:
         removed = client.delete(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {'removed' if removed else 'was not registered'}")
     if keep_slot:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import psycopg
 
-from outbox.config import mask_url
+from outbox.urls import postgres_problem
 
 
 @contextmanager
@@ -19,9 +19,5 @@ def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connectio
     try:
         with psycopg.connect(url, autocommit=autocommit) as conn:
             yield conn
-    except psycopg.OperationalError as err:
-        raise click.ClickException(
-            f"cannot connect to PostgreSQL at {mask_url(url)}: {mask_url(str(err).strip())}"
-        ) from err
     except psycopg.Error as err:
-        raise click.ClickException(f"PostgreSQL at {mask_url(url)}: {mask_url(str(err).strip())}") from err
+        raise click.ClickException(postgres_problem(url, err)) from err

@@ -16,34 +16,17 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
+from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from outboxkit.kafka.settings import KafkaSettings
 
-
-def settings_of(ctx: click.Context) -> OutboxSettings:
-    """The environment's settings with the `outbox` group's flags (none when this group runs on its
-    own); invalid ones are the command's error."""
-    flags = ctx.find_object(dict) or {}
-    try:
-        return OutboxSettings.load(**flags)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
-
-
-def kafka_of(settings: OutboxSettings) -> KafkaSettings:
-    """The cluster and its login (OUTBOX_KAFKA_...) with the brokers the command was given."""
-    from outboxkit.kafka.settings import KafkaSettings
-
-    try:
-        return KafkaSettings.load(bootstrap_servers=settings.kafka_bootstrap_servers)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
+log = logging.getLogger("outboxkit.projector")
 
 
 def load(name: str, **overrides: Any) -> Any:
@@ -61,19 +44,18 @@ def load(name: str, **overrides: Any) -> Any:
 
 @contextmanager
 def database(settings: OutboxSettings) -> Iterator[Engine]:
-    """An engine for the command's duration; outboxkit errors become click errors (exit 1)."""
+    """An engine for the command's duration."""
     from projectors.database import engine_for
 
     engine = engine_for(settings.database_url)
     try:
         yield engine
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
     finally:
         engine.dispose()
 
 
-@click.group("projector")
+@click.group("projector", cls=CommandGroup)
+@CONFIG
 def projector() -> None:
     """Run, inspect and rebuild projectors (NAME: `package.module:attribute`)."""
 
@@ -83,7 +65,16 @@ def projector() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most records per database transaction.")
 @click.option("--instance-id", help="Kafka static membership id of this instance.")
 @click.option("--on-failure", type=click.Choice(["dead-letter", "stop"]), help="After a handler's retries.")
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the endpoints.")
+@click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /status.json on this port.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds without a turn of the consume loop before /healthz says 503.",
+)
+@LOG_LEVEL
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -92,25 +83,48 @@ def run(
     batch_size: int | None,
     instance_id: str | None,
     on_failure: str | None,
+    metrics_host: str,
     metrics_port: int | None,
+    stale_after: float,
+    log_level: str,
 ) -> None:
-    """Run one instance of projector NAME until SIGINT or SIGTERM."""
-    from prometheus_client import start_http_server
+    """Run one instance of projector NAME until SIGINT or SIGTERM.
 
+    Logs are JSON lines on stderr; a projector that cannot go on logs why and exits with code 1.
+    """
+    from outboxkit.ops import logs
+    from outboxkit.ops.endpoints import serve
+    from outboxkit.ops.health import Heartbeat
     from projectors.metrics import ProjectorMetrics
     from projectors.runtime import ProjectorRunner
+    from projectors.status import ProjectorStatusSource
 
-    settings = settings_of(ctx)
+    loaded = CommandSettings(ctx)
+    settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(log_level)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     metrics = ProjectorMetrics()
-    if metrics_port is not None:
-        start_http_server(metrics_port, registry=metrics.registry)
+    health = Heartbeat(max(stale_after, 3 * definition.config.batch_timeout))
     try:
         with database(settings) as engine:
-            ProjectorRunner(definition, engine, kafka_of(settings), metrics=metrics).run(stop)
+            server = None
+            if metrics_port:
+                status = ProjectorStatusSource(definition, engine, kafka)
+                server = serve(
+                    metrics_host, metrics_port, registry=metrics.registry, health=health, status=status
+                )
+            log.info("projector starting", extra={"projector": definition.name, "group": definition.group_id})
+            try:
+                ProjectorRunner(definition, engine, kafka, metrics=metrics, health=health).run(stop)
+            finally:
+                if server is not None:
+                    server.close()
+        log.info("projector stopped", extra={"projector": definition.name})
+    except OutboxError as err:
+        log.error("projector cannot go on: %s", err, extra={"projector": definition.name})
+        ctx.exit(1)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -118,22 +132,27 @@ def run(
 
 @projector.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @click.pass_context
-def status(ctx: click.Context, name: str) -> None:
+def status(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show projector NAME's stored offset, high watermark and lag per partition."""
-    from projectors.status import projector_status
+    from projectors.status import ProjectorStatusSource
 
-    settings = settings_of(ctx)
+    loaded = CommandSettings(ctx)
+    settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with database(settings) as engine:
-        rows = projector_status(definition, engine, kafka_of(settings))
-    click.echo(f"projector {definition.name} (group {definition.group_id})")
+        now = ProjectorStatusSource(definition, engine, kafka).read()
+    if as_json:
+        click.echo(orjson.dumps(now.to_json()).decode())
+        return
+    click.echo(f"projector {now.projector} (group {now.group})")
     click.echo(f"{'topic':<40} {'partition':>9} {'stored':>12} {'high':>12} {'lag':>10}")
-    for row in rows:
+    for row in now.partitions:
         stored = "-" if row.next_offset is None else str(row.next_offset)
         click.echo(f"{row.topic:<40} {row.partition:>9} {stored:>12} {row.high:>12} {row.lag:>10}")
-    click.echo(f"total lag {sum(row.lag for row in rows)}")
-    for row in rows:
+    click.echo(f"total lag {now.total_lag}")
+    for row in now.partitions:
         if row.beyond_log_end:
             click.echo(
                 f"{row.topic}[{row.partition}]: stored offset {row.next_offset} is beyond the log end "
@@ -148,7 +167,8 @@ def rebuild(ctx: click.Context, name: str) -> None:
     """Rebuild projector NAME's read model from the start of its topics and swap it in."""
     from projectors.rebuild import rebuild as rebuild_read_model
 
-    settings = settings_of(ctx)
+    loaded = CommandSettings(ctx)
+    settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with (
         database(settings) as engine,
@@ -159,7 +179,7 @@ def rebuild(ctx: click.Context, name: str) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        count = rebuild_read_model(definition, engine, kafka_of(settings), progress=progress)
+        count = rebuild_read_model(definition, engine, kafka, progress=progress)
     click.echo(f"rebuilt {definition.name} from {count} records and swapped it in")
 
 

@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
+from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit import logs
 from outboxkit.cli.database import connect
+from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.ops import logs
+from outboxkit.ops.endpoints import serve
 from relay import sql
-from relay.identity import SourceIdentity, default_group
-from relay.leases import ShardLeases
+from relay.errors import RelayError
 from relay.metrics import RelayMetrics
 from relay.polling import PollingRelay
-from relay.settings import RelayMode, load_settings
+from relay.settings import RelayMode, RelaySettings
+from relay.status import RelayStatusSource
 
-CONFIG = click.option(
-    "--config",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="TOML file: outbox settings at the top, relay settings under [relay].",
-)
+log = logging.getLogger("outbox.relay")
 
 
-def _settings(ctx: click.Context, config: Path | None, **relay_flags: Any) -> Any:
-    try:
-        return load_settings(config, **(ctx.obj or {}), **{f"relay_{k}": v for k, v in relay_flags.items()})
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
+def _settings(ctx: click.Context, **relay_flags: Any) -> tuple[OutboxSettings, RelaySettings]:
+    settings = CommandSettings(ctx)
+    return settings.outbox, settings.section("relay", RelaySettings, **relay_flags)
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def relay() -> None:
     """The polling relay: moves committed outbox events to Kafka in commit order per aggregate."""
 
@@ -43,61 +41,70 @@ def relay() -> None:
 @click.option("--group", help="Relay group (relays of one group share the shards).")
 @click.option("--shards", type=int, help="Key-hash shards of the outbox.")
 @click.option("--batch-size", type=int, help="Events per batch.")
-@click.option("--metrics-port", type=int, help="Port of /metrics and /healthz (0: off).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--metrics-port", type=int, help="Port of /metrics, /healthz and /status.json (0: off).")
+@click.option("--stale-after", type=float, help="Seconds without a turn before /healthz says 503.")
+@LOG_LEVEL
 @click.pass_context
-def run(ctx: click.Context, /, config: Path | None, log_level: str, **flags: Any) -> None:
-    """Run the relay until SIGTERM/SIGINT (the batch in flight is finished; exit code 0)."""
-    outbox_settings, relay_settings = _settings(ctx, config, **flags)
+def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
+    """Run the relay until SIGTERM/SIGINT (the batch in flight is finished; exit code 0).
+
+    Logs are JSON lines on stderr; a relay that cannot go on logs why and exits with code 1.
+    """
+    loaded = CommandSettings(ctx)
+    outbox_settings, kafka = loaded.outbox, loaded.kafka
+    relay_settings = loaded.section("relay", RelaySettings, **flags)
     logs.configure(log_level)
-    metrics = RelayMetrics()
-    try:
-        daemon = PollingRelay(outbox_settings, relay_settings, metrics)
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
+    metrics = RelayMetrics(stale_after=max(relay_settings.stale_after, 3 * relay_settings.poll_interval))
+    daemon = PollingRelay(outbox_settings, relay_settings, metrics, kafka=kafka)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     server = None
     if relay_settings.metrics_port:
-        server = metrics.serve(
+        status = RelayStatusSource(outbox_settings.database_url, relay_settings.group, relay_settings.shards)
+        server = serve(
             relay_settings.metrics_host,
             relay_settings.metrics_port,
-            stale_after=max(30.0, 3 * relay_settings.poll_interval),
+            registry=metrics.registry,
+            health=metrics.heartbeat,
+            status=status,
         )
     try:
         daemon.run()
-    except OutboxError as err:  # the relay cannot go on (logged); say why, exit 1
-        raise click.ClickException(str(err)) from err
+    except OutboxError as err:
+        if not isinstance(err, RelayError):  # the relay logged those itself
+            log.error("relay cannot go on: %s", err)
+        ctx.exit(1)
     finally:
         if server is not None:
-            server.shutdown()
+            server.close()
 
 
 @relay.command()
 @CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @click.pass_context
-def status(ctx: click.Context, config: Path | None) -> None:
+def status(ctx: click.Context, as_json: bool) -> None:
     """Print the backlog, the age of the oldest unpublished event, quarantine and shard owners."""
-    outbox_settings, relay_settings = _settings(ctx, config)
-    with connect(outbox_settings.database_url, autocommit=True) as conn:
-        row = conn.execute(*sql.backlog()).fetchone()
-        assert row is not None
-        backlog, oldest, quarantined = int(row[0]), float(row[1] or 0), int(row[2])
-        group = relay_settings.group or default_group(SourceIdentity.of(conn))
-        leases = ShardLeases(conn, group, relay_settings.shards)
-        holders, groups, others = leases.holders(), leases.groups(), leases.other_groups()
-    click.echo(f"backlog:            {backlog} unpublished events")
-    click.echo(f"lag:                {oldest:.3f} s (age of the oldest unpublished event)")
-    click.echo(f"quarantined:        {quarantined} events")
-    owned = ", ".join(f"{s}:pid {p}" for s, p in sorted(holders.items())) or "none"
-    click.echo(f"shards ({relay_settings.shards}, group {group}): {owned}")
+    outbox_settings, relay_settings = _settings(ctx)
+    source = RelayStatusSource(outbox_settings.database_url, relay_settings.group, relay_settings.shards)
+    now = source.read()
+    if as_json:
+        click.echo(orjson.dumps(now.to_json()).decode())
+        return
+    click.echo(f"backlog:            {now.backlog} unpublished events")
+    click.echo(
+        f"lag:                {now.oldest_unpublished_seconds:.3f} s (age of the oldest unpublished event)"
+    )
+    click.echo(f"quarantined:        {now.quarantined} events")
+    owned = ", ".join(f"{o.shard}:pid {o.pid}" for o in now.owners) or "none"
+    click.echo(f"shards ({now.shards}, group {now.group}): {owned}")
     # The shards are the table's: whichever group publishes it holds them. Name it, so a relay
     # started with another group (refused, waiting) is explained here too.
-    live = "; ".join(f"{name} (pids {', '.join(map(str, pids))})" for name, pids in groups.items())
-    click.echo(f"relay groups:       {live or 'none running'} on {leases.table.describe()}")
-    if others:
+    live = "; ".join(f"{g.name} (pids {', '.join(map(str, g.pids))})" for g in now.groups)
+    click.echo(f"relay groups:       {live or 'none running'} on {now.table}")
+    if now.other_groups:
         click.echo(
-            f"warning: relays of group {group} take no shard while group {next(iter(others))} publishes"
+            f"warning: relays of group {now.group} take no shard while group {now.other_groups[0]} publishes"
             " this outbox (one group per outbox table; see `outbox relay run`'s log for what to do)"
         )
 
@@ -110,10 +117,9 @@ def quarantine() -> None:
 @quarantine.command("list")
 @CONFIG
 @click.pass_context
-def list_(ctx: click.Context, config: Path | None) -> None:
+def list_(ctx: click.Context) -> None:
     """List quarantined events with their reasons."""
-    outbox_settings, _ = _settings(ctx, config)
-    with connect(outbox_settings.database_url) as conn:
+    with connect(CommandSettings(ctx).outbox.database_url) as conn:
         rows = conn.execute(
             f"SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
             f" FROM {sql.QUARANTINE} ORDER BY id"
@@ -125,9 +131,8 @@ def list_(ctx: click.Context, config: Path | None) -> None:
     click.echo(f"{len(rows)} quarantined")
 
 
-def _apply(ctx: click.Context, config: Path | None, statement: Any, verb: str) -> None:
-    outbox_settings, _ = _settings(ctx, config)
-    with connect(outbox_settings.database_url) as conn:
+def _apply(ctx: click.Context, statement: Any, verb: str) -> None:
+    with connect(CommandSettings(ctx).outbox.database_url) as conn:
         done = [r[0] for r in conn.execute(*statement).fetchall()]
     click.echo(f"{verb} {len(done)} event(s): {' '.join(done)}" if done else f"nothing {verb}")
 
@@ -136,15 +141,15 @@ def _apply(ctx: click.Context, config: Path | None, statement: Any, verb: str) -
 @CONFIG
 @click.argument("ce_ids", nargs=-1, required=True)
 @click.pass_context
-def requeue(ctx: click.Context, config: Path | None, ce_ids: tuple[str, ...]) -> None:
+def requeue(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
     """Put events back into the outbox in their old place (after fixing the cause)."""
-    _apply(ctx, config, sql.requeue(ce_ids), "requeued")
+    _apply(ctx, sql.requeue(ce_ids), "requeued")
 
 
 @quarantine.command()
 @CONFIG
 @click.argument("ce_ids", nargs=-1, required=True)
 @click.pass_context
-def discard(ctx: click.Context, config: Path | None, ce_ids: tuple[str, ...]) -> None:
+def discard(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
     """Drop events for good; events held behind them flow again."""
-    _apply(ctx, config, sql.discard(ce_ids), "discarded")
+    _apply(ctx, sql.discard(ce_ids), "discarded")

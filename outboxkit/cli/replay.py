@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 import click
 import psycopg
 
-from outbox.config import OutboxSettings, Retention
-from outbox.errors import OutboxError
+from outbox.config import Retention
 from outboxkit.cli.database import connect
+from outboxkit.cli.settings import CONFIG, CommandSettings
 from projectors.config import ProjectorConfig
 from relay import sql
 
@@ -42,9 +42,10 @@ MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
     help="Refuse if a selected event was created more than this many days ago (projectors dedupe "
     "by remembering ce_ids for their dedupe_retention, 7 days by default, less a day to deliver).",
 )
-@click.pass_obj
+@CONFIG
+@click.pass_context
 def replay(
-    flags: dict[str, str],
+    ctx: click.Context,
     *,
     since: datetime | None,
     until: datetime | None,
@@ -67,10 +68,7 @@ def replay(
     """
     if not (since or until or aggregate or events or everything):
         raise click.UsageError("choose what to replay: --since/--until, --aggregate, --event, or --all")
-    try:
-        settings = OutboxSettings.load(**(flags or {}))
-    except OutboxError as err:
-        raise click.ClickException(str(err)) from err
+    settings = CommandSettings(ctx).outbox
     agg_type, _, agg_id = (aggregate or "").partition(":")
     selection = sql.replay_selection(
         since=since.isoformat() + "+00:00" if since else None,

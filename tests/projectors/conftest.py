@@ -110,9 +110,15 @@ def running(projector: Projector, engine: Engine, bootstrap: str, **options: Any
 
 
 def projector_process(
-    reference: str, database_url: str, bootstrap: str, env: dict[str, str], *args: str
+    reference: str,
+    database_url: str,
+    bootstrap: str,
+    env: dict[str, str],
+    *args: str,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`outbox projector run REFERENCE` as a child process (the CLI module run directly)."""
+    """`outbox projector run REFERENCE` as a child process; its stderr (the JSON log) goes to
+    `log` when given."""
     environment = {
         **os.environ,
         "OUTBOX_DATABASE_URL": database_url,
@@ -120,14 +126,20 @@ def projector_process(
         "PYTHONPATH": str(REPO),
         **env,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "outboxkit.cli.projector", "run", reference, *args],
-        cwd=REPO,
-        env=environment,
-        # Inherited stderr: pytest's fd capture keeps the child's log and shows it when a test fails
-        # (a pipe nobody reads could fill up and block the child).
-        stdout=subprocess.DEVNULL,
-    )
+    stderr = open(log, "ab") if log is not None else None  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "outboxkit", "projector", "run", reference, *args],
+            cwd=REPO,
+            env=environment,
+            # Inherited stderr by default: pytest's fd capture keeps the child's log and shows it
+            # when a test fails (a pipe nobody reads could fill up and block the child).
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    finally:
+        if stderr is not None:
+            stderr.close()
 
 
 @pytest.fixture

@@ -1,31 +1,28 @@
-"""What operators see: /metrics, /healthz, `outbox relay status`, configuration precedence."""
+"""What operators see: /metrics, /healthz, /status.json, logs, `outbox relay status`, configuration
+precedence."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 from click.testing import CliRunner
 
+from outbox import migrations
 from outbox.errors import ConfigurationError
 from outboxkit.cli import main
+from relay import sql
 from relay.settings import RelayMode, load_settings
+from relay.status import RelayStatusSource
+from tests.daemons import http_get, http_json, json_log
 from tests.isolated import free_port
 from tests.relay.conftest import RelayProcess, outbox_count, wait_for
 from tests.relay.events import engine_for, outbox_for, write_numbered
 from tests.services import consume_all
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
 
 
 def test_metrics_health_and_status(
@@ -43,12 +40,12 @@ def test_metrics_health_and_status(
     wait_for(lambda: outbox_count(clean_outbox) == 0, 30, "the outbox to drain")
 
     def healthy() -> bool:
-        return get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        return http_get(port, "/healthz")[0] == 200
 
     wait_for(healthy, 30, "/healthz to answer 200")
-    health = orjson.loads(get(f"http://127.0.0.1:{port}/healthz")[1])
+    health = orjson.loads(http_get(port, "/healthz")[1])
     assert health["status"] == "ok" and health["shards"] == [0, 1, 2]
-    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    status, body = http_get(port, "/metrics")
     assert status == 200
     metrics = {
         line.split(" ")[0]: float(line.split(" ")[1])
@@ -58,21 +55,28 @@ def test_metrics_health_and_status(
     assert metrics["outbox_relay_published_total"] == 50
     assert metrics["outbox_relay_owned_shards"] == 3
     assert "outbox_relay_backlog_events" in metrics and "outbox_relay_oldest_unpublished_seconds" in metrics
-    assert get(f"http://127.0.0.1:{port}/nothing")[0] == 404
+    assert http_get(port, "/nothing")[0] == 404
 
-    result = CliRunner().invoke(
-        main,
-        ["relay", "status"],
-        env={
-            "OUTBOX_DATABASE_URL": clean_outbox,
-            "OUTBOX_RELAY_GROUP": relay.env["OUTBOX_RELAY_GROUP"],
-            "OUTBOX_RELAY_SHARDS": "3",
-        },
-    )
+    group = relay.env["OUTBOX_RELAY_GROUP"]
+    source = RelayStatusSource(clean_outbox, group, 3)
+    status, served = http_json(port, "/status.json")
+    assert status == 200
+    assert served == source.snapshot()
+    assert (served["backlog"], served["quarantined"], served["group"]) == (0, 0, group)
+    assert [owner["shard"] for owner in served["owners"]] == [0, 1, 2]
+
+    env = {"OUTBOX_DATABASE_URL": clean_outbox, "OUTBOX_RELAY_GROUP": group, "OUTBOX_RELAY_SHARDS": "3"}
+    result = CliRunner().invoke(main, ["relay", "status"], env=env)
     assert result.exit_code == 0, result.output
     assert "backlog:            0 unpublished events" in result.output
-    assert "shards (3, group" in result.output and "0:pid" in result.output and "2:pid" in result.output
+    owners = ", ".join(f"{o['shard']}:pid {o['pid']}" for o in served["owners"])
+    assert f"shards (3, group {group}): {owners}" in result.output
+    as_json = CliRunner().invoke(main, ["relay", "status", "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    assert orjson.loads(as_json.output) == served
     assert relay.terminate() == 0
+    logged = json_log(relay.log_path.read_text())
+    assert {e["message"] for e in logged} >= {"relay starting", "shard acquired", "relay stopped"}
 
 
 def test_settings_precedence_is_flags_then_environment_then_file(
@@ -102,3 +106,84 @@ def test_bad_settings_say_what_is_wrong(tmp_path: Path) -> None:
         load_settings(None, relay_mode="exactly-twice")
     result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"])
     assert result.exit_code != 0 and "shards" in result.output
+
+
+def test_status_prints_the_numbers_of_the_status_source(
+    clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """A backlog and a quarantined event, no relay running: the command and the source agree."""
+    write_numbered(engine_for(clean_outbox), outbox_for(unique("status")), ["a", "b", "c"], 4)
+    with psycopg.connect(clean_outbox, autocommit=True) as conn:
+        row = conn.execute("SELECT min(id) FROM outbox_events").fetchone()
+        assert row is not None
+        conn.execute(*sql.quarantine(row[0], "test: held for the status"))
+    group = unique("status-group")
+    before = RelayStatusSource(clean_outbox, group, 2).read()
+    env = {"OUTBOX_DATABASE_URL": clean_outbox, "OUTBOX_RELAY_GROUP": group, "OUTBOX_RELAY_SHARDS": "2"}
+    result = CliRunner().invoke(main, ["relay", "status"], env=env)
+    after = RelayStatusSource(clean_outbox, group, 2).read()
+    assert result.exit_code == 0, result.output
+    printed = dict(line.split(":", 1) for line in result.output.splitlines() if line.count(":") == 1)
+    assert (before.backlog, before.quarantined, before.owners) == (11, 1, ())
+    assert printed["backlog"].split()[0] == str(before.backlog)
+    assert printed["quarantined"].split()[0] == str(before.quarantined)
+    lag = float(printed["lag"].split()[0])
+    assert before.oldest_unpublished_seconds - 0.001 <= lag <= after.oldest_unpublished_seconds + 0.001
+    assert f"shards (2, group {group}): none" in result.output
+
+
+def test_health_and_status_say_when_the_database_cannot_be_reached(
+    relay_factory: Callable[..., RelayProcess],
+) -> None:
+    port, nothing_there = free_port(), free_port()
+    relay = relay_factory(
+        env_extra={"OUTBOX_DATABASE_URL": f"postgresql://outbox:hunter2@127.0.0.1:{nothing_there}/outbox"},
+        metrics_port=port,
+        max_backoff=0.5,
+    )
+    relay.wait_ready()
+    wait_for(lambda: http_get(port, "/healthz")[0] == 503, 20, "/healthz to answer")
+    wait_for(lambda: b'"degraded"' in http_get(port, "/healthz")[1], 20, "the relay to say degraded")
+    status, health = http_json(port, "/healthz")
+    assert status == 503 and health["status"] == "degraded", health
+    assert health["reason"].startswith("postgres:") and "hunter2" not in health["reason"], health
+    status, said = http_json(port, "/status.json")
+    assert status == 503, said
+    assert said["error"].startswith(
+        f"cannot connect to PostgreSQL at postgresql://outbox:***@127.0.0.1:{nothing_there}"
+    )
+    status, metrics = http_get(port, "/metrics")
+    assert status == 200 and re.search(rb'outbox_relay_errors_total\{kind="postgres"\} [1-9]', metrics)
+    assert relay.terminate() == 0
+    text = relay.log_path.read_text()
+    assert "hunter2" not in text
+    assert any(e["level"] == "warning" and "postgres" in e["message"] for e in json_log(text))
+
+
+def test_a_relay_on_a_database_without_tables_waits_degraded_until_it_is_migrated(
+    relay_factory: Callable[..., RelayProcess],
+    new_database: Callable[[], str],
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+) -> None:
+    url = new_database()
+    port = free_port()
+    relay = relay_factory(env_extra={"OUTBOX_DATABASE_URL": url}, metrics_port=port, max_backoff=0.5)
+    relay.wait_ready()
+    wait_for(lambda: b'"degraded"' in http_get(port, "/healthz")[1], 20, "the relay to say degraded")
+    status, health = http_json(port, "/healthz")
+    assert status == 503
+    assert health["reason"].startswith("postgres: ") and "outbox_events" in health["reason"], health
+    assert "run `outbox migrate upgrade`" in health["reason"], health
+    status, said = http_json(port, "/status.json")
+    assert status == 503 and "outbox migrate upgrade" in said["error"], said
+    assert relay.alive()
+
+    migrations.upgrade(url)
+    topic = new_topic("migrated")
+    write_numbered(engine_for(url), outbox_for(topic), ["a"], 5)
+    assert len(consume_all(bootstrap_servers, topic, 5, timeout=30)) == 5
+    wait_for(lambda: http_get(port, "/healthz")[0] == 200, 20, "/healthz to be ok once migrated")
+    wait_for(lambda: http_json(port, "/status.json")[1]["backlog"] == 0, 20, "/status.json: no backlog")
+    assert relay.terminate() == 0
+    json_log(relay.log_path.read_text())

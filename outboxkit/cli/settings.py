@@ -1,0 +1,101 @@
+"""How every `outbox` command gets its settings and reports what went wrong.
+
+Settings, for every command: flags > OUTBOX_... environment variables > the config file
+(`--config FILE`, TOML: outbox settings at the top level, `[kafka]`, `[relay]` and `[cdc]`
+tables) >
+defaults. Flags of the `outbox` group (`--database-url`, `--bootstrap-servers`) and of the command
+itself both count as flags; the command's win.
+
+Errors: an OutboxError escaping a command (invalid settings included) is printed as
+`Error: <message>` (passwords masked), exit code 1, no traceback: `CommandGroup` does it for every
+command of a group, once.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic_settings import BaseSettings
+
+from outbox.config import OutboxSettings
+from outbox.errors import OutboxError
+from outbox.urls import mask_url
+from outboxkit.kafka.settings import KafkaSettings
+from relay.settings import layered, read_config_file
+
+T = TypeVar("T", bound=BaseSettings)
+
+CONFIG_KEY = "config_file"
+"""Where `--config` leaves its file in the click context's object."""
+
+
+class CommandGroup(click.Group):
+    """A group whose commands (and subgroups: they are CommandGroups too) report an OutboxError as
+    one `Error:` message with exit code 1 instead of a traceback."""
+
+    group_class = type  # subgroups made with @group.group() are of this class as well
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OutboxError as err:
+            raise click.ClickException(mask_url(str(err))) from err
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)[CONFIG_KEY] = value
+
+
+CONFIG = click.option(
+    "--config",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    expose_value=False,
+    callback=_remember_config,
+    help="TOML file: outbox settings at the top level, the Kafka login under [kafka], relay settings "
+    "under [relay], CDC settings under [cdc] (flags and OUTBOX_... variables override it).",
+)
+"""The `--config FILE` option; a group or command that takes it needs no parameter for it."""
+
+LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Least important log records written (JSON lines on stderr, outboxkit.ops.logs).",
+)
+"""The daemons' `--log-level` option."""
+
+
+class CommandSettings:
+    """The settings of one command invocation, loaded with one precedence (see the module)."""
+
+    def __init__(self, ctx: click.Context, **outbox_flags: Any) -> None:
+        """`outbox_flags`: the command's own OutboxSettings flags (None: not given)."""
+        given = dict(ctx.find_object(dict) or {})
+        self.config_file: Path | None = given.pop(CONFIG_KEY, None)
+        # The groups' flags (`outbox --database-url`, `cdc --connect-url`, ...), then the command's.
+        group_flags = {k: v for k, v in given.items() if k in OutboxSettings.model_fields}
+        self._flags = {**group_flags, **{k: v for k, v in outbox_flags.items() if v is not None}}
+        self._file = read_config_file(self.config_file)
+
+    @cached_property
+    def outbox(self) -> OutboxSettings:
+        """Where the services are (database, Kafka, Connect) and the write side's settings."""
+        return layered(OutboxSettings, self._file[""], self._flags)
+
+    @cached_property
+    def kafka(self) -> KafkaSettings:
+        """The cluster and its login: the file's `[kafka]` table, OUTBOX_KAFKA_... variables, and
+        the brokers of `outbox` (`--bootstrap-servers`, OUTBOX_KAFKA_BOOTSTRAP_SERVERS or the
+        file's top-level `kafka_bootstrap_servers`)."""
+        brokers = self.outbox.kafka_bootstrap_servers
+        return layered(KafkaSettings, self._file.get("kafka", {}), {"bootstrap_servers": brokers})
+
+    def section(self, name: str, cls: type[T], **flags: Any) -> T:
+        """A component's settings from the config file's `[name]` table, its OUTBOX_<NAME>_...
+        variables and the command's `flags` (None: not given)."""
+        return layered(cls, self._file.get(name, {}), flags)
