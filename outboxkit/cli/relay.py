@@ -59,16 +59,18 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     server = None
-    if relay_settings.metrics_port:
-        status = RelayStatusSource(outbox_settings.database_url, relay_settings.group, relay_settings.shards)
-        server = serve(
-            relay_settings.metrics_host,
-            relay_settings.metrics_port,
-            registry=metrics.registry,
-            health=metrics.heartbeat,
-            status=status,
-        )
     try:
+        if relay_settings.metrics_port:
+            status = RelayStatusSource(
+                outbox_settings.database_url, relay_settings.group, relay_settings.shards
+            )
+            server = serve(
+                relay_settings.metrics_host,
+                relay_settings.metrics_port,
+                registry=metrics.registry,
+                health=metrics.heartbeat,
+                status=status,
+            )
         daemon.run()
     except OutboxError as err:
         if not isinstance(err, RelayError):  # the relay logged those itself

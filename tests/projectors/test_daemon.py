@@ -95,7 +95,7 @@ def test_the_daemon_serves_metrics_health_and_status_and_logs_json(
         assert proc.wait(30) == 0
     logged = json_log(log.read_text())
     assert {e["message"] for e in logged} >= {"projector starting", "projector stopped"}
-    assert {e["logger"] for e in logged} >= {"outboxkit.projector", "projectors.runtime", "outboxkit.ops"}
+    assert {e["logger"] for e in logged} >= {"outboxkit.projector", "outboxkit.kafka.group", "outboxkit.ops"}
 
 
 def test_a_projector_that_cannot_go_on_logs_why_as_json_and_exits_1(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -18,6 +19,7 @@ from outbox.envelope import to_kafka
 from outboxkit.cli import main
 from relay.connect import ConnectClient
 from relay.slot import slot_lag
+from relay.status import CdcStatusSource
 from tests.relay.conformance import as_record
 from tests.relay.conftest import wait_for
 from tests.relay.connectors import CdcConnector
@@ -70,6 +72,13 @@ def test_cli_register_status_pause_resume_remove(
         metrics = outbox("status", "--metrics")
         assert f'outbox_cdc_slot_retained_wal_bytes{{slot="cli_{tag}"}}' in metrics
         assert f'outbox_cdc_connector_running{{connector="cli-{tag}"}} 1.0' in metrics
+        # The command prints what the status source reads (WAL positions move with each heartbeat).
+        source = CdcStatusSource(connect_url, cdc_db, f"cli-{tag}", f"cli_{tag}").snapshot()
+        printed = orjson.loads(outbox("status", "--json"))
+        assert printed["connector"] == source["connector"]
+        assert printed["connector"]["running"] and printed["connector"]["tasks"][0]["state"] == "RUNNING"
+        assert printed["slot"]["slot"] == source["slot"]["slot"] == f"cli_{tag}"
+        assert printed["slot"]["active"] is source["slot"]["active"] is True
 
         outbox("pause")
         wait_for(lambda: "PAUSED" in outbox("status"), 60, "the connector to pause")
@@ -83,6 +92,9 @@ def test_cli_register_status_pause_resume_remove(
         removed = outbox("remove")
     assert f"connector cli-{tag} removed" in removed and f"slot cli_{tag} dropped" in removed
     assert "not registered" in outbox("status")
+    gone = orjson.loads(outbox("status", "--json"))
+    assert gone == CdcStatusSource(connect_url, cdc_db, f"cli-{tag}", f"cli_{tag}").snapshot()
+    assert (gone["connector"], gone["slot"]) == (None, None)
     with psycopg.connect(cdc_db) as conn:
         assert slot_lag(conn, f"cli_{tag}") is None
         assert conn.execute(

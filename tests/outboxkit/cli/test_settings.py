@@ -44,6 +44,12 @@ def show(ctx: click.Context, source: str | None, batch_size: int | None) -> None
 
 
 @sub.command()
+@click.pass_context
+def kafka(ctx: click.Context) -> None:
+    click.echo(CommandSettings(ctx).kafka.describe())
+
+
+@sub.command()
 def fail() -> None:
     raise OutboxError("the broker at kafka://user:hunter2@broker:9092 said no")
 
@@ -111,3 +117,21 @@ def test_every_outbox_command_takes_the_config_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1, result.output
     assert "database_url (OUTBOX_DATABASE_URL)" in result.output and "hunter2" not in result.output
+
+
+def test_the_kafka_login_comes_from_the_kafka_table_and_the_brokers_from_the_outbox_settings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.toml"
+    path.write_text(
+        'kafka_bootstrap_servers = "k1:9092"\n'
+        '[kafka]\nsecurity_protocol = "sasl_plaintext"\nsasl_mechanism = "PLAIN"\nsasl_username = "file"\n'
+        'sasl_password = "from-file"\n'
+    )
+    result = CliRunner().invoke(
+        top, ["--config", str(path), "sub", "kafka"], env={"OUTBOX_KAFKA_SASL_USERNAME": "env"}
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "k1:9092 (sasl.mechanism=PLAIN sasl.password=*** sasl.username=env security.protocol=sasl_plaintext)"
+    )
