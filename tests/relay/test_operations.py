@@ -64,6 +64,7 @@ def test_metrics_health_and_status(
     assert served == source.snapshot()
     assert (served["backlog"], served["quarantined"], served["group"]) == (0, 0, group)
     assert [owner["shard"] for owner in served["owners"]] == [0, 1, 2]
+    assert [g["name"] for g in served["groups"]] == [group] and served["other_groups"] == []
 
     env = {"OUTBOX_DATABASE_URL": clean_outbox, "OUTBOX_RELAY_GROUP": group, "OUTBOX_RELAY_SHARDS": "3"}
     result = CliRunner().invoke(main, ["relay", "status"], env=env)
@@ -71,6 +72,8 @@ def test_metrics_health_and_status(
     assert "backlog:            0 unpublished events" in result.output
     owners = ", ".join(f"{o['shard']}:pid {o['pid']}" for o in served["owners"])
     assert f"shards (3, group {group}): {owners}" in result.output
+    pids = ", ".join(map(str, served["groups"][0]["pids"]))
+    assert f"relay groups:       {group} (pids {pids}) on {served['table']}" in result.output
     as_json = CliRunner().invoke(main, ["relay", "status", "--json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     assert orjson.loads(as_json.output) == served
