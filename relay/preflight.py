@@ -84,6 +84,7 @@ class Preflight:
 
     def check_topic(self, topic: str) -> str | int:
         """Why records for `topic` are refused, or their size limit."""
+        self.admin.poll(0)  # deliver what the admin client logged (outboxkit.kafka.clients)
         try:
             check_topic(topic)
         except InvalidEventError as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -26,19 +25,11 @@ def http_json(port: int, path: str) -> tuple[int, Any]:
     return status, orjson.loads(body)
 
 
-# librdkafka writes its own log lines to stderr (`%4|1796174075.516|GETPID|rdkafka#producer-2| ...`)
-# unless a client is given a `logger`; the Kafka clients are made outside the operations surface.
-# TODO(kafka layer): pass a Python logger to every client, then drop this exception.
-LIBRDKAFKA_LINE = re.compile(r"%\d\|\d+\.\d+\|")
-
-
 def json_log(text: str) -> list[dict[str, Any]]:
     """A daemon's stderr as log entries; fails unless every line is a JSON object whose keys start
     with the fields every daemon writes (time, level, logger, message)."""
     entries = []
     for line in text.splitlines():
-        if LIBRDKAFKA_LINE.match(line):
-            continue
         try:
             entry = orjson.loads(line)
         except orjson.JSONDecodeError as err:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Concatenate, ParamSpec, TypeVar
 
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -15,8 +17,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from outboxkit.kafka.errors import KafkaUnavailableError, TopicNotFoundError
 
+T = TypeVar("T")
+P = ParamSpec("P")
+C = TypeVar("C", bound=AdminClient | Consumer)
 
-def ensure_topic(
+
+def _ensure_topic(
     client: AdminClient,
     topic: str,
     *,
@@ -43,10 +49,10 @@ def ensure_topic(
         except Exception as err:
             if "TOPIC_ALREADY_EXISTS" not in str(err):
                 raise KafkaUnavailableError(f"cannot create the topic {topic!r}: {err}") from err
-    return wait_for_leaders(client, topic, timeout)
+    return _wait_for_leaders(client, topic, timeout)
 
 
-def wait_for_leaders(client: AdminClient | Consumer, topic: str, timeout: float = 30.0) -> int:
+def _wait_for_leaders(client: AdminClient | Consumer, topic: str, timeout: float = 30.0) -> int:
     """The topic's partition count once every partition has a leader.
 
     Right after CreateTopics a broker may still answer metadata without the new topic's partitions
@@ -73,7 +79,7 @@ def wait_for_leaders(client: AdminClient | Consumer, topic: str, timeout: float 
         time.sleep(0.1)
 
 
-def partition_counts(
+def _partition_counts(
     client: AdminClient | Consumer, topics: Sequence[str], timeout: float = 30.0
 ) -> dict[str, int]:
     """The live partition count of each topic; TopicNotFoundError when one does not exist."""
@@ -94,7 +100,7 @@ def partition_counts(
     return counts
 
 
-def topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dict[str, str]:
+def _topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dict[str, str]:
     """The topic's effective settings (broker defaults included), e.g. cleanup.policy."""
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
@@ -102,3 +108,23 @@ def topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dict
     except KafkaException as err:
         raise KafkaUnavailableError(f"cannot read the settings of topic {topic!r}: {err}") from err
     return {name: entry.value for name, entry in entries.items() if entry.value is not None}
+
+
+def _served(call: Callable[Concatenate[C, P], T]) -> Callable[Concatenate[C, P], T]:
+    """`call`, then deliver what an admin client logged meanwhile (outboxkit.kafka.clients)."""
+
+    @functools.wraps(call)
+    def serving(client: C, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return call(client, *args, **kwargs)
+        finally:
+            if isinstance(client, AdminClient):
+                client.poll(0)  # a Consumer's poll() would take a record: consume() serves its logs
+
+    return serving
+
+
+ensure_topic = _served(_ensure_topic)
+wait_for_leaders = _served(_wait_for_leaders)
+partition_counts = _served(_partition_counts)
+topic_config = _served(_topic_config)

@@ -9,6 +9,7 @@ records only and never commit on their own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,11 @@ from confluent_kafka.admin import AdminClient
 from outboxkit.kafka.settings import KafkaSettings
 
 ClientSettings = Mapping[str, Any]
+
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+"""librdkafka's own log lines (connection failures, authentication errors...), handed to Python's
+logging instead of written to stderr, so every daemon's log is one JSON stream. They are delivered
+while the client is polled (consume, poll, flush; `served()` for admin clients)."""
 
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "enable.idempotence": True,  # also: acks=all, in-order retries without duplicates
@@ -42,7 +48,12 @@ def producer(kafka: KafkaSettings | str, settings: ClientSettings | None = None)
 
 
 def producer_config(kafka: KafkaSettings | str, settings: ClientSettings | None = None) -> dict[str, Any]:
-    return {**KafkaSettings.of(kafka).client_config(), **PRODUCER_DEFAULTS, **(settings or {})}
+    return {
+        **KafkaSettings.of(kafka).client_config(),
+        "logger": LIBRDKAFKA_LOG,
+        **PRODUCER_DEFAULTS,
+        **(settings or {}),
+    }
 
 
 def transactional_producer(
@@ -74,6 +85,7 @@ def consumer_config(
 ) -> dict[str, Any]:
     return {
         **KafkaSettings.of(kafka).client_config(),
+        "logger": LIBRDKAFKA_LOG,
         "group.id": group_id,
         **CONSUMER_DEFAULTS,
         **(settings or {}),
@@ -82,4 +94,11 @@ def consumer_config(
 
 def admin(kafka: KafkaSettings | str, settings: ClientSettings | None = None) -> AdminClient:
     """An admin client (topics, configs, watermarks through a consumer)."""
-    return AdminClient({**KafkaSettings.of(kafka).client_config(), **(settings or {})})
+    config: dict[str, Any] = {**KafkaSettings.of(kafka).client_config(), "logger": LIBRDKAFKA_LOG}
+    return AdminClient({**config, **(settings or {})})
+
+
+def served(client: AdminClient) -> AdminClient:
+    """Deliver the admin client's queued log lines (it has no consume or flush that would)."""
+    client.poll(0)
+    return client

@@ -190,3 +190,21 @@ def test_a_relay_on_a_database_without_tables_waits_degraded_until_it_is_migrate
     wait_for(lambda: http_json(port, "/status.json")[1]["backlog"] == 0, 20, "/status.json: no backlog")
     assert relay.terminate() == 0
     json_log(relay.log_path.read_text())
+
+
+def test_librdkafkas_own_log_lines_are_json_too(
+    relay_factory: Callable[..., RelayProcess], clean_outbox: str, unique: Callable[[str], str]
+) -> None:
+    """A broker nobody answers on: librdkafka logs its connection failures, and they arrive in the
+    daemon's one JSON stream (logger `librdkafka`), not as `%3|...|FAIL|...` lines on stderr."""
+    write_numbered(engine_for(clean_outbox), outbox_for(unique("nobroker")), ["agg-0"], 3)
+    relay = relay_factory(
+        env_extra={"OUTBOX_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}, max_backoff=0.5
+    )
+    relay.wait_ready()
+    wait_for(lambda: b"librdkafka" in relay.log_path.read_bytes(), 30, "librdkafka to log")
+    assert relay.terminate() == 0
+    entries = json_log(relay.log_path.read_text())  # fails on any line that is not JSON
+    kafka = [e for e in entries if e["logger"] == "librdkafka"]
+    assert kafka and any("Connect to" in e["message"] or "FAIL" in e["message"] for e in kafka), kafka
+    assert outbox_count(clean_outbox) == 3, "nothing lost while Kafka is unreachable"
