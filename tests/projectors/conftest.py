@@ -1,5 +1,6 @@
 """A fresh database for the session (with the projector tables applied by their Alembic revision),
-and helpers to run projectors in threads or processes."""
+and helpers to run projectors in threads or processes. (Killed, restarted and rebalanced projector
+processes are the consumer conformance suite's cases: tests/consumers/.)"""
 
 from __future__ import annotations
 
@@ -140,27 +141,6 @@ def projector_process(
     finally:
         if stderr is not None:
             stderr.close()
-
-
-@pytest.fixture
-def audited_db(sites_db: Engine) -> Engine:
-    """`sites_db` plus an empty `applied_log`."""
-    from tests.projectors.audited import log_metadata
-
-    with sites_db.begin() as conn:
-        log_metadata.drop_all(conn)
-        log_metadata.create_all(conn)
-    return sites_db
-
-
-def applied_counts(engine: Engine, projector: str) -> tuple[int, int]:
-    """(applies logged, distinct events among them) of a projector using `tests.projectors.audited`."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT count(*), count(DISTINCT event_id) FROM applied_log WHERE projector = :p"),
-            {"p": projector},
-        ).one()
-    return int(row[0]), int(row[1])
 
 
 SitesTopic = Callable[..., tuple[str, SitesHistory]]

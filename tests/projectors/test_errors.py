@@ -1,5 +1,6 @@
-"""A failing handler is retried, then dead-lettered with the reason; undecodable records too; the
-rest flows. With on_failure=stop the projector stops instead, its offset left before the record."""
+"""With on_failure=stop a failing handler stops the projector, its offset left before the record;
+ORM sessions in handlers write inside the batch's transaction. (Dead-lettering, with the reason in
+the headers, is the consumer conformance suite's poison case: tests/consumers/.)"""
 
 from __future__ import annotations
 
@@ -49,51 +50,6 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list[t
     for key, value, headers in records:
         producer.produce(topic, key=key, value=value, headers=headers)
     assert producer.flush(30) == 0
-
-
-def test_failing_handler_is_retried_then_dead_lettered_and_the_rest_flows(
-    notes_db: Engine, bootstrap_servers: str, new_topic: Callable[..., str], unique: Callable[[str], str]
-) -> None:
-    topic, dlq = new_topic("notes"), new_topic("notes-dlq")
-    good = [envelope("note.taken", "n", {"n": i}) for i in range(20)]
-    poison = envelope("note.taken", "n", {"n": 99, "poison": True})
-    no_envelope = (b"n", b'{"n": 100}', [("ce_type", b"note.taken")])
-    _, _, headers = good[0]
-    not_json = (
-        b"n",
-        b"{not json",
-        [*(h for h in headers if h[0] != "ce_id"), ("ce_id", str(uuid.uuid4()).encode())],
-    )
-    records = [*good[:5], poison, *good[5:10], no_envelope, *good[10:15], not_json, *good[15:]]
-    produce(bootstrap_servers, topic, records)
-
-    attempts: list[str] = []
-    config = ProjectorConfig(max_retries=2, retry_backoff=0.01, dead_letter_topic=dlq)
-    projector = noting_projector(topic, unique("notes"), config, attempts)
-    with running(projector, notes_db, bootstrap_servers):
-        wait_until(lambda: stored_total(notes_db, projector.name) == len(records), what="all records")
-    with notes_db.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(notes)).scalar_one() == 20
-    # One try plus two retries on its own (and maybe one in the batch, if the batch got that far).
-    assert len(attempts) in (3, 4)
-
-    letters = consume_all(bootstrap_servers, dlq, 3)
-    assert [m.offset() for m in letters] == [0, 1, 2]
-    by_offset = {int(dict(m.headers())["dlq_offset"]): m for m in letters}
-    assert sorted(by_offset) == [5, 11, 17]
-    for offset, (key, value, original) in {5: poison, 11: no_envelope, 17: not_json}.items():
-        letter = by_offset[offset]
-        assert (letter.key(), letter.value()) == (key, value)
-        found = dict(letter.headers())
-        assert letter.headers()[: len(original)] == original
-        assert found["dlq_topic"] == topic.encode() and found["dlq_partition"] == b"0"
-        assert found["dlq_projector"] == projector.name.encode()
-    poisoned = dict(by_offset[5].headers())
-    assert poisoned["dlq_reason"] == b"ValueError: poisoned note 99"
-    assert poisoned["dlq_exception"] == b"builtins.ValueError"
-    assert poisoned["dlq_attempts"] == b"3"
-    assert b"UndecodableRecordError" in dict(by_offset[11].headers())["dlq_exception"]
-    assert b"not JSON" in dict(by_offset[17].headers())["dlq_reason"]
 
 
 def test_failing_handler_stops_the_projector_when_configured(

@@ -1,4 +1,5 @@
-"""The runtime against real PostgreSQL and Kafka: applies, dedupes, replays, dead-letters."""
+"""The runtime against real PostgreSQL and Kafka: applies, fences, refuses a log that is gone.
+(Redelivery, replay, kill -9, rebalances, aborted transactions and poison: tests/consumers/.)"""
 
 from __future__ import annotations
 
@@ -51,58 +52,10 @@ def test_projects_site_events_into_the_read_model(
         assert all_summaries(conn) == history.expected
 
 
-def test_republished_event_is_applied_once(
-    sites_db: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
-) -> None:
-    topic, history = sites_topic("sites-dup", partitions=2, events=300, sites=10, seed=2)
-    records = history.records
-    # Republish (same ce_id, new offsets) events that later ones overrode: applying one again would
-    # bring back an old owner, version or app set, which the row version alone would not stop.
-    duplicates = records[0:300:7]
-    emit(bootstrap_servers, topic, duplicates)
-    projector = build_projector(topic, name=unique("dup"))
-    with running(projector, sites_db, bootstrap_servers) as run:
-        total = len(records) + len(duplicates)
-        wait_until(lambda: stored_total(sites_db, projector.name) == total, what="all records")
-        skipped = sum(
-            s.value
-            for m in run.runner.metrics.registry.collect()
-            if m.name == "outbox_projector_duplicates_skipped"
-            for s in m.samples
-            if s.name.endswith("_total")
-        )
-    assert skipped == len(duplicates)
-    with sites_db.connect() as conn:
-        assert all_summaries(conn) == history.expected
-
-
 def snapshot(engine: Engine) -> list[tuple[object, ...]]:
     """Every row and column of the read model, versions included."""
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text("SELECT * FROM site_summary ORDER BY site_id"))]
-
-
-def test_full_replay_from_offset_zero_twice_changes_nothing(
-    sites_db: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
-) -> None:
-    topic, history = sites_topic("sites-replay", partitions=3, events=1500, sites=60, seed=3)
-    projector = build_projector(topic, name=unique("replay"))
-    project(projector, sites_db, bootstrap_servers, 1500)
-    first = snapshot(sites_db)
-    with sites_db.connect() as conn:
-        assert all_summaries(conn) == history.expected
-    for _ in range(2):
-        # Back to offset 0 and no memory of applied ids: only the row versions stand in the way.
-        with sites_db.begin() as conn:
-            conn.execute(
-                text("UPDATE projector_offsets SET next_offset = 0 WHERE projector = :p"),
-                {"p": projector.name},
-            )
-            conn.execute(
-                text("DELETE FROM projector_applied_events WHERE projector = :p"), {"p": projector.name}
-            )
-        project(projector, sites_db, bootstrap_servers, 1500)
-        assert snapshot(sites_db) == first
 
 
 def test_offsets_moved_under_a_running_projector_fence_it_and_it_follows(
