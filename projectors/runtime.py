@@ -216,6 +216,7 @@ class ProjectorRunner:
                 batch_size=config.batch_size,
                 batch_timeout=config.batch_timeout,
                 on_turn=self._turned,
+                on_stop=lambda consumer: self._commit_positions(consumer, asynchronous=False),
             )
         finally:
             self._dead_letters.close()
@@ -251,19 +252,47 @@ class ProjectorRunner:
         """Set the lag gauges, at most once a second: the end of each owned partition (cached from
         the last fetch, the last stable offset) less where the projector stands. That is the stored
         offset or, when the consumer has moved past a transaction's commit marker or an aborted
-        transaction, its position: markers are not lag (projectors/status.py). `now`: after a batch."""
+        transaction, its position: markers are not lag. `now`: after a batch.
+
+        Such a position is also committed to Kafka (as the stored offsets are after each batch,
+        for monitoring only: the projector never starts from Kafka's offsets), so that
+        `projector_status` sees a projector past an aborted tail of any length as caught up."""
         clock = time.monotonic()
         consumer = self._group.consumer
         if consumer is None or (clock < self._next_lag_report and not now):
             return
         self._next_lag_report = clock + LAG_REPORT_SECONDS
+        self._commit_positions(consumer, asynchronous=True)
         owned = self._group.positions
         if not owned:
             return
-        asked = consumer.position([TopicPartition(*tp) for tp in owned])
-        fetched = {(p.topic, p.partition): p.offset for p in asked}
+        fetched = self._fetched(consumer, owned)
         for tp, stored in owned.items():
             _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
             if high >= 0:
                 at = max(stored, fetched.get(tp, -1))
                 self.metrics.lag.labels(self.projector.name, tp[0], str(tp[1])).set(max(high - at, 0))
+
+    def _fetched(self, consumer: Consumer, owned: Mapping[Partition, int]) -> dict[Partition, int]:
+        """The consumer's position on each owned partition (-1 when it has none yet)."""
+        asked = consumer.position([TopicPartition(*tp) for tp in owned])
+        return {(p.topic, p.partition): p.offset for p in asked}
+
+    def _commit_positions(self, consumer: Consumer, *, asynchronous: bool) -> None:
+        """Commit, for monitoring, the positions that moved past records that are never applied."""
+        owned = self._group.positions
+        if not owned:
+            return
+        ahead = [
+            TopicPartition(t, p, at)
+            for (t, p), at in self._fetched(consumer, owned).items()
+            if at > owned[(t, p)]
+        ]
+        if ahead:
+            try:
+                if asynchronous:
+                    consumer.commit(offsets=ahead, asynchronous=True)
+                else:
+                    consumer.commit(offsets=ahead, asynchronous=False)
+            except KafkaException as err:
+                log.debug("commit of positions for monitoring failed: %s", err)

@@ -2,9 +2,10 @@
 
 Lag is records not applied yet. On a transactional topic the offsets after the stored one also
 hold commit markers and aborted records, which are never applied: counted as offsets, a projector
-that applied everything would show a lag of one marker per partition. So a short gap (up to
-`EXACT_LAG_UP_TO` offsets) is read and its committed records counted; a longer one is given in
-offsets, an upper bound.
+that applied everything would show a lag of one marker per partition. So the gap starts where the
+projector's consumer has read to (the runner commits its position past such offsets to Kafka, for
+monitoring), and a short gap (up to `EXACT_LAG_UP_TO` offsets) is read and its committed records
+counted; a longer one is given in offsets, an upper bound.
 
 `ProjectorStatusSource` is the projectors' outboxkit.ops StatusSource: `outbox projector status`,
 the projector daemon's /status.json and the operator console read it.
@@ -43,11 +44,17 @@ class PartitionStatus:
     high: int
     behind: int | None = None
     """Committed records after the stored offset, when they were counted (a short gap)."""
+    passed: int | None = None
+    """How far the projector's consumer has read past its stored offset over records that are
+    never applied (markers, aborted transactions), as the runner commits it to Kafka."""
 
     @property
     def start(self) -> int:
-        """Where the projector reads next: its stored offset, or the log start below it."""
-        return max(self.next_offset or 0, self.low)
+        """Where the projector reads next: its stored offset (or what its consumer passed beyond
+        it without records to apply), or the log start below it."""
+        if self.next_offset is None:
+            return self.low
+        return max(self.next_offset, self.passed or 0, self.low)
 
     @property
     def lag(self) -> int:
@@ -151,10 +158,22 @@ def _status(
     consumer = clients.consumer(kafka, projector.group_id)
     try:
         result = []
-        for topic, count in sorted(partition_counts(consumer, projector.topics, timeout).items()):
-            for partition in range(count):
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                result.append(PartitionStatus(topic, partition, stored.get((topic, partition)), low, high))
+        counts = partition_counts(consumer, projector.topics, timeout)
+        partitions = [TopicPartition(t, p) for t, n in sorted(counts.items()) for p in range(n)]
+        passed = {(c.topic, c.partition): c.offset for c in consumer.committed(partitions, timeout=timeout)}
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            beyond = passed.get((tp.topic, tp.partition), -1)
+            result.append(
+                PartitionStatus(
+                    tp.topic,
+                    tp.partition,
+                    stored.get((tp.topic, tp.partition)),
+                    low,
+                    high,
+                    passed=beyond if 0 <= beyond <= high else None,
+                )
+            )
         short = {(s.topic, s.partition): s for s in result if 0 < s.high - s.start <= EXACT_LAG_UP_TO}
         if short:
             behind = dict.fromkeys(short, 0)

@@ -101,9 +101,11 @@ class GroupConsumer:
         batch_size: int = 500,
         batch_timeout: float = 0.1,
         on_turn: Callable[[], None] | None = None,
+        on_stop: Callable[[Consumer], None] | None = None,
     ) -> None:
         """Consume until `stop` is set, passing each batch of records of owned partitions at or
-        above their positions to `handle` (which moves positions on with `advance`)."""
+        above their positions to `handle` (which moves positions on with `advance`). `on_turn`
+        runs after every consume; `on_stop` once `stop` is set, before the consumer leaves."""
         consumer = self.open()
         try:
             consumer.subscribe(
@@ -121,6 +123,8 @@ class GroupConsumer:
                     handle(records)
                 if on_turn is not None:
                     on_turn()
+            if on_stop is not None:
+                on_stop(consumer)
         finally:
             self._positions.clear()
             self.consumer = None

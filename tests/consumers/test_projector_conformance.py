@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from outbox import migrations
 from projectors import projector_status
 from tests.consumers import projector_target
-from tests.consumers.conformance import Case, ComponentFactory, ConsumerConformance, Inputs
+from tests.consumers.conformance import ComponentFactory, ConsumerConformance, Inputs
 from tests.consumers.workload import Applied, Effects, InputRecord, Version
 from tests.projectors.conftest import projector_process
 
@@ -175,16 +175,3 @@ class TestProjector(ConsumerConformance):
         )
         yield make
         engine.dispose()
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a projector stores the offset after its last applied record, not its consumer's "
-        "position past the markers; projector_status (`outbox projector status`, the daemon's "
-        "/status.json) counts the committed records of a gap only up to EXACT_LAG_UP_TO (1,000) "
-        "offsets and gives a longer one as lag: a projector that applied everything reports a lag "
-        "of 2,002 that never clears (the lag gauge, which follows the consumer's position, says 0)",
-    )
-    def test_caught_up_reports_no_lag_past_a_long_aborted_transaction(
-        self, case: Callable[..., Case]
-    ) -> None:
-        super().test_caught_up_reports_no_lag_past_a_long_aborted_transaction(case)
