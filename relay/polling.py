@@ -11,7 +11,6 @@ size, not the backlog.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import socket
@@ -85,7 +84,8 @@ class PollingRelay:
 
     `run()` blocks until `stop()` (safe to call from a signal handler or another thread); the batch
     in flight is finished first. Several relays of one group may run at once: each shard is
-    published by one of them at a time.
+    published by one of them at a time. Nothing process-wide is changed, so a service may embed
+    the relay; the `outbox relay run` daemon tunes its own process's garbage collector.
     """
 
     def __init__(
@@ -137,11 +137,6 @@ class PollingRelay:
                 "shards": self.settings.shards,
             },
         )
-        # A batch allocates tens of thousands of short-lived, acyclic objects (rows, records,
-        # callbacks); with the default thresholds the cyclic GC runs over and over and a
-        # full collection stalls a batch for tens of ms. Long-lived objects are frozen out of it.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
         try:
             while not self.stopping:
                 try:
