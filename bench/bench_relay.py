@@ -68,7 +68,9 @@ def start_relay(
     shards: int = 1,
     batch_size: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`outbox relay run` as a process; returns once its /healthz answers 200 (start-up excluded)."""
+    """`outbox relay run` as a process; returns once its /healthz answers 200 (start-up excluded).
+    Through the command, not PollingRelay in this process: the figures include the daemon's
+    process-wide tuning (`tune_gc()` in outboxkit/cli/relay.py), as a deployed relay runs."""
     port = free_port()
     env = dict(
         os.environ,

@@ -11,12 +11,12 @@ size, not the backlog.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -43,12 +43,49 @@ BACKLOG_REFRESH_SECONDS = 5.0
 REBALANCE_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class OutboxGroup:
+    """The outbox a relay publishes and the group it publishes it in: learned on the first
+    connection (the default group is derived from the outbox's identity, relay/identity.py) and
+    kept for the relay's life, across reconnections."""
+
+    identity: SourceIdentity
+    group: str
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What the loop has only while connected to PostgreSQL. `_connect()` makes it whole and
+    `_drop_database()` drops it whole: the loop has all of it or none of it."""
+
+    conn: psycopg.Connection[Any]
+    """Batches, quarantine, purge and the backlog gauge; LISTEN for new events."""
+    lease_conn: psycopg.Connection[Any]
+    """Holds the shard leases (session advisory locks): closing it releases them."""
+    source: OutboxGroup
+    leases: ShardLeases
+    store: OutboxStore
+
+    def alive(self) -> bool:
+        return not self.conn.closed and not self.lease_conn.closed
+
+    def close(self) -> None:
+        close_quietly(self.conn, self.lease_conn)
+
+
+def close_quietly(*conns: psycopg.Connection[Any]) -> None:
+    for conn in conns:
+        with contextlib.suppress(psycopg.Error):
+            conn.close()
+
+
 class PollingRelay:
     """Publishes the outbox of `outbox.database_url` to `outbox.kafka_bootstrap_servers`.
 
     `run()` blocks until `stop()` (safe to call from a signal handler or another thread); the batch
     in flight is finished first. Several relays of one group may run at once: each shard is
-    published by one of them at a time.
+    published by one of them at a time. Nothing process-wide is changed, so a service may embed
+    the relay; the `outbox relay run` daemon tunes its own process's garbage collector.
     """
 
     def __init__(
@@ -71,19 +108,14 @@ class PollingRelay:
         self.metrics = metrics or RelayMetrics()
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.stopping = False
-        self.conn: psycopg.Connection[Any] | None = None
-        self.lease_conn: psycopg.Connection[Any] | None = None
-        self.leases: ShardLeases | None = None
-        self.store: OutboxStore | None = None
+        self.connected: Connected | None = None
+        self.source: OutboxGroup | None = None
         self.publishers: dict[int, Publisher] = {}
         self.shared_publisher: IdempotentPublisher | None = None
         if kafka is None:
             kafka = KafkaSettings.load(bootstrap_servers=outbox.kafka_bootstrap_servers)
         self.kafka = kafka.with_connection(settings.producer)
         self.guard = Preflight(self.kafka, settings.producer)
-        # Known once connected: the outbox's identity names the default group (relay/identity.py).
-        self.identity: SourceIdentity | None = None
-        self.group = settings.group
         self.progress: ProgressLog | None = None
         self.backoff = 0.0
         self.next_rebalance = 0.0
@@ -105,11 +137,6 @@ class PollingRelay:
                 "shards": self.settings.shards,
             },
         )
-        # A batch allocates tens of thousands of short-lived, acyclic objects (rows, records,
-        # callbacks); with the default thresholds the cyclic GC runs over and over and a
-        # full collection stalls a batch for tens of ms. Long-lived objects are frozen out of it.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
         try:
             while not self.stopping:
                 try:
@@ -140,7 +167,7 @@ class PollingRelay:
             log.info("relay stopped", extra={"instance": self.instance})
 
     def _owned(self) -> set[int]:
-        return set(self.leases.owned) if self.leases else set()
+        return set(self.connected.leases.owned) if self.connected else set()
 
     def _fail(self, kind: str, err: Exception) -> None:
         self.metrics.errors.labels(kind).inc()
@@ -163,37 +190,35 @@ class PollingRelay:
     # -- one turn ----------------------------------------------------------------------------
     def _turn(self) -> bool:
         """Publish one batch per owned shard; True if some shard may have more waiting."""
-        self._connect()
+        db = self._connect()
         now = time.monotonic()
         if now >= self.next_rebalance:
-            self._rebalance()
+            self._rebalance(db)
             self.next_rebalance = now + min(REBALANCE_SECONDS, self.settings.poll_interval)
         if now >= self.next_backlog:
-            self._refresh_backlog()
+            self._refresh_backlog(db)
             self.next_backlog = now + BACKLOG_REFRESH_SECONDS
         busy = False
         if self.purge.due(now):
-            assert self.store is not None
-            busy = self.purge.purged(now, self.store.purge(self.purge.chunk))
+            busy = self.purge.purged(now, db.store.purge(self.purge.chunk))
         for shard in sorted(self._owned()):
             if self.stopping:
                 break
-            busy |= self._batch(shard) >= self.settings.batch_size
+            busy |= self._batch(db, shard) >= self.settings.batch_size
         return busy
 
-    def _batch(self, shard: int) -> int:
-        assert self.store is not None
+    def _batch(self, db: Connected, shard: int) -> int:
         started = time.perf_counter()
-        batch = self.store.fetch(shard, self.settings.shards, self.settings.batch_size)
+        batch = db.store.fetch(shard, self.settings.shards, self.settings.batch_size)
         if not batch:
             return 0
         publishable, refused = self.guard.split(batch)
         for event_id, reason in refused:
-            self._quarantine(event_id, reason)
-        result = self._publisher(shard).publish(publishable)
-        self.store.finish(result.delivered)
+            self._quarantine(db, event_id, reason)
+        result = self._publisher(db, shard).publish(publishable)
+        db.store.finish(result.delivered)
         for event_id, reason in result.poisoned:
-            self._quarantine(event_id, reason)
+            self._quarantine(db, event_id, reason)
         self.metrics.published.inc(len(result.delivered))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.retry:
@@ -204,26 +229,24 @@ class PollingRelay:
             raise KafkaTroubleError(f"shard {shard}: {result.retry}")
         return len(batch)
 
-    def _quarantine(self, event_id: int, reason: str) -> None:
-        assert self.store is not None
-        self.store.quarantine(event_id, reason)
+    def _quarantine(self, db: Connected, event_id: int, reason: str) -> None:
+        db.store.quarantine(event_id, reason)
         self.metrics.quarantined.inc()
         log.error("event quarantined", extra={"event_row": event_id, "reason": reason})
 
     # -- shards and publishers ---------------------------------------------------------------
-    def _rebalance(self) -> None:
-        assert self.leases is not None
-        gained, released = self.leases.rebalance()
+    def _rebalance(self, db: Connected) -> None:
+        gained, released = db.leases.rebalance()
         for shard in sorted(released):
             self._close_publisher(shard)
             log.info("shard released", extra={"shard": shard, "instance": self.instance})
         for shard in sorted(gained):
             log.info("shard acquired", extra={"shard": shard, "instance": self.instance})
             if self.settings.mode is RelayMode.TRANSACTIONAL:
-                self._publisher(shard)  # fence a zombie owner and recover before the first read
+                self._publisher(db, shard)  # fence a zombie owner and recover before the first read
         self.metrics.owned_shards.set(len(self._owned()))
 
-    def _publisher(self, shard: int) -> Publisher:
+    def _publisher(self, db: Connected, shard: int) -> Publisher:
         if self.settings.mode is RelayMode.IDEMPOTENT:
             if self.shared_publisher is None:
                 self.shared_publisher = IdempotentPublisher(self.kafka, self.settings)
@@ -233,33 +256,31 @@ class PollingRelay:
             # Every new producer of a shard (first owner, new owner, replacement after a fatal
             # error whose commit outcome is unknown) fences the previous one, then finishes what
             # the shard's last committed transaction published: only then may it read a batch.
-            progress = self._progress()
+            progress = self._progress(db.source)
             publisher = TransactionalPublisher(self.kafka, self.settings, shard, progress)
             try:
-                self._recover(shard, publisher)
+                self._recover(db, shard, publisher)
             except BaseException:
                 publisher.close()
                 raise
             self.publishers[shard] = publisher
         return publisher
 
-    def _progress(self) -> ProgressLog:
-        assert self.identity is not None and self.group is not None  # set by _connect()
+    def _progress(self, source: OutboxGroup) -> ProgressLog:
         if self.progress is None:
             self.progress = ProgressLog(
-                self.kafka, self.settings.progress_topic, self.group, self.settings.shards, self.identity
+                self.kafka, self.settings.progress_topic, source.group, self.settings.shards, source.identity
             )
         if not self.progress.partitions:
             self.progress.ensure_topic(self.settings.message_timeout_ms / 1000)
             self.progress.max_bytes = self.guard.limit(self.progress.topic)
         return self.progress
 
-    def _recover(self, shard: int, publisher: Publisher) -> None:
+    def _recover(self, db: Connected, shard: int, publisher: Publisher) -> None:
         """Finish in PostgreSQL what the shard's last committed Kafka transaction published."""
-        assert self.store is not None
         ids = publisher.recover()
         if ids:
-            self.store.finish(ids)
+            db.store.finish(ids)
             log.info("recovered batch", extra={"shard": shard, "events": len(ids)})
 
     def _close_publisher(self, shard: int) -> None:
@@ -279,51 +300,48 @@ class PollingRelay:
             self.shared_publisher = None
 
     # -- PostgreSQL ----------------------------------------------------------------------------
-    def _connect(self) -> None:
-        if (
-            self.conn is not None
-            and not self.conn.closed
-            and self.lease_conn is not None
-            and not self.lease_conn.closed
-        ):
-            return
+    def _connect(self) -> Connected:
+        if self.connected is not None and self.connected.alive():
+            return self.connected
         self._drop_database()
         url = self.outbox.database_url
-        self.conn = psycopg.connect(url, autocommit=True, application_name="outbox-relay-worker")
-        if self.identity is None:
-            self.identity = SourceIdentity.of(self.conn)
-            self.group = self.group or default_group(self.identity)
-            log.info("relay group", extra={"group": self.group, "outbox": self.identity.describe()})
-        group = self.group
-        assert group is not None
-        self.lease_conn = psycopg.connect(
-            url, autocommit=True, application_name=lease_application_name(group)
-        )
-        if self.outbox.notify:
-            self.conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
-        self.leases = ShardLeases(
-            self.lease_conn, group, self.settings.shards, self.settings.max_shards_per_instance
-        )
-        self.store = OutboxStore(
-            self.conn, keep=self.outbox.retention is Retention.KEEP, retention_days=self.outbox.retention_days
-        )
+        conn = psycopg.connect(url, autocommit=True, application_name="outbox-relay-worker")
+        opened = [conn]  # closed again if the rest cannot be made: the loop has all of it or none
+        try:
+            if self.source is None:
+                identity = SourceIdentity.of(conn)
+                self.source = OutboxGroup(identity, self.settings.group or default_group(identity))
+                log.info("relay group", extra={"group": self.source.group, "outbox": identity.describe()})
+            source = self.source
+            lease_conn = psycopg.connect(
+                url, autocommit=True, application_name=lease_application_name(source.group)
+            )
+            opened.append(lease_conn)
+            if self.outbox.notify:
+                conn.execute(f'LISTEN "{self.outbox.notify_channel}"')
+            leases = ShardLeases(
+                lease_conn, source.group, self.settings.shards, self.settings.max_shards_per_instance
+            )
+            store = OutboxStore(
+                conn, keep=self.outbox.retention is Retention.KEEP, retention_days=self.outbox.retention_days
+            )
+        except BaseException:
+            close_quietly(*opened)
+            raise
+        self.connected = Connected(conn, lease_conn, source, leases, store)
         self.next_rebalance = 0.0
+        return self.connected
 
     def _drop_database(self) -> None:
         # Losing the lease connection loses the leases: stop publishing those shards at once.
         self._drop_publishers()
-        for conn in (self.conn, self.lease_conn):
-            if conn is not None:
-                with contextlib.suppress(psycopg.Error):
-                    conn.close()
-        self.conn = self.lease_conn = None
-        self.leases = None
-        self.store = None
+        if self.connected is not None:
+            self.connected.close()
+            self.connected = None
         self.metrics.owned_shards.set(0)
 
-    def _refresh_backlog(self) -> None:
-        assert self.store is not None
-        backlog, oldest, quarantined = self.store.backlog()
+    def _refresh_backlog(self, db: Connected) -> None:
+        backlog, oldest, quarantined = db.store.backlog()
         self.metrics.backlog.set(backlog)
         self.metrics.oldest_age.set(oldest)
         self.metrics.quarantine_size.set(quarantined)
@@ -335,10 +353,10 @@ class PollingRelay:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if listen and self.conn is not None and self.outbox.notify:
+            if listen and self.connected is not None and self.outbox.notify:
                 # One notification is enough to wake up: the next turn reads everything committed.
                 # (Later notifications cost at most one extra, empty turn.)
-                for _ in self.conn.notifies(timeout=min(left, 0.25), stop_after=1):
+                for _ in self.connected.conn.notifies(timeout=min(left, 0.25), stop_after=1):
                     return
             else:
                 time.sleep(min(left, 0.1))

@@ -20,7 +20,7 @@ after a back-off. Existence and limits are cached.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
@@ -58,29 +58,8 @@ class Preflight:
         self.unreachable_until = 0.0
 
     def split(self, batch: Sequence[Fetched]) -> tuple[list[tuple[int, KafkaRecord]], list[tuple[int, str]]]:
-        """(records to publish, [(id, reason)] to quarantine). Later rows of a refused row's
-        aggregate are left out of both: they stay in the outbox, held behind the quarantined one."""
-        ok: list[tuple[int, KafkaRecord]] = []
-        refused: list[tuple[int, str]] = []
-        held: set[Aggregate] = set()
-        topics: dict[str, str | int] = {}  # a batch mostly goes to a few topics: refusal or limit
-        for event_id, aggregate, record in batch:
-            if aggregate in held:
-                continue
-            if isinstance(record, Malformed):
-                reason = record.reason
-            else:
-                verdict = topics.get(record.topic)
-                if verdict is None:
-                    verdict = topics[record.topic] = self.check_topic(record.topic)
-                refusal = verdict if isinstance(verdict, str) else too_large(record, verdict)
-                if refusal is None:
-                    ok.append((event_id, record))
-                    continue
-                reason = refusal
-            refused.append((event_id, reason))
-            held.add(aggregate)
-        return ok, refused
+        """(records to publish, [(id, reason)] to quarantine): see `split`."""
+        return split(batch, self.check_topic)
 
     def check_topic(self, topic: str) -> str | int:
         """Why records for `topic` are refused, or their size limit."""
@@ -135,6 +114,37 @@ class Preflight:
         value = min(self.producer_max, topic_max)
         self.limits[topic] = (value, time.monotonic())
         return value
+
+
+def split(
+    batch: Sequence[Fetched], check_topic: Callable[[str], str | int]
+) -> tuple[list[tuple[int, KafkaRecord]], list[tuple[int, str]]]:
+    """(records to publish, [(id, reason)] to quarantine), both in batch order. A row is refused
+    when it is malformed, when `check_topic(topic)` says why its topic is refused, or when it is
+    larger than the topic's limit that `check_topic` returns; it is asked once per topic and
+    batch. Later rows of a refused row's aggregate are left out of both: they stay in the
+    outbox, held behind the quarantined one."""
+    ok: list[tuple[int, KafkaRecord]] = []
+    refused: list[tuple[int, str]] = []
+    held: set[Aggregate] = set()
+    topics: dict[str, str | int] = {}  # a batch mostly goes to a few topics: refusal or limit
+    for event_id, aggregate, record in batch:
+        if aggregate in held:
+            continue
+        if isinstance(record, Malformed):
+            reason = record.reason
+        else:
+            verdict = topics.get(record.topic)
+            if verdict is None:
+                verdict = topics[record.topic] = check_topic(record.topic)
+            refusal = verdict if isinstance(verdict, str) else too_large(record, verdict)
+            if refusal is None:
+                ok.append((event_id, record))
+                continue
+            reason = refusal
+        refused.append((event_id, reason))
+        held.add(aggregate)
+    return ok, refused
 
 
 def too_large(record: KafkaRecord, limit: int) -> str | None:

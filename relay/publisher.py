@@ -133,6 +133,38 @@ def sort_outcome(batch: Batch, outcome: list[Any], isolate: Callable[[Batch], Ba
     return result
 
 
+def alone(outcome: Any) -> KafkaError | None:
+    """The outcome of a record sent alone and flushed: no report in time is a (transient) time-out,
+    so the record is retried after a back-off, not poisoned."""
+    return KafkaError(KafkaError._TIMED_OUT) if outcome is PENDING else cast(KafkaError | None, outcome)
+
+
+def unless_purged(attempt: Callable[[], KafkaError | None], attempts: int = 3) -> KafkaError | None:
+    """`attempt()` again, up to `attempts` times in all, while it fails with _PURGE_QUEUE: the
+    transaction after an aborted one may lose its records to the abort's purge of the queue (seen
+    after a broker refusal), which is not the record's fault."""
+    err: KafkaError | None = None
+    for _attempt in range(attempts):
+        err = attempt()
+        if err is None or err.code() != KafkaError._PURGE_QUEUE:
+            return err
+    return err
+
+
+def transaction_outcome(
+    batch: Batch, outcome: Sequence[Any], aborted: str | None, isolate: Callable[[Batch], BatchResult]
+) -> BatchResult:
+    """What a batch published in one transaction comes to: all delivered if it committed
+    (`aborted` None). An aborted transaction made nothing visible to read_committed consumers:
+    if a record failed for a permanent reason, the records are re-sent alone to find the culprit
+    (`isolate`); otherwise all of them are retried after a back-off, for the reason of the abort."""
+    if aborted is None:
+        return BatchResult(delivered=[event_id for event_id, _ in batch])
+    if any(isinstance(err, KafkaError) and err.code() in PERMANENT_ERRORS for err in outcome):
+        return isolate(batch)
+    return BatchResult(retry=aborted)
+
+
 def isolate_each(batch: Batch, send_one: Callable[[int, KafkaRecord], KafkaError | None]) -> BatchResult:
     """Send suspects one at a time, in order; a record that fails alone for good is poison.
 
@@ -174,8 +206,7 @@ class IdempotentPublisher:
         outcome: list[Any] = [PENDING]
         produce_all(self.producer, [(0, record)], outcome)
         self.producer.flush(self.flush_timeout)
-        err = outcome[0]
-        return KafkaError(KafkaError._TIMED_OUT) if err is PENDING else err
+        return alone(outcome[0])
 
     def recover(self) -> list[int]:
         return []
@@ -215,14 +246,7 @@ class TransactionalPublisher:
         batch = batch[: self.progress.fitting([event_id for event_id, _ in batch])]
         outcome: list[Any] = [PENDING] * len(batch)
         aborted = self._in_transaction(batch, outcome)
-        if aborted is None:
-            return BatchResult(delivered=[event_id for event_id, _ in batch])
-        # The transaction was aborted: nothing of it is visible to read_committed consumers.
-        # Records that failed for a permanent reason are re-sent alone to find the culprit;
-        # everything else is retried after a back-off.
-        if any(isinstance(err, KafkaError) and err.code() in PERMANENT_ERRORS for err in outcome):
-            return self._isolate(batch)
-        return BatchResult(retry=aborted)
+        return transaction_outcome(batch, outcome, aborted, self._isolate)
 
     def _isolate(self, batch: Batch) -> BatchResult:
         """One transaction per record. The outbox learns of the delivered ones only after the loop,
@@ -231,18 +255,15 @@ class TransactionalPublisher:
         delivered: list[int] = []
 
         def send_one(event_id: int, record: KafkaRecord) -> KafkaError | None:
-            # The transaction after an aborted one may lose its records to the abort's purge of
-            # the queue (_PURGE_QUEUE, seen after a broker refusal): that is not the record's fault.
-            for _attempt in range(3):
+            def attempt() -> KafkaError | None:
                 outcome: list[Any] = [PENDING]
                 aborted = self._in_transaction([(event_id, record)], outcome, also_done=delivered)
                 if aborted is None:
                     delivered.append(event_id)
                     return None
-                err = failure(outcome) or KafkaError(KafkaError._FAIL, aborted)
-                if err.code() != KafkaError._PURGE_QUEUE:
-                    return err
-            return err
+                return failure(outcome) or KafkaError(KafkaError._FAIL, aborted)
+
+            return unless_purged(attempt)
 
         return isolate_each(batch, send_one)
 

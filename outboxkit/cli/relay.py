@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from typing import Any
@@ -23,6 +24,25 @@ from relay.settings import RelayMode, RelaySettings
 from relay.status import RelayStatusSource
 
 log = logging.getLogger("outbox.relay")
+
+
+GC_THRESHOLD = (50_000, 20, 20)
+"""The daemon's garbage-collector thresholds (Python's default: 700, 10, 10); see tune_gc()."""
+
+
+def tune_gc() -> None:
+    """Tune the garbage collector of the relay daemon's process (the library leaves it alone: it
+    is process-wide, and a service that embeds PollingRelay keeps its own).
+
+    A batch allocates tens of thousands of short-lived, acyclic objects (rows, records, delivery
+    callbacks), freed by reference counting; with the default thresholds the cyclic collector
+    runs over them again and again, and its full collections stall a batch. Long-lived objects
+    (modules, settings, clients) are frozen out of it first. Measured on 300k-event drains
+    (bench/README.md, polling relay, run 6): 54 full collections of up to 275 ms and 7-11 s in
+    the collector per drain without the tuning; none and 1.2-1.6 s with it; drains ~1.4x faster.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _settings(ctx: click.Context, **relay_flags: Any) -> tuple[OutboxSettings, RelaySettings]:
@@ -71,6 +91,7 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
                 health=metrics.heartbeat,
                 status=status,
             )
+        tune_gc()
         daemon.run()
     except OutboxError as err:
         if not isinstance(err, RelayError):  # the relay logged those itself
