@@ -33,13 +33,14 @@ from pathlib import Path
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, create_engine, pool
 from sqlalchemy.engine import make_url
 
 from outbox import Event, Outbox, TopicRouter, migrations, publish, publish_many
 from outbox.config import OutboxSettings
+from outboxkit.kafka import clients
 from relay.cdc import CdcSettings, connector_config
 from relay.connect import ConnectClient
 from relay.slot import drop_publication, drop_slot, slot_lag
@@ -71,16 +72,7 @@ class Collector:
     def __init__(self, bootstrap: str, topic: str, expected: int) -> None:
         self.seen: dict[int, float] = {}
         self.expected = expected
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 5,
-            }
-        )
+        self.consumer = clients.consumer(bootstrap, f"bench-{uuid.uuid4().hex[:8]}", {"fetch.wait.max.ms": 5})
         self.consumer.subscribe([topic])
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -274,7 +266,7 @@ def main() -> None:
     bootstrap, connect_url = where["OUTBOX_KAFKA_BOOTSTRAP_SERVERS"], where["OUTBOX_CONNECT_URL"]
     admin_url = migrations.sqlalchemy_url(where["OUTBOX_DATABASE_URL"])
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=pool.NullPool)
-    kafka = AdminClient({"bootstrap.servers": bootstrap})
+    kafka = clients.admin(bootstrap)
     relays: dict[str, Callable[[str], Relay]] = {
         "polling, idempotent": lambda url: PollingRelay(url, bootstrap, "idempotent"),
         "polling, transactional": lambda url: PollingRelay(url, bootstrap, "transactional"),

@@ -20,13 +20,13 @@ from collections.abc import Sequence
 import orjson
 import psycopg
 import sqlalchemy as sa
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
 from outbox import migrations
 from outbox.config import OutboxSettings
+from outboxkit.kafka import clients
 from outboxkit.kafka.records import ReceivedEvent
 from projectors.config import ProjectorConfig
 from projectors.database import engine_for
@@ -68,7 +68,7 @@ def build(topic: str, name: str, *, guarded: bool, dedupe: bool, batch: bool, ba
 
 
 def produce(bootstrap: str, topic: str, events: int, keys: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    producer = clients.producer(bootstrap, {"linger.ms": 20})
     for i in range(events):
         key = f"key-{i % keys:06d}"
         headers = [
@@ -138,7 +138,7 @@ def main() -> None:
     database = f"outboxkit_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = clients.admin(bootstrap)
     big, small = (f"bench-projector-{uuid.uuid4().hex[:8]}" for _ in range(2))
     for topic in (big, small):
         admin.create_topics([NewTopic(topic, num_partitions=args.partitions, replication_factor=1)])[

@@ -27,12 +27,13 @@ from typing import Any, cast
 
 import orjson
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from sqlalchemy import create_engine, pool
 
 from outbox import Event, Outbox, OutboxSettings, TopicRouter, migrations, publish
 from outbox.envelope import encode
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import ensure_topic
 
 REPO = Path(__file__).resolve().parent.parent
 PAD = "x" * 960  # with the other fields, ~1 KB of JSON
@@ -165,15 +166,8 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
         ).fetchall()
         conn.execute("TRUNCATE outbox_events")
     records = [encode(*row[1:]) for row in rows]
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 200_000,
-        }
+    producer = clients.producer(
+        bootstrap, {"linger.ms": 5, "batch.num.messages": 10_000, "queue.buffering.max.messages": 200_000}
     )
     started = time.perf_counter()
     sent = 0
@@ -196,17 +190,9 @@ def ceiling(url: str, bootstrap: str, events: int) -> dict[str, Any]:
 def latency(url: str, bootstrap: str, rate: int, seconds: float) -> dict[str, Any]:
     """Events written through publish() at a steady `rate`; commit return -> consumer receipt."""
     topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    ensure_topic(clients.admin(bootstrap), topic, partitions=1)
     relay, _ = start_relay(url, bootstrap, "idempotent")
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 5,
-        }
-    )
+    consumer = clients.consumer(bootstrap, f"bench-{uuid.uuid4().hex[:6]}", {"fetch.wait.max.ms": 5})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     latencies: list[tuple[int, float]] = []
     total = int(rate * seconds)

@@ -6,6 +6,7 @@ CI=true: in CI a skip would hide a broken install.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,17 @@ REPO = Path(__file__).resolve().parent.parent
 # deadline, which fails a correct test as flaky.
 hypothesis_settings.register_profile("outboxkit", deadline=None)
 hypothesis_settings.load_profile("outboxkit")
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in-process (`outbox relay run` through CliRunner) configures the root logger
+    for JSON on stderr; put it back, so no test's output depends on which tests ran before it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def unavailable(reason: str) -> None:

@@ -72,7 +72,7 @@ def test_the_daemon_serves_metrics_health_and_status_and_logs_json(
         }
         as_json = CliRunner().invoke(projector_group, ["status", "--json", REFERENCE], env=cli_env)
         assert as_json.exit_code == 0, as_json.output
-        assert orjson.loads(as_json.output) == served
+        assert orjson.loads(as_json.stdout) == served
         text = CliRunner().invoke(projector_group, ["status", REFERENCE], env=cli_env).output
         for p in served["partitions"]:
             assert f"{p['next_offset']:>12} {p['high']:>12} {p['lag']:>10}" in text, text

@@ -58,7 +58,7 @@ def test_cli_register_status_pause_resume_remove(
     def outbox(*args: str) -> str:
         result = runner.invoke(main, ["cdc", *args], env=env, catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout if "--json" in args else result.output  # JSON on stdout, logs on stderr
 
     topic = new_topic("cli")
     engine, writer = engine_for(cdc_db), outbox_for(topic)

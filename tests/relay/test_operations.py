@@ -76,7 +76,7 @@ def test_metrics_health_and_status(
     assert f"relay groups:       {group} (pids {pids}) on {served['table']}" in result.output
     as_json = CliRunner().invoke(main, ["relay", "status", "--json"], env=env)
     assert as_json.exit_code == 0, as_json.output
-    assert orjson.loads(as_json.output) == served
+    assert orjson.loads(as_json.stdout) == served
     assert relay.terminate() == 0
     logged = json_log(relay.log_path.read_text())
     assert {e["message"] for e in logged} >= {"relay starting", "shard acquired", "relay stopped"}
