@@ -82,6 +82,18 @@ def test_packed_ids_round_trip_and_stay_small_when_scattered() -> None:
     assert len(pack_ids(scattered)) < 10_000
 
 
+def test_a_records_size_does_not_depend_on_the_clock() -> None:
+    """CI failed `fitting` once: the record's time, a float, was written one character shorter a
+    moment later (1796181401.90719 against a longer form when measured)."""
+    log = ProgressLog("127.0.0.1:1", "unused", "g", shards=4, source=SOURCE)
+    ids = list(range(1, 500, 7))
+    sizes = {
+        len(log.record(0, ids, now=now))
+        for now in (1796181401.9, 1796181401.907191, 1796181401.0, 4102444800.5)
+    }
+    assert len(sizes) == 1, sizes
+
+
 def test_a_batch_is_cut_to_what_one_progress_record_can_name() -> None:
     log = ProgressLog("127.0.0.1:1", "unused", "g", shards=4, source=SOURCE)
     log.max_bytes = 4000
