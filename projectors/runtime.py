@@ -262,11 +262,11 @@ class ProjectorRunner:
         if consumer is None or (clock < self._next_lag_report and not now):
             return
         self._next_lag_report = clock + LAG_REPORT_SECONDS
-        self._commit_positions(consumer, asynchronous=True)
         owned = self._group.positions
         if not owned:
             return
         fetched = self._fetched(consumer, owned)
+        self._commit_positions(consumer, asynchronous=True, fetched=fetched)
         for tp, stored in owned.items():
             _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
             if high >= 0:
@@ -278,14 +278,17 @@ class ProjectorRunner:
         asked = consumer.position([TopicPartition(*tp) for tp in owned])
         return {(p.topic, p.partition): p.offset for p in asked}
 
-    def _commit_positions(self, consumer: Consumer, *, asynchronous: bool) -> None:
-        """Commit, for monitoring, the positions that moved past records that are never applied."""
+    def _commit_positions(
+        self, consumer: Consumer, *, asynchronous: bool, fetched: Mapping[Partition, int] | None = None
+    ) -> None:
+        """Commit, for monitoring, the positions that moved past records that are never applied
+        (`fetched`: the consumer's positions, when the caller has just asked for them)."""
         owned = self._group.positions
         if not owned:
             return
         ahead = [
             TopicPartition(t, p, at)
-            for (t, p), at in self._fetched(consumer, owned).items()
+            for (t, p), at in (fetched or self._fetched(consumer, owned)).items()
             if at > owned[(t, p)]
         ]
         if ahead:
