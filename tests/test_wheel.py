@@ -92,6 +92,9 @@ def test_the_wheel_ships_our_top_level_names_and_nothing_else(wheel: Path) -> No
     versions = sorted(p.name for p in (REPO / "migrations" / "versions").glob("*.py"))
     assert versions and all(f"outbox/_migrations/versions/{v}" in names for v in versions)
     assert {"outbox/_migrations/env.py", "outbox/_migrations/script.py.mako"} <= set(names)
+    # The monitoring files operators load into Prometheus and Grafana.
+    shipped = {p.relative_to(REPO).as_posix() for p in (REPO / "outboxkit/ops/monitoring").rglob("*.*")}
+    assert shipped and shipped <= set(names), shipped - set(names)
 
 
 def test_every_module_imports_from_the_clean_venv(installed: Path, outside: Path) -> None:

@@ -1,8 +1,10 @@
-"""`outbox cdc config|register|status|pause|resume|remove`: operate the CDC relay (Debezium in Connect)."""
+"""`outbox cdc config|register|status|monitor|pause|resume|remove`: the CDC relay (Debezium in Connect)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from typing import Any
 
 import click
@@ -10,9 +12,10 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
+from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
 from relay.cdc import CdcSettings, connector_config, refuse_repointing
 from relay.connect import ConnectClient
+from relay.monitor import CdcMonitor
 from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released
 from relay.status import CdcStatusSource
 
@@ -133,6 +136,54 @@ def _lifecycle(ctx: click.Context, verb: str) -> None:
     with ConnectClient(outbox.connect_url) as client:
         getattr(client, verb)(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {verb[:-1]}ing")
+
+
+@cdc.command()
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the endpoints.")
+@click.option(
+    "--metrics-port",
+    default=9466,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the endpoints.",
+)
+@click.option(
+    "--interval",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between two reads of Connect and the slot.",
+)
+@LOG_LEVEL
+@click.pass_context
+def monitor(
+    ctx: click.Context, metrics_host: str, metrics_port: int, interval: float, log_level: str
+) -> None:
+    """Serve the connector's state and the slot's WAL on /metrics, /healthz and /status.json.
+
+    Debezium runs inside Kafka Connect: this small daemon is what Prometheus scrapes for the CDC
+    relay (outbox_cdc_*). /healthz is 200 while the connector and its tasks run. Runs until
+    SIGTERM/SIGINT (exit code 0).
+    """
+    from outboxkit.ops import logs
+    from outboxkit.ops.endpoints import serve
+
+    outbox, settings = _settings(ctx)
+    logs.configure(log_level)
+    source = CdcStatusSource(
+        outbox.connect_url, outbox.database_url, settings.connector_name, settings.slot_name
+    )
+    daemon = CdcMonitor(source, interval)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(
+        metrics_host, metrics_port, registry=daemon.metrics.registry, health=daemon.heartbeat, status=source
+    )
+    try:
+        daemon.run(stop)
+    finally:
+        server.close()
 
 
 @cdc.command()
