@@ -110,6 +110,16 @@ def _topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dic
     return {name: entry.value for name, entry in entries.items() if entry.value is not None}
 
 
+def _broker_config(client: AdminClient, broker: int, timeout: float = 10.0) -> dict[str, str]:
+    """A broker's effective settings, e.g. transaction.state.log.replication.factor."""
+    resource = ConfigResource(ResourceType.BROKER, str(broker))
+    try:
+        entries = client.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as err:
+        raise KafkaUnavailableError(f"cannot read the settings of broker {broker}: {err}") from err
+    return {name: entry.value for name, entry in entries.items() if entry.value is not None}
+
+
 def _served(call: Callable[Concatenate[C, P], T]) -> Callable[Concatenate[C, P], T]:
     """`call`, then deliver what an admin client logged meanwhile (outboxkit.kafka.clients)."""
 
@@ -128,3 +138,4 @@ ensure_topic = _served(_ensure_topic)
 wait_for_leaders = _served(_wait_for_leaders)
 partition_counts = _served(_partition_counts)
 topic_config = _served(_topic_config)
+broker_config = _served(_broker_config)
