@@ -105,6 +105,15 @@ def quarantine(event_id: int, reason: str) -> tuple[str, dict[str, Any]]:
     )
 
 
+def quarantined(limit: int) -> tuple[str, dict[str, Any]]:
+    """The oldest `limit` quarantined events, with their reasons."""
+    return (
+        "SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
+        f" FROM {QUARANTINE} ORDER BY id LIMIT %(limit)s",
+        {"limit": limit},
+    )
+
+
 def requeue(ce_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Put quarantined events back into the outbox with their original ids (so their old place)."""
     cols = ", ".join(EVENT_COLUMNS)

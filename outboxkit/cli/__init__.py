@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from outboxkit.cli.cdc import cdc
+from outboxkit.cli.console import console
 from outboxkit.cli.doctor import doctor
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.projector import projector
@@ -49,3 +50,4 @@ main.add_command(projector)
 main.add_command(replay)
 main.add_command(cdc)
 main.add_command(doctor)
+main.add_command(console)
