@@ -16,6 +16,7 @@ from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
 @click.option("--database-url", help="PostgreSQL URL of the outbox [env OUTBOX_DATABASE_URL].")
 @click.option("--bootstrap-servers", help="Kafka brokers [env OUTBOX_KAFKA_BOOTSTRAP_SERVERS].")
 @CONFIG
+@click.version_option(package_name="outboxkit", prog_name="outbox", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | None) -> None:
     """outboxkit: transactional outbox, relays and projectors for PostgreSQL and Kafka.

@@ -10,7 +10,7 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
+from outboxkit.cli.settings import JSON_OUTPUT, CommandGroup, CommandSettings
 from relay.cdc import CdcSettings, connector_config, refuse_repointing
 from relay.connect import ConnectClient
 from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released
@@ -24,7 +24,6 @@ def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, Cdc
 
 @click.group(cls=CommandGroup)
 @click.option("--connect-url", help="Kafka Connect's REST API [env OUTBOX_CONNECT_URL].")
-@CONFIG
 @click.pass_context
 def cdc(ctx: click.Context, connect_url: str | None) -> None:
     """The CDC relay: Debezium's PostgreSQL connector with the Outbox Event Router, in Kafka Connect.
@@ -95,7 +94,7 @@ def register(
 
 @cdc.command()
 @click.option("--metrics", is_flag=True, help="Print Prometheus exposition text instead.")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object instead.")
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, metrics: bool, as_json: bool) -> None:
     """Connector and task state, and the WAL the replication slot retains."""

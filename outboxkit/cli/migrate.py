@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import click
+import orjson
 
 from outbox import migrations
 from outbox.errors import OutboxError
-from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
+from outboxkit.cli.settings import JSON_OUTPUT, CommandGroup, CommandSettings
 
 T = TypeVar("T")
 
@@ -34,12 +35,16 @@ def _database_url(ctx: click.Context, value: str | None) -> str:
     return CommandSettings(ctx, database_url=value).outbox.database_url
 
 
-def _echo_current(database_url: str) -> None:
-    click.echo(f"outbox schema at {', '.join(_run('current', migrations.current, database_url)) or 'base'}")
+def _echo_current(database_url: str, *, as_json: bool = False) -> None:
+    revisions = _run("current", migrations.current, database_url)
+    if as_json:
+        heads = migrations.head_revisions()
+        click.echo(orjson.dumps({"revisions": list(revisions), "heads": list(heads)}).decode())
+        return
+    click.echo(f"outbox schema at {', '.join(revisions) or 'base'}")
 
 
 @click.group(cls=CommandGroup)
-@CONFIG
 def migrate() -> None:
     """Create, upgrade or remove the outbox table (Alembic; version table outbox_alembic_version)."""
 
@@ -68,10 +73,12 @@ def downgrade(ctx: click.Context, database_url: str | None, revision: str) -> No
 
 @migrate.command()
 @_URL
+@JSON_OUTPUT
 @click.pass_context
-def current(ctx: click.Context, database_url: str | None) -> None:
-    """Print the applied revision (`base` when none)."""
-    _echo_current(_database_url(ctx, database_url))
+def current(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
+    """Print the applied revision (`base` when none); --json: `revisions` applied (empty: base)
+    and the `heads` this version of outboxkit ships."""
+    _echo_current(_database_url(ctx, database_url), as_json=as_json)
 
 
 if __name__ == "__main__":

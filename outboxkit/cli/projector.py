@@ -20,7 +20,7 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.settings import JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -55,7 +55,6 @@ def database(settings: OutboxSettings) -> Iterator[Engine]:
 
 
 @click.group("projector", cls=CommandGroup)
-@CONFIG
 def projector() -> None:
     """Run, inspect and rebuild projectors (NAME: `package.module:attribute`)."""
 
@@ -132,7 +131,7 @@ def run(
 
 @projector.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show projector NAME's stored offset, high watermark and lag per partition."""

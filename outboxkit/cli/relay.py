@@ -13,7 +13,7 @@ import orjson
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.settings import JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 from outboxkit.ops import logs
 from outboxkit.ops.endpoints import serve
 from relay import sql
@@ -56,7 +56,6 @@ def relay() -> None:
 
 
 @relay.command()
-@CONFIG
 @click.option("--mode", type=click.Choice([m.value for m in RelayMode]), help="idempotent | transactional")
 @click.option("--group", help="Relay group (relays of one group share the shards).")
 @click.option("--shards", type=int, help="Key-hash shards of the outbox.")
@@ -103,8 +102,7 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
 
 
 @relay.command()
-@CONFIG
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Print the backlog, the age of the oldest unpublished event, quarantine and shard owners."""
@@ -138,15 +136,20 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@CONFIG
+@JSON_OUTPUT
 @click.pass_context
-def list_(ctx: click.Context) -> None:
-    """List quarantined events with their reasons."""
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List quarantined events with their reasons (--json: `events`, each with its fields)."""
     with connect(CommandSettings(ctx).outbox.database_url) as conn:
         rows = conn.execute(
             f"SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
             f" FROM {sql.QUARANTINE} ORDER BY id"
         ).fetchall()
+    if as_json:
+        fields = ("ce_id", "aggregate_type", "aggregate_id", "type", "topic", "quarantined_at", "reason")
+        events = [dict(zip(fields, row, strict=True)) for row in rows]
+        click.echo(orjson.dumps({"events": events}).decode())
+        return
     for ce_id, agg_type, agg_id, ce_type, topic, at, reason in rows:
         click.echo(
             f"{ce_id}  {agg_type}/{agg_id}  {ce_type} -> {topic}  at {at:%Y-%m-%d %H:%M:%S}\n    {reason}"
@@ -161,7 +164,6 @@ def _apply(ctx: click.Context, statement: Any, verb: str) -> None:
 
 
 @quarantine.command()
-@CONFIG
 @click.argument("ce_ids", nargs=-1, required=True)
 @click.pass_context
 def requeue(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
@@ -170,7 +172,6 @@ def requeue(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
 
 
 @quarantine.command()
-@CONFIG
 @click.argument("ce_ids", nargs=-1, required=True)
 @click.pass_context
 def discard(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:

@@ -11,7 +11,7 @@ import psycopg
 
 from outbox.config import Retention
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, CommandSettings
+from outboxkit.cli.settings import CommandSettings
 from projectors.config import ProjectorConfig
 from relay import sql
 
@@ -42,7 +42,6 @@ MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
     help="Refuse if a selected event was created more than this many days ago (projectors dedupe "
     "by remembering ce_ids for their dedupe_retention, 7 days by default, less a day to deliver).",
 )
-@CONFIG
 @click.pass_context
 def replay(
     ctx: click.Context,

@@ -9,6 +9,10 @@ itself both count as flags; the command's win.
 Errors: an OutboxError escaping a command (invalid settings included) is printed as
 `Error: <message>` (passwords masked), exit code 1, no traceback: `CommandGroup` does it for every
 command of a group, once.
+
+Options every command shares: `CommandGroup` gives each command and subgroup added to it a
+`--config FILE` (so `outbox --config F relay status` and `outbox relay status --config F` are
+the same; the innermost wins); commands that print state take `--json` (JSON_OUTPUT).
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class CommandGroup(click.Group):
 
     group_class = type  # subgroups made with @group.group() are of this class as well
 
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(isinstance(p, click.Option) and "--config" in p.opts for p in cmd.params):
+            CONFIG(cmd)
+        super().add_command(cmd, name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -58,7 +67,13 @@ CONFIG = click.option(
     help="TOML file: outbox settings at the top level, the Kafka login under [kafka], relay settings "
     "under [relay], CDC settings under [cdc] (flags and OUTBOX_... variables override it).",
 )
-"""The `--config FILE` option; a group or command that takes it needs no parameter for it."""
+"""The `--config FILE` option; a group or command that takes it needs no parameter for it.
+Every command of a CommandGroup gets it by itself."""
+
+JSON_OUTPUT = click.option(
+    "--json", "as_json", is_flag=True, help="Print the answer as one JSON object on stdout."
+)
+"""`--json`, for every command that prints state (parameter `as_json`)."""
 
 LOG_LEVEL = click.option(
     "--log-level",
