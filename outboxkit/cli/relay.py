@@ -6,6 +6,7 @@ import gc
 import logging
 import signal
 from typing import Any
+from uuid import UUID
 
 import click
 import orjson
@@ -157,6 +158,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{len(rows)} quarantined")
 
 
+CE_IDS = click.argument("ce_ids", nargs=-1, required=True, type=click.UUID)
+"""The ce_ids of quarantined events (`outbox relay quarantine list` shows them)."""
+
+
 def _apply(ctx: click.Context, statement: Any, verb: str) -> None:
     with connect(CommandSettings(ctx).outbox.database_url) as conn:
         done = [r[0] for r in conn.execute(*statement).fetchall()]
@@ -164,16 +169,16 @@ def _apply(ctx: click.Context, statement: Any, verb: str) -> None:
 
 
 @quarantine.command()
-@click.argument("ce_ids", nargs=-1, required=True)
+@CE_IDS
 @click.pass_context
-def requeue(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
+def requeue(ctx: click.Context, ce_ids: tuple[UUID, ...]) -> None:
     """Put events back into the outbox in their old place (after fixing the cause)."""
-    _apply(ctx, sql.requeue(ce_ids), "requeued")
+    _apply(ctx, sql.requeue([str(ce_id) for ce_id in ce_ids]), "requeued")
 
 
 @quarantine.command()
-@click.argument("ce_ids", nargs=-1, required=True)
+@CE_IDS
 @click.pass_context
-def discard(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
+def discard(ctx: click.Context, ce_ids: tuple[UUID, ...]) -> None:
     """Drop events for good; events held behind them flow again."""
-    _apply(ctx, sql.discard(ce_ids), "discarded")
+    _apply(ctx, sql.discard([str(ce_id) for ce_id in ce_ids]), "discarded")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import click
 import psycopg
@@ -25,7 +26,7 @@ MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
 @click.option("--since", type=click.DateTime(), help="Events created at or after this time (UTC).")
 @click.option("--until", type=click.DateTime(), help="Events created before this time (UTC).")
 @click.option("--aggregate", help="TYPE or TYPE:ID of the aggregate whose events to replay.")
-@click.option("--event", "events", multiple=True, help="A ce_id to replay (repeatable).")
+@click.option("--event", "events", type=click.UUID, multiple=True, help="A ce_id to replay (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Every retained event (no other filter needed).")
 @click.option(
     "--wait/--no-wait",
@@ -49,7 +50,7 @@ def replay(
     since: datetime | None,
     until: datetime | None,
     aggregate: str | None,
-    events: tuple[str, ...],
+    events: tuple[UUID, ...],
     everything: bool,
     wait: bool,
     timeout: float,
@@ -74,7 +75,7 @@ def replay(
         until=until.isoformat() + "+00:00" if until else None,
         aggregate_type=agg_type or None,
         aggregate_id=agg_id or None,
-        ce_ids=events,
+        ce_ids=[str(event) for event in events],
     )
     with connect(settings.database_url) as conn:  # one transaction: a refusal changes nothing
         refuse_too_old(conn, selection, timedelta(days=max_age))
