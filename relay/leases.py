@@ -291,6 +291,17 @@ class ShardLeases:
         return {int(objid): int(pid) for objid, pid, _ in rows}
 
 
+def live_relays(conn: psycopg.Connection[Any], table: OutboxTable | None = None) -> list[int]:
+    """The PostgreSQL backend pids of the lease connections of the relays that hold a shard of the
+    outbox table (`table`, else the one `conn` finds): empty when no relay publishes it."""
+    on = (table or OutboxTable.of(conn)).qualified
+    rows = conn.execute(
+        f"SELECT DISTINCT pid FROM pg_locks WHERE {ADVISORY} AND classid = %s::oid ORDER BY pid",
+        (_oid(_namespace(SHARD_SALT + on)),),
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
 def _oid(key: int) -> int:
     """A signed int4 lock key as pg_locks shows it (an unsigned oid)."""
     return key & 0xFFFFFFFF

@@ -192,6 +192,18 @@ def replay_ages(selection: tuple[str, dict[str, Any]], max_age: timedelta) -> tu
     )
 
 
+def replay_plan(selection: tuple[str, dict[str, Any]], listed: int) -> tuple[str, dict[str, Any]]:
+    """What a replay of `selection` would queue, per aggregate type: the count, the first and last
+    `created_at`, and the ce_ids of the first `listed` events (in id order)."""
+    where, params = selection
+    return (
+        "SELECT aggregate_type, count(*), min(created_at), max(created_at),"
+        " (array_agg(ce_id::text ORDER BY id))[1:%(listed)s]"
+        f" FROM {TABLE} WHERE {where} GROUP BY aggregate_type ORDER BY aggregate_type",
+        {**params, "listed": listed},
+    )
+
+
 def still_unpublished(ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
     return f"SELECT count(*) FROM {TABLE} WHERE id = ANY(%(ids)s) AND published_at IS NULL", {
         "ids": list(ids)

@@ -19,6 +19,7 @@ STATE_COMMANDS = {
     "relay quarantine list",
     "projector status",
     "cdc status",
+    "replay",
 }
 """Commands that print where something stands: each takes --json."""
 
