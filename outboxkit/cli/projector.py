@@ -24,7 +24,13 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit.cli.settings import JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.settings import (
+    JSON_OUTPUT,
+    LOG_LEVEL,
+    CommandGroup,
+    CommandSettings,
+    remembered_option,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -36,16 +42,10 @@ log = logging.getLogger("outboxkit.projector")
 APP_DIR_KEY = "projector_app_dir"
 
 
-def _remember_app_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
-    if value is not None:
-        ctx.ensure_object(dict)[APP_DIR_KEY] = value
-
-
-APP_DIR = click.option(
+APP_DIR = remembered_option(
+    APP_DIR_KEY,
     "--app-dir",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    expose_value=False,
-    callback=_remember_app_dir,
     help="Import NAME's module from this directory (default: the current directory), then from the "
     "installed packages.",
 )

@@ -17,6 +17,7 @@ the same; the innermost wins); commands that print state take `--json` (JSON_OUT
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from outboxkit.kafka.settings import KafkaSettings
 from relay.settings import layered, read_config_file
 
 T = TypeVar("T", bound=BaseSettings)
+F = TypeVar("F", bound=Callable[..., Any])
 
 CONFIG_KEY = "config_file"
 """Where `--config` leaves its file in the click context's object."""
@@ -54,16 +56,21 @@ class CommandGroup(click.Group):
             raise click.ClickException(mask_url(str(err))) from err
 
 
-def _remember_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
-    if value is not None:
-        ctx.ensure_object(dict)[CONFIG_KEY] = value
+def remembered_option(key: str, name: str, **attrs: Any) -> Callable[[F], F]:
+    """An option `name` whose value (when given) is left in the click context's object under `key`,
+    so that it counts wherever it is given: on a group or on one of its commands (innermost wins)."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            ctx.ensure_object(dict)[key] = value
+
+    return click.option(name, expose_value=False, callback=remember, **attrs)
 
 
-CONFIG = click.option(
+CONFIG = remembered_option(
+    CONFIG_KEY,
     "--config",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    expose_value=False,
-    callback=_remember_config,
     help="TOML file: outbox settings at the top level, the Kafka login under [kafka], relay settings "
     "under [relay], CDC settings under [cdc] (flags and OUTBOX_... variables override it).",
 )
