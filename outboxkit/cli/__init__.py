@@ -40,7 +40,9 @@ def demo(ctx: click.Context, relay: str) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
     from outboxkit.examples.demo import run_demo
 
-    run_demo(CommandSettings(ctx).outbox, echo=click.echo, relay=relay)
+    settings = CommandSettings(ctx)
+    settings.database_url(changes=False)  # the demo is for the local stack: its default is fine
+    run_demo(settings.outbox, echo=click.echo, relay=relay)
 
 
 main.add_command(migrate)

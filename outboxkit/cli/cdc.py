@@ -17,8 +17,14 @@ from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released
 from relay.status import CdcStatusSource
 
 
-def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, CdcSettings]:
+def _settings(
+    ctx: click.Context, changes: bool | None = None, **cdc_flags: Any
+) -> tuple[OutboxSettings, CdcSettings]:
+    """`changes`: the command uses the database and changes things (True), only reads (False),
+    or does not use it (None); see CommandSettings.database_url."""
     settings = CommandSettings(ctx)
+    if changes is not None:
+        settings.database_url(changes=changes)
     return settings.outbox, settings.section("cdc", CdcSettings, **cdc_flags)
 
 
@@ -56,7 +62,7 @@ def config(ctx: click.Context, exactly_once: bool | None, show_password: bool) -
     A password taken from the database URL is masked unless --show-password; a reference
     (OUTBOX_CDC_DATABASE_PASSWORD=${env:...}) is printed as it is, it holds no secret.
     """
-    outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    outbox, settings = _settings(ctx, changes=False, exactly_once=exactly_once)
     connector = connector_config(outbox, settings)
     if settings.database_password is None and not show_password and connector["database.password"]:
         connector["database.password"] = MASK
@@ -81,7 +87,7 @@ def register(
     A connector of the same name that streams another database, table or slot (another service's)
     is refused unless --replace.
     """
-    outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    outbox, settings = _settings(ctx, changes=True, exactly_once=exactly_once)
     wanted = connector_config(outbox, settings)
     with ConnectClient(outbox.connect_url) as client:
         if not replace:
@@ -98,7 +104,7 @@ def register(
 @click.pass_context
 def status(ctx: click.Context, metrics: bool, as_json: bool) -> None:
     """Connector and task state, and the WAL the replication slot retains."""
-    outbox, settings = _settings(ctx)
+    outbox, settings = _settings(ctx, changes=False)
     source = CdcStatusSource(
         outbox.connect_url, outbox.database_url, settings.connector_name, settings.slot_name
     )
@@ -157,7 +163,7 @@ def resume(ctx: click.Context) -> None:
 @click.pass_context
 def remove(ctx: click.Context, keep_slot: bool) -> None:
     """Remove the connector, then drop its replication slot and publication."""
-    outbox, settings = _settings(ctx)
+    outbox, settings = _settings(ctx, changes=not keep_slot)
     with ConnectClient(outbox.connect_url) as client:
         removed = client.delete(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {'removed' if removed else 'was not registered'}")

@@ -29,10 +29,11 @@ def _run(action: str, func: Callable[..., T], *args: str) -> T:
         raise click.ClickException(f"{action}: {err}") from err
 
 
-def _database_url(ctx: click.Context, value: str | None) -> str:
+def _database_url(ctx: click.Context, value: str | None, *, changes: bool) -> str:
     """This command's --database-url, else the `outbox` group's, else OUTBOX_DATABASE_URL, the
-    config file or the default; refused (password masked) unless libpq takes it."""
-    return CommandSettings(ctx, database_url=value).outbox.database_url
+    config file or (`changes` False only) the default; refused (password masked) unless libpq
+    takes it."""
+    return CommandSettings(ctx, database_url=value).database_url(changes=changes)
 
 
 def _echo_current(database_url: str, *, as_json: bool = False) -> None:
@@ -55,7 +56,7 @@ def migrate() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context, database_url: str | None, revision: str) -> None:
     """Upgrade to REVISION (default: the newest)."""
-    url = _database_url(ctx, database_url)
+    url = _database_url(ctx, database_url, changes=True)
     _run("upgrade", migrations.upgrade, url, revision)
     _echo_current(url)
 
@@ -66,7 +67,7 @@ def upgrade(ctx: click.Context, database_url: str | None, revision: str) -> None
 @click.pass_context
 def downgrade(ctx: click.Context, database_url: str | None, revision: str) -> None:
     """Downgrade to REVISION: `-1` steps back once, `base` drops the outbox table."""
-    url = _database_url(ctx, database_url)
+    url = _database_url(ctx, database_url, changes=True)
     _run("downgrade", migrations.downgrade, url, revision)
     _echo_current(url)
 
@@ -78,7 +79,7 @@ def downgrade(ctx: click.Context, database_url: str | None, revision: str) -> No
 def current(ctx: click.Context, database_url: str | None, as_json: bool) -> None:
     """Print the applied revision (`base` when none); --json: `revisions` applied (empty: base)
     and the `heads` this version of outboxkit ships."""
-    _echo_current(_database_url(ctx, database_url), as_json=as_json)
+    _echo_current(_database_url(ctx, database_url, changes=False), as_json=as_json)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ def run(
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True, say=False)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
     logs.configure(log_level)
@@ -176,6 +177,7 @@ def status(ctx: click.Context, name: str, as_json: bool) -> None:
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=False)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with database(settings) as engine:
@@ -206,6 +208,7 @@ def rebuild(ctx: click.Context, name: str) -> None:
     from projectors.rebuild import rebuild as rebuild_read_model
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with (

@@ -48,6 +48,7 @@ def tune_gc() -> None:
 
 def _settings(ctx: click.Context, **relay_flags: Any) -> tuple[OutboxSettings, RelaySettings]:
     settings = CommandSettings(ctx)
+    settings.database_url(changes=False)
     return settings.outbox, settings.section("relay", RelaySettings, **relay_flags)
 
 
@@ -71,6 +72,7 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
     Logs are JSON lines on stderr; a relay that cannot go on logs why and exits with code 1.
     """
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True, say=False)
     outbox_settings, kafka = loaded.outbox, loaded.kafka
     relay_settings = loaded.section("relay", RelaySettings, **flags)
     logs.configure(log_level)
@@ -141,7 +143,7 @@ def quarantine() -> None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List quarantined events with their reasons (--json: `events`, each with its fields)."""
-    with connect(CommandSettings(ctx).outbox.database_url) as conn:
+    with connect(CommandSettings(ctx).database_url(changes=False)) as conn:
         rows = conn.execute(
             f"SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
             f" FROM {sql.QUARANTINE} ORDER BY id"
@@ -163,7 +165,7 @@ CE_IDS = click.argument("ce_ids", nargs=-1, required=True, type=click.UUID)
 
 
 def _apply(ctx: click.Context, statement: Any, verb: str) -> None:
-    with connect(CommandSettings(ctx).outbox.database_url) as conn:
+    with connect(CommandSettings(ctx).database_url(changes=True)) as conn:
         done = [r[0] for r in conn.execute(*statement).fetchall()]
     click.echo(f"{verb} {len(done)} event(s): {' '.join(done)}" if done else f"nothing {verb}")
 

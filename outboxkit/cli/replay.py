@@ -119,7 +119,9 @@ def replay(
         raise click.UsageError("choose what to replay: --since/--until, --aggregate, --event, or --all")
     if as_json and not dry_run:
         raise click.UsageError("--json prints a --dry-run's answer: add --dry-run")
-    settings = CommandSettings(ctx).outbox
+    loaded = CommandSettings(ctx)
+    loaded.database_url(changes=not dry_run)
+    settings = loaded.outbox
     agg_type, _, agg_id = (aggregate or "").partition(":")
     selection = sql.replay_selection(
         since=since.isoformat() if since else None,

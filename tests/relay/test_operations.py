@@ -107,7 +107,8 @@ def test_bad_settings_say_what_is_wrong(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(ConfigurationError, match="mode"):
         load_settings(None, relay_mode="exactly-twice")
-    result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"])
+    unused = {"OUTBOX_DATABASE_URL": "postgresql://outbox@127.0.0.1:1/unused"}
+    result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"], env=unused)
     assert result.exit_code != 0 and "shards" in result.output
 
 

@@ -46,11 +46,17 @@ def test_an_unknown_log_level_is_a_usage_error(daemon: list[str]) -> None:
     one_clear_line(outbox(*daemon, "--log-level", "nonsense"), 2, "Invalid value for '--log-level'")
 
 
-def test_bad_json_in_a_variable_names_the_variable() -> None:
-    result = outbox("relay", "run", env={"OUTBOX_RELAY_PRODUCER": '{"compression.type": lz4}'})
+def test_bad_json_in_a_variable_names_the_variable(database_url: str) -> None:
+    result = outbox(
+        "relay",
+        "run",
+        env={"OUTBOX_DATABASE_URL": database_url, "OUTBOX_RELAY_PRODUCER": '{"compression.type": lz4}'},
+    )
     output = one_clear_line(result, 1, "OUTBOX_RELAY_PRODUCER", "is not valid JSON")
     assert "EnvSettingsSource" not in output
-    result = outbox("relay", "run", env={"OUTBOX_KAFKA_CONNECTION": "{nope"})
+    result = outbox(
+        "relay", "run", env={"OUTBOX_DATABASE_URL": database_url, "OUTBOX_KAFKA_CONNECTION": "{nope"}
+    )
     one_clear_line(result, 1, "OUTBOX_KAFKA_CONNECTION", "is not valid JSON")
 
 
