@@ -120,11 +120,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"lag:                {now.oldest_unpublished_seconds:.3f} s (age of the oldest unpublished event)"
     )
     click.echo(f"quarantined:        {now.quarantined} events")
-    owned = ", ".join(f"{o.shard}:pid {o.pid}" for o in now.owners) or "none"
+    owned = ", ".join(f"{o.shard}: {o.instance or '?'} (pid {o.pid})" for o in now.owners) or "none"
     click.echo(f"shards ({now.shards}, group {now.group}): {owned}")
     # The shards are the table's: whichever group publishes it holds them. Name it, so a relay
     # started with another group (refused, waiting) is explained here too.
-    live = "; ".join(f"{g.name} (pids {', '.join(map(str, g.pids))})" for g in now.groups)
+    live = "; ".join(
+        f"{g.name} (instances {', '.join(i or '?' for i in g.instances)}; pids {', '.join(map(str, g.pids))})"
+        for g in now.groups
+    )
     click.echo(f"relay groups:       {live or 'none running'} on {now.table}")
     if now.other_groups:
         click.echo(
