@@ -314,7 +314,7 @@ class PollingRelay:
                 log.info("relay group", extra={"group": self.source.group, "outbox": identity.describe()})
             source = self.source
             lease_conn = psycopg.connect(
-                url, autocommit=True, application_name=lease_application_name(source.group)
+                url, autocommit=True, application_name=lease_application_name(source.group, self.instance)
             )
             opened.append(lease_conn)
             if self.outbox.notify:

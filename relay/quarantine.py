@@ -31,15 +31,15 @@ class Quarantined:
             "ce_id": self.ce_id,
             "aggregate_type": self.aggregate_type,
             "aggregate_id": self.aggregate_id,
-            "ce_type": self.ce_type,
+            "type": self.ce_type,
             "topic": self.topic,
             "quarantined_at": self.quarantined_at.isoformat(),
             "reason": self.reason,
         }
 
 
-def list_quarantined(conn: psycopg.Connection[Any], limit: int = 1000) -> list[Quarantined]:
-    """The oldest `limit` quarantined events, in outbox order."""
+def list_quarantined(conn: psycopg.Connection[Any], limit: int | None = None) -> list[Quarantined]:
+    """The oldest `limit` quarantined events (None: all), in outbox order."""
     return [Quarantined(*row) for row in conn.execute(*sql.quarantined(limit)).fetchall()]
 
 

@@ -97,6 +97,27 @@ def test_the_wheel_ships_our_top_level_names_and_nothing_else(wheel: Path) -> No
     assert shipped and shipped <= set(names), shipped - set(names)
 
 
+def test_the_wheel_carries_its_license_urls_and_classifiers(wheel: Path) -> None:
+    """Apache-2.0 is declared, so its text ships in the wheel (issue 13 item 19), with the project's
+    URLs and classifiers; the changelog is in the repository."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        headers = zf.read(metadata).decode()
+        [license_file] = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
+        license_text = zf.read(license_file).decode()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
+    assert license_text == (REPO / "LICENSE").read_text()
+    assert "License-Expression: Apache-2.0" in headers
+    urls = [line for line in headers.splitlines() if line.startswith("Project-URL: ")]
+    assert {u.split(": ", 1)[1].split(",")[0] for u in urls} >= {"Homepage", "Repository", "Changelog"}
+    assert "Classifier: Programming Language :: Python :: 3.11" in headers
+    assert "Classifier: Typing :: Typed" in headers
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert changelog.startswith("# Changelog") and "## [Unreleased]" in changelog
+
+
 def test_every_module_imports_from_the_clean_venv(installed: Path, outside: Path) -> None:
     """No module needs a dev extra (pytest, yaml, ...) or a file of the checkout to import."""
     script = (

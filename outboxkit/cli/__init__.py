@@ -18,6 +18,7 @@ from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
 @click.option("--database-url", help="PostgreSQL URL of the outbox [env OUTBOX_DATABASE_URL].")
 @click.option("--bootstrap-servers", help="Kafka brokers [env OUTBOX_KAFKA_BOOTSTRAP_SERVERS].")
 @CONFIG
+@click.version_option(package_name="outboxkit", prog_name="outbox", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, bootstrap_servers: str | None) -> None:
     """outboxkit: transactional outbox, relays and projectors for PostgreSQL and Kafka.
@@ -41,7 +42,9 @@ def demo(ctx: click.Context, relay: str) -> None:
     """Run the demo pipeline against the configured PostgreSQL and Kafka, printing each step."""
     from outboxkit.examples.demo import run_demo
 
-    run_demo(CommandSettings(ctx).outbox, echo=click.echo, relay=relay)
+    settings = CommandSettings(ctx)
+    settings.database_url(changes=False)  # the demo is for the local stack: its default is fine
+    run_demo(settings.outbox, echo=click.echo, relay=relay)
 
 
 main.add_command(migrate)

@@ -95,21 +95,22 @@ def console(
         raise click.UsageError(
             f"--allow-actions needs a token in {TOKEN_VARIABLE} (e.g. `openssl rand -hex 16`)"
         )
-    actions = QuarantineActions(outbox.database_url, token)
+    database_url = loaded.database_url(changes=allow_actions, say=False)
+    actions = QuarantineActions(database_url, token)
     watched = [load(name) for name in projectors]
     cdc_source = None
     if cdc:
         cdc_settings = loaded.section("cdc", CdcSettings)
         cdc_source = CdcStatusSource(
-            outbox.connect_url, outbox.database_url, cdc_settings.connector_name, cdc_settings.slot_name
+            outbox.connect_url, database_url, cdc_settings.connector_name, cdc_settings.slot_name
         )
     logs.configure(log_level)
-    engine = engine_for(outbox.database_url, pool_size=2)
+    engine = engine_for(database_url, pool_size=2)
     sources = ConsoleSources(
-        outbox.database_url,
+        database_url,
         kafka,
         engine,
-        relay=RelayStatusSource(outbox.database_url, relay_settings.group, relay_settings.shards),
+        relay=RelayStatusSource(database_url, relay_settings.group, relay_settings.shards),
         cdc=cdc_source,
         projectors=watched,
         thresholds=Thresholds(stuck_after=stuck_after, lag=lag_threshold),

@@ -10,9 +10,9 @@ import psycopg
 
 from outbox.errors import OutboxError
 from outbox.urls import mask_url, postgres_problem
-from outboxkit.cli.settings import CONFIG, CommandSettings
+from outboxkit.cli.settings import CONFIG, JSON_OUTPUT, CommandSettings
 from outboxkit.doctor import database, kafka
-from outboxkit.doctor.report import Check, Outcome, Report, failed, passed, skipped
+from outboxkit.doctor.report import Check, Outcome, Report, failed, passed, skipped, warned
 from relay.cdc import CdcSettings
 from relay.settings import RelaySettings
 
@@ -36,7 +36,7 @@ MARKS = {Outcome.PASS: "PASS", Outcome.WARN: "WARN", Outcome.FAIL: "FAIL", Outco
 @click.option(
     "--timeout", default=10.0, show_default=True, help="Seconds each Kafka or database call may take."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@JSON_OUTPUT
 @click.pass_context
 def doctor(
     ctx: click.Context,
@@ -96,8 +96,16 @@ def _settings(ctx: click.Context, report: Report) -> tuple[str, Any, RelaySettin
     except OutboxError as err:
         report.add([failed("settings", str(err), "fix the setting named above (docs/operations.md)")])
         return None
-    detail = f"database {mask_url(outbox.database_url)}; kafka {kafka_settings.describe()}"
-    report.add([passed("settings", detail)])
+    source = loaded.database_source
+    detail = (
+        f"database {mask_url(outbox.database_url)} (from {source or 'the built-in default'});"
+        f" kafka {kafka_settings.describe()}"
+    )
+    if source is None:
+        fix = "name the deployment's database: --database-url, OUTBOX_DATABASE_URL or --config"
+        report.add([warned("settings", detail + ": the local development stack's URL", fix)])
+    else:
+        report.add([passed("settings", detail)])
     return outbox.database_url, kafka_settings, relay_settings, cdc_settings
 
 

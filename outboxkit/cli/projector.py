@@ -2,7 +2,9 @@
 
 NAME is an import path `package.module:attribute` naming a `Projector`, or a function without
 arguments that returns one (e.g. `outboxkit.examples.sites.projection:from_environment`). The module is
-imported from the current directory or the installed packages.
+imported from the current directory (or `--app-dir DIR`) or the installed packages: the directory
+goes first on sys.path, as `python -m` and uvicorn do (an installed console script has only its own
+bin/ there).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +24,13 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.settings import (
+    JSON_OUTPUT,
+    LOG_LEVEL,
+    CommandGroup,
+    CommandSettings,
+    remembered_option,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -29,13 +39,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("outboxkit.projector")
 
 
+APP_DIR_KEY = "projector_app_dir"
+
+
+APP_DIR = remembered_option(
+    APP_DIR_KEY,
+    "--app-dir",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Import NAME's module from this directory (default: the current directory), then from the "
+    "installed packages.",
+)
+
+
+def _import_path(ctx: click.Context | None) -> Path:
+    given = (ctx.find_object(dict) or {}).get(APP_DIR_KEY) if ctx is not None else None
+    return Path(given or ".").resolve()
+
+
 def load(name: str, **overrides: Any) -> Any:
+    """Projector NAME, imported from --app-dir (default: the current directory) or the installed
+    packages; `overrides`: ProjectorConfig fields (None: not given)."""
     from projectors.projector import load_projector
 
+    app_dir = _import_path(click.get_current_context(silent=True))
+    if str(app_dir) not in sys.path:
+        sys.path.insert(0, str(app_dir))
     try:
         projector = load_projector(name)
     except OutboxError as err:
-        raise click.BadParameter(str(err), param_hint="NAME") from err
+        hint = (
+            f" (modules are imported from {app_dir} and the installed packages; --app-dir DIR names another)"
+        )
+        raise click.BadParameter(f"{err}{hint}", param_hint="NAME") from err
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         projector.config = dataclasses.replace(projector.config, **changes)
@@ -55,13 +90,14 @@ def database(settings: OutboxSettings) -> Iterator[Engine]:
 
 
 @click.group("projector", cls=CommandGroup)
-@CONFIG
+@APP_DIR
 def projector() -> None:
     """Run, inspect and rebuild projectors (NAME: `package.module:attribute`)."""
 
 
 @projector.command()
 @click.argument("name")
+@APP_DIR
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most records per database transaction.")
 @click.option("--instance-id", help="Kafka static membership id of this instance.")
 @click.option("--on-failure", type=click.Choice(["dead-letter", "stop"]), help="After a handler's retries.")
@@ -100,6 +136,7 @@ def run(
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True, say=False)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
     logs.configure(log_level)
@@ -132,13 +169,15 @@ def run(
 
 @projector.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@APP_DIR
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show projector NAME's stored offset, high watermark and lag per partition."""
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=False)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with database(settings) as engine:
@@ -162,12 +201,14 @@ def status(ctx: click.Context, name: str, as_json: bool) -> None:
 
 @projector.command()
 @click.argument("name")
+@APP_DIR
 @click.pass_context
 def rebuild(ctx: click.Context, name: str) -> None:
     """Rebuild projector NAME's read model from the start of its topics and swap it in."""
     from projectors.rebuild import rebuild as rebuild_read_model
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with (

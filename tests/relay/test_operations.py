@@ -64,16 +64,23 @@ def test_metrics_health_and_status(
     assert served == source.snapshot()
     assert (served["backlog"], served["quarantined"], served["group"]) == (0, 0, group)
     assert [owner["shard"] for owner in served["owners"]] == [0, 1, 2]
+    # Issue 13 item 14: an owner is named by the relay's instance (what its logs and /healthz say),
+    # not only by the PostgreSQL backend pid of its lease connection.
+    assert {owner["instance"] for owner in served["owners"]} == {health["instance"]}
     assert [g["name"] for g in served["groups"]] == [group] and served["other_groups"] == []
+    assert served["groups"][0]["instances"] == [health["instance"]]
 
     env = {"OUTBOX_DATABASE_URL": clean_outbox, "OUTBOX_RELAY_GROUP": group, "OUTBOX_RELAY_SHARDS": "3"}
     result = CliRunner().invoke(main, ["relay", "status"], env=env)
     assert result.exit_code == 0, result.output
     assert "backlog:            0 unpublished events" in result.output
-    owners = ", ".join(f"{o['shard']}:pid {o['pid']}" for o in served["owners"])
+    owners = ", ".join(f"{o['shard']}: {health['instance']} (pid {o['pid']})" for o in served["owners"])
     assert f"shards (3, group {group}): {owners}" in result.output
     pids = ", ".join(map(str, served["groups"][0]["pids"]))
-    assert f"relay groups:       {group} (pids {pids}) on {served['table']}" in result.output
+    assert (
+        f"relay groups:       {group} (instances {health['instance']}; pids {pids}) on {served['table']}"
+        in result.output
+    )
     as_json = CliRunner().invoke(main, ["relay", "status", "--json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     assert orjson.loads(as_json.stdout) == served
@@ -107,7 +114,8 @@ def test_bad_settings_say_what_is_wrong(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(ConfigurationError, match="mode"):
         load_settings(None, relay_mode="exactly-twice")
-    result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"])
+    unused = {"OUTBOX_DATABASE_URL": "postgresql://outbox@127.0.0.1:1/unused"}
+    result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"], env=unused)
     assert result.exit_code != 0 and "shards" in result.output
 
 

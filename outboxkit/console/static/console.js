@@ -93,7 +93,7 @@ function renderQuarantine(part) {
     return el("tr", { "data-ce-id": e.ce_id },
       el("td", {}, el("code", {}, e.ce_id)),
       el("td", {}, `${e.aggregate_type}/${e.aggregate_id}`),
-      el("td", {}, `${e.ce_type} → ${e.topic}`),
+      el("td", {}, `${e.type} → ${e.topic}`),
       el("td", {}, new Date(e.quarantined_at).toLocaleString()),
       el("td", {}, e.reason),
       el("td", {}, ...buttons));
