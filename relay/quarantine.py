@@ -38,9 +38,11 @@ class Quarantined:
         }
 
 
-def list_quarantined(conn: psycopg.Connection[Any], limit: int | None = None) -> list[Quarantined]:
-    """The oldest `limit` quarantined events (None: all), in outbox order."""
-    return [Quarantined(*row) for row in conn.execute(*sql.quarantined(limit)).fetchall()]
+def list_quarantined(
+    conn: psycopg.Connection[Any], limit: int | None = None, topic: str | None = None
+) -> list[Quarantined]:
+    """The oldest `limit` quarantined events (None: all) of `topic` (None: any), in outbox order."""
+    return [Quarantined(*row) for row in conn.execute(*sql.quarantined(limit, topic)).fetchall()]
 
 
 def requeue(conn: psycopg.Connection[Any], ce_ids: Sequence[str]) -> list[str]:

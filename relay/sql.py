@@ -105,12 +105,12 @@ def quarantine(event_id: int, reason: str) -> tuple[str, dict[str, Any]]:
     )
 
 
-def quarantined(limit: int | None) -> tuple[str, dict[str, Any]]:
-    """The oldest `limit` quarantined events (None: all), with their reasons."""
+def quarantined(limit: int | None, topic: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The oldest `limit` quarantined events (None: all), of `topic` (None: any), with their reasons."""
     return (
         "SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
-        f" FROM {QUARANTINE} ORDER BY id LIMIT %(limit)s",
-        {"limit": limit},
+        f" FROM {QUARANTINE} WHERE %(topic)s::text IS NULL OR topic = %(topic)s ORDER BY id LIMIT %(limit)s",
+        {"limit": limit, "topic": topic},
     )
 
 

@@ -24,6 +24,7 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
+from outboxkit.cli.progress import Progress
 from outboxkit.cli.settings import (
     JSON_OUTPUT,
     LOG_LEVEL,
@@ -213,14 +214,9 @@ def rebuild(ctx: click.Context, name: str) -> None:
     definition = load(name)
     with (
         database(settings) as engine,
-        click.progressbar(length=1, label=f"rebuilding {definition.name}") as bar,
+        Progress(f"rebuilding {definition.name}", 0) as bar,
     ):
-
-        def progress(done: int, total: int) -> None:
-            bar.length = max(total, 1)
-            bar.update(done - bar.pos)
-
-        count = rebuild_read_model(definition, engine, kafka, progress=progress)
+        count = rebuild_read_model(definition, engine, kafka, progress=bar.update)
     click.echo(f"rebuilt {definition.name} from {count} records and swapped it in")
 
 

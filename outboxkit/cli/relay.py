@@ -15,6 +15,7 @@ import orjson
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
 from outboxkit.cli.database import connect
+from outboxkit.cli.progress import Progress
 from outboxkit.cli.settings import JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 from outboxkit.ops import logs
 from outboxkit.ops.endpoints import serve
@@ -172,12 +173,38 @@ def _apply(
     click.echo(f"{verb} {len(done)} event(s): {' '.join(done)}" if done else f"nothing {verb}")
 
 
+REQUEUE_CHUNK = 500
+"""Events requeued per transaction by `requeue --all|--topic` (the relay sees each chunk at once)."""
+
+
 @quarantine.command()
-@CE_IDS
+@click.argument("ce_ids", nargs=-1, type=click.UUID)
+@click.option("--all", "everything", is_flag=True, help="Requeue every quarantined event.")
+@click.option("--topic", help="Requeue every quarantined event of this topic.")
 @click.pass_context
-def requeue(ctx: click.Context, ce_ids: tuple[UUID, ...]) -> None:
-    """Put events back into the outbox in their old place (after fixing the cause)."""
-    _apply(ctx, quarantine_table.requeue, ce_ids, "requeued")
+def requeue(ctx: click.Context, ce_ids: tuple[UUID, ...], everything: bool, topic: str | None) -> None:
+    """Put events back into the outbox in their old place (after fixing the cause).
+
+    CE_IDS as `list` shows them, or --all / --topic NAME: those are moved in chunks of 500, one
+    transaction each, with progress on stderr.
+    """
+    if bool(ce_ids) + everything + (topic is not None) != 1:
+        raise click.UsageError("give CE_IDS, or --all, or --topic NAME (one of them)")
+    if ce_ids:
+        _apply(ctx, quarantine_table.requeue, ce_ids, "requeued")
+        return
+    url = CommandSettings(ctx).database_url(changes=True)
+    with connect(url, autocommit=True) as conn:
+        total = len(quarantine_table.list_quarantined(conn, topic=topic))
+        moved = 0
+        with Progress("requeued", total) as progress:
+            while chunk := quarantine_table.list_quarantined(conn, REQUEUE_CHUNK, topic):
+                done = quarantine_table.requeue(conn, [e.ce_id for e in chunk])
+                if not done:  # another operator discarded or requeued them meanwhile
+                    break
+                moved += len(done)
+                progress.update(moved, max(total, moved))
+    click.echo(f"requeued {moved} event(s)" + (f" of topic {topic}" if topic else ""))
 
 
 @quarantine.command()

@@ -14,6 +14,7 @@ import psycopg
 
 from outbox.config import Retention
 from outboxkit.cli.database import connect
+from outboxkit.cli.progress import Progress
 from outboxkit.cli.replay_plan import ReplayPlan
 from outboxkit.cli.settings import JSON_OUTPUT, CommandSettings
 from projectors.config import ProjectorConfig
@@ -160,7 +161,7 @@ def replay(
     deadline = time.monotonic() + timeout
     with (
         connect(settings.database_url, autocommit=True) as conn,
-        click.progressbar(length=len(ids), label="republished") as bar,
+        Progress("republished", len(ids)) as bar,
     ):
         done = 0
         while done < len(ids):
@@ -171,7 +172,7 @@ def replay(
                 )
             row = conn.execute(*sql.still_unpublished(ids)).fetchone()
             now_done = len(ids) - int(row[0] if row else 0)
-            bar.update(now_done - done)
+            bar.update(now_done)
             done = now_done
             time.sleep(0.2)
 
