@@ -6,6 +6,7 @@ import click
 
 from outboxkit.cli.cdc import cdc
 from outboxkit.cli.migrate import migrate
+from outboxkit.cli.processor import processor
 from outboxkit.cli.projector import projector
 from outboxkit.cli.relay import relay
 from outboxkit.cli.replay import replay
@@ -45,5 +46,6 @@ def demo(ctx: click.Context, relay: str) -> None:
 main.add_command(migrate)
 main.add_command(relay)
 main.add_command(projector)
+main.add_command(processor)
 main.add_command(replay)
 main.add_command(cdc)
