@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from outbox import Outbox, TopicRouter
 from outbox.envelope import to_kafka
@@ -135,7 +135,10 @@ class KafkaProcessorRunner:
             self._abort_quietly()
             raise
         finally:
-            self.producer.flush(5)
+            try:
+                self.producer.flush(5)
+            except KafkaException as err:  # fenced: what it holds is aborted by the broker anyway
+                log.warning("the producer could not flush: %s", err)
 
     # -- the position port (called from inside consume) --------------------------------------
 
