@@ -51,8 +51,8 @@ class ProcessorInstance:
     def exited(self) -> int | None:
         return self.process.poll()
 
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+    def tail(self, size: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-size:]
 
 
 @dataclass

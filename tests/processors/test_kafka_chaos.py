@@ -15,10 +15,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
+
 from tests.consumers.conformance import assert_clean
 from tests.consumers.workload import Feed, read_expected, tally
 from tests.processors.conftest import flowing, wait_for
-from tests.processors.harness import Processes, committed_positions, output_effects
+from tests.processors.harness import (
+    OpenTransactions,
+    Processes,
+    ProcessorInstance,
+    committed_positions,
+    output_effects,
+)
 
 ROUNDS = int(os.environ.get("OUTBOX_PROCESSOR_KILL_ROUNDS") or "24")
 
@@ -36,12 +44,33 @@ def processes(
 
 
 def caught_up(bootstrap: str, name: str, topic: str, partitions: int) -> Callable[[], bool]:
+    """Whether the group's committed positions reached the last stable offset of every partition
+    (an idle processor commits its positions past the last commit marker)."""
+    ends = stable_ends(bootstrap, topic, partitions)
+
     def check() -> bool:
-        ends = read_expected(bootstrap, topic).ends
         positions = committed_positions(bootstrap, f"outboxkit-processor-{name}", topic, partitions)
         return all(positions.get(p, 0) >= end for p, end in ends.items())
 
     return check
+
+
+def stable_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "ends", "isolation.level": "read_committed"}
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def working(instance: ProcessorInstance) -> Callable[[], bool]:
+    """Whether the instance was given partitions (its log says so)."""
+    return lambda: "assigned [((" in instance.tail(100_000)
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
@@ -88,22 +117,17 @@ def test_a_paused_zombie_is_fenced_and_its_outputs_never_show(
         with flowing(feed, 400):
             zombie = run.start(None, "--transaction-ms", "1000")
             zombie.wait_up()
-            wait_for(
-                lambda: any(
-                    a.instance == zombie.name for a in output_effects(bootstrap_servers, output).applied
-                ),
-                "the first instance to work",
-            )
+            wait_for(working(zombie), "the first instance to take partitions")
+            open_transactions = OpenTransactions(bootstrap_servers, output, 3)
+            try:  # paused inside a transaction that holds outputs
+                wait_for(open_transactions, "the first instance to open a transaction with outputs")
+            finally:
+                open_transactions.close()
             zombie.process.send_signal(signal.SIGSTOP)
             stopped = time.monotonic()
             heir = run.start(None)
             heir.wait_up()
-            wait_for(
-                lambda: any(
-                    a.instance == heir.name for a in output_effects(bootstrap_servers, output).applied
-                ),
-                "the second instance to take over",
-            )
+            wait_for(working(heir), "the second instance to take the partitions over", timeout=60)
             time.sleep(max(0.0, stopped + 12 - time.monotonic()))  # past both timeouts
             zombie.process.send_signal(signal.SIGCONT)
             time.sleep(5)
