@@ -126,6 +126,9 @@ class StoredPositions:
     def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
         """Nothing to do: a batch in flight is fenced by the stored offsets (projectors/apply.py)."""
 
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Nothing to do either: the stored offsets fence a lost partition's batch as well."""
+
     def load(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
         """The stored offsets of `partitions`; a partition without a row starts over (claimed)."""
         with self.engine.begin() as conn:

@@ -24,3 +24,4 @@ def test_demo_makes_the_round_trip(
     assert "6. shop: 4 events made the round trip" in result.output
     assert "'owner': 'cid', 'version': 5, 'installed_apps': ['blog']" in result.output
     assert "'owner': 'bob', 'version': 1, 'installed_apps': []" in result.output
+    assert "13. order status projection: every order settled; money and stock balance" in result.output

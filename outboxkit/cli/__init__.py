@@ -8,6 +8,7 @@ from outboxkit.cli.cdc import cdc
 from outboxkit.cli.console import console
 from outboxkit.cli.doctor import doctor
 from outboxkit.cli.migrate import migrate
+from outboxkit.cli.processor import processor
 from outboxkit.cli.projector import projector
 from outboxkit.cli.relay import relay
 from outboxkit.cli.replay import replay
@@ -50,6 +51,7 @@ def demo(ctx: click.Context, relay: str) -> None:
 main.add_command(migrate)
 main.add_command(relay)
 main.add_command(projector)
+main.add_command(processor)
 main.add_command(replay)
 main.add_command(cdc)
 main.add_command(doctor)

@@ -49,7 +49,14 @@ class PositionStore(Protocol):
         ...
 
     def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
-        """The partitions are revoked (or lost): what is in flight for them will not be applied here."""
+        """The partitions are revoked: what is in flight for them may still be finished now (a
+        Kafka-to-Kafka processor commits its open transaction), nothing after."""
+        ...
+
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """The partitions are lost (the group went on without this member: session timeout, a
+        stale generation): another member may own them already, so what is in flight for them must
+        never be committed (a processor aborts its transaction)."""
         ...
 
 
@@ -112,7 +119,7 @@ class GroupConsumer:
                 list(self.topics),
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
-                on_lost=self._on_revoke,
+                on_lost=self._on_lost,
             )
             while not stop.is_set():
                 messages = consumer.consume(batch_size, batch_timeout)
@@ -185,11 +192,23 @@ class GroupConsumer:
             self._error = err
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._gone(consumer, partitions, self.store.release, "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._gone(consumer, partitions, self.store.lose, "lost")
+
+    def _gone(
+        self,
+        consumer: Consumer,
+        partitions: list[TopicPartition],
+        tell: Callable[[Consumer, Sequence[Partition]], None],
+        how: str,
+    ) -> None:
         gone = [(tp.topic, tp.partition) for tp in partitions]
         for tp in gone:
             self._positions.pop(tp, None)
-        log.info("revoked %s", sorted(gone))
+        log.info("%s %s", how, sorted(gone))
         try:
-            self.store.release(consumer, gone)
+            tell(consumer, gone)
         except Exception as err:
             self._error = err if isinstance(err, OutboxError) else self.failure(err)

@@ -1,0 +1,168 @@
+"""`outbox processor ...`: run and inspect exactly-once processors.
+
+REFERENCE is an import path `package.module:attribute` naming a `Processor`, or a function without
+arguments that returns one (e.g. `outboxkit.examples.payments.payments:from_environment`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from typing import Any
+
+import click
+import orjson
+
+from outbox.errors import OutboxError
+from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+
+log = logging.getLogger("outboxkit.processor")
+
+
+def load(reference: str, **overrides: Any) -> Any:
+    from outboxkit.processors.processor import load_processor
+
+    try:
+        found = load_processor(reference)
+    except OutboxError as err:
+        raise click.BadParameter(str(err), param_hint="REFERENCE") from err
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        try:
+            found.config = dataclasses.replace(found.config, **changes)
+        except OutboxError as err:
+            raise click.BadParameter(str(err)) from err
+    return found
+
+
+@click.group("processor", cls=CommandGroup)
+@CONFIG
+def processor() -> None:
+    """Run and inspect exactly-once processors (REFERENCE: `package.module:attribute`)."""
+
+
+@processor.command()
+@click.argument("reference")
+@click.option("--instance-id", help="Stable instance name: its transactional.id and static membership.")
+@click.option("--transaction-ms", type=click.IntRange(min=1), help="Commit a transaction at this age.")
+@click.option("--transaction-records", type=click.IntRange(min=1), help="...or at this many inputs.")
+@click.option("--on-failure", type=click.Choice(["dead-letter", "stop"]), help="After a handler's retries.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the endpoints.")
+@click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /status.json on this port.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds without a turn of the consume loop before /healthz says 503.",
+)
+@LOG_LEVEL
+@click.pass_context
+def run(
+    ctx: click.Context,
+    reference: str,
+    *,
+    instance_id: str | None,
+    transaction_ms: int | None,
+    transaction_records: int | None,
+    on_failure: str | None,
+    metrics_host: str,
+    metrics_port: int | None,
+    stale_after: float,
+    log_level: str,
+) -> None:
+    """Run one instance of processor REFERENCE until SIGINT or SIGTERM.
+
+    Logs are JSON lines on stderr; a processor that cannot go on logs why and exits with code 1.
+    """
+    from outboxkit.ops import logs
+    from outboxkit.ops.endpoints import serve
+    from outboxkit.ops.health import Heartbeat
+    from outboxkit.processors.metrics import ProcessorMetrics
+    from outboxkit.processors.running import runner_for
+    from outboxkit.processors.status import ProcessorStatusSource
+
+    loaded = CommandSettings(ctx)
+    definition = load(
+        reference,
+        instance_id=instance_id,
+        transaction_ms=transaction_ms,
+        transaction_records=transaction_records,
+        on_failure=on_failure,
+    )
+    logs.configure(log_level)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    metrics = ProcessorMetrics()
+    health = Heartbeat(max(stale_after, 3 * definition.config.transaction_ms / 1000))
+    fields = {"processor": definition.name, "mode": definition.mode, "group": definition.group_id}
+    try:
+        with runner_for(definition, loaded.outbox, loaded.kafka, metrics=metrics, health=health) as runner:
+            server = None
+            if metrics_port:
+                status = ProcessorStatusSource(
+                    definition, loaded.kafka, database_url=loaded.outbox.database_url
+                )
+                server = serve(
+                    metrics_host, metrics_port, registry=metrics.registry, health=health, status=status
+                )
+            log.info("processor starting", extra=fields)
+            try:
+                runner.run(stop)
+            finally:
+                if server is not None:
+                    server.close()
+        log.info("processor stopped", extra=fields)
+    except OutboxError as err:
+        log.error("processor cannot go on: %s", err, extra=fields)
+        ctx.exit(1)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@processor.command()
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.option(
+    "--hanging-after",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds an open transaction may pin a partition's last stable offset before it counts as hanging.",
+)
+@click.pass_context
+def status(ctx: click.Context, reference: str, as_json: bool, hanging_after: float) -> None:
+    """Show processor REFERENCE's committed position, end and lag per input partition, and any
+    transaction that holds a partition's last stable offset back."""
+    from outboxkit.processors.status import ProcessorStatusSource
+
+    loaded = CommandSettings(ctx)
+    definition = load(reference)
+    try:
+        now = ProcessorStatusSource(
+            definition, loaded.kafka, database_url=loaded.outbox.database_url, hanging_after=hanging_after
+        ).read()
+    except OutboxError as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        click.echo(orjson.dumps(now.to_json()).decode())
+        return
+    click.echo(f"processor {now.processor} (mode {now.mode}, group {now.group})")
+    click.echo(f"{'topic':<40} {'partition':>9} {'position':>12} {'stable':>12} {'end':>12} {'lag':>10}")
+    for row in now.partitions:
+        position = "-" if row.position is None else str(row.position)
+        click.echo(
+            f"{row.topic:<40} {row.partition:>9} {position:>12} {row.stable:>12} {row.end:>12} {row.lag:>10}"
+        )
+    click.echo(f"total lag {now.total_lag}")
+    for row in now.partitions:
+        if row.hanging:
+            click.echo(
+                f"{row.topic}[{row.partition}]: a transaction open for {row.open_seconds:.0f} s holds the "
+                f"last stable offset at {row.stable} ({row.end - row.stable} offsets behind the end): "
+                "readers with read_committed wait; find the producer with kafka-transactions.sh "
+                "find-hanging and abort it"
+            )

@@ -1,0 +1,272 @@
+"""Mode `database`: the handler's writes, the events it publishes through the outbox, and the input
+positions commit in one PostgreSQL transaction. The stored positions (`processor_offsets`, Alembic
+revision outboxkit_0004) are the truth; Kafka's committed offsets are never read.
+
+A transaction first locks the offset rows of its partitions and checks they hold what this
+instance expects: another instance that took a partition over (a rebalance, a paused zombie) has
+moved them, so this one commits nothing and reads the stored offsets again. Each handler call runs
+in a savepoint, so a failed attempt leaves no writes behind.
+
+A dead letter is published (synchronously) while the offset rows are locked, before the commit
+that moves past the input: a crash between the two dead-letters that input again on the restart
+(at least once to the dead-letter topic, as projectors do); the outputs stay exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from confluent_kafka import Consumer, Message, TopicPartition
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.dialects.postgresql import insert
+
+from outbox import Event, Outbox, TopicRouter
+from outbox.config import OutboxSettings
+from outbox.errors import StorageError
+from outbox.urls import sqlalchemy_url
+from outboxkit.kafka.dead_letter import DeadLetterPublisher
+from outboxkit.kafka.group import GroupConsumer
+from outboxkit.kafka.records import Partition, where
+from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.processors.errors import ProcessorError
+from outboxkit.processors.handling import InputHandler, Outcome
+from outboxkit.processors.kafka_mode import IDLE_COMMIT_SECONDS, consumer_settings
+from outboxkit.processors.metrics import ProcessorMetrics
+from outboxkit.processors.processor import Processor
+
+if TYPE_CHECKING:
+    from outboxkit.ops.health import Heartbeat
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_ID = "outbox_events_ce_id_key"
+"""The outbox's unique constraint on ce_id, as PostgreSQL names it in a violation."""
+
+OFFSETS = sa.Table(
+    "processor_offsets",
+    sa.MetaData(),
+    sa.Column("processor", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+def engine_for(database_url: str) -> Engine:
+    return create_engine(sqlalchemy_url(database_url), pool_pre_ping=True)
+
+
+def load_offsets(
+    conn: Connection, processor: str, partitions: Iterable[Partition] | None = None, *, lock: bool = False
+) -> dict[Partition, int]:
+    query = sa.select(OFFSETS.c.topic, OFFSETS.c.partition, OFFSETS.c.next_offset).where(
+        OFFSETS.c.processor == processor
+    )
+    if partitions is not None:
+        query = query.where(sa.tuple_(OFFSETS.c.topic, OFFSETS.c.partition).in_(sorted(set(partitions))))
+    if lock:  # one lock order for every instance: two never deadlock on the rows
+        query = query.order_by(OFFSETS.c.topic, OFFSETS.c.partition).with_for_update()
+    return {(t, p): n for t, p, n in conn.execute(query)}
+
+
+def stored_positions(processor: Processor, database_url: str) -> dict[Partition, int]:
+    """The stored next offsets of a processor (for its status)."""
+    engine = engine_for(database_url)
+    try:
+        with engine.connect() as conn:
+            return load_offsets(conn, processor.name)
+    finally:
+        engine.dispose()
+
+
+class FencedError(ProcessorError):
+    """The stored offsets moved under this instance: another one owns these partitions now."""
+
+
+class DatabaseProcessorRunner:
+    """One instance of a mode-`database` processor. `run` blocks its thread until `stop` is set."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        engine: Engine,
+        kafka: KafkaSettings | str,
+        *,
+        outbox_settings: OutboxSettings | None = None,
+        metrics: ProcessorMetrics | None = None,
+        health: Heartbeat | None = None,
+    ) -> None:
+        self.processor = processor
+        self.config = processor.config
+        self.engine = engine
+        self.kafka = KafkaSettings.of(kafka)
+        self.metrics = metrics or ProcessorMetrics()
+        self.health = health
+        self.handler = InputHandler(processor)
+        base = Outbox.from_settings(outbox_settings) if outbox_settings is not None else Outbox()
+        self.outbox = dataclasses.replace(
+            base, router=TopicRouter(self.config.output_topic), source=processor.name
+        )
+        self.dead_letters = DeadLetterPublisher(
+            self.kafka, processor.name, self.config.dead_letter_topic, kind="processor"
+        )
+        self.group = GroupConsumer(
+            self.kafka,
+            processor.group_id,
+            processor.topics,
+            self,
+            settings=consumer_settings(processor),
+            failure=lambda err: ProcessorError(
+                f"processor {processor.name!r} could not take partitions: {err}"
+            ),
+        )
+        self._last_idle_store = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self.group.run(
+                stop,
+                self._apply,
+                batch_size=self.config.transaction_records,
+                batch_timeout=self.config.transaction_ms / 1000,
+                on_turn=self._turn,
+            )
+        except Exception as err:
+            if self.health is not None:
+                self.health.beat("failed", str(err))
+            raise
+        finally:
+            self.dead_letters.close()
+
+    # -- the position port -------------------------------------------------------------------
+
+    def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        rows = [
+            {"processor": self.processor.name, "topic": t, "partition": p, "next_offset": 0}
+            for t, p in partitions
+        ]
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(insert(OFFSETS).on_conflict_do_nothing(), rows)
+            return load_offsets(conn, self.processor.name, partitions)
+
+    def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Nothing in flight: a batch commits (or not) before consume is called again."""
+
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Nothing either: the stored offsets fence whatever this instance still tries."""
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        if now - self._last_idle_store > IDLE_COMMIT_SECONDS:
+            self._last_idle_store = now
+            self._store_passed_positions()
+        if self.health is not None:
+            self.health.beat("ok", partitions=[f"{t}[{p}]" for t, p in sorted(self.group.positions)])
+
+    def _store_passed_positions(self) -> None:
+        """Store the consumer's positions where they moved past the stored ones over records that
+        are never handed over (commit markers, aborted records), so the lag reaches 0."""
+        consumer, owned = self.group.consumer, self.group.positions
+        if consumer is None or not owned:
+            return
+        asked = consumer.position([TopicPartition(*tp) for tp in owned])
+        ahead = {(p.topic, p.partition): p.offset for p in asked if p.offset > owned[(p.topic, p.partition)]}
+        if ahead:
+            self._apply([], {tp: owned[tp] for tp in ahead}, ahead)
+
+    def _apply(
+        self,
+        records: Sequence[Message],
+        expected: Mapping[Partition, int] | None = None,
+        passed: Mapping[Partition, int] | None = None,
+    ) -> None:
+        if expected is None:
+            owned = self.group.positions
+            expected = {tp: owned[tp] for tp in {where(m) for m in records}}
+        try:
+            positions = self._transaction(records, expected, passed or {})
+        except FencedError as fenced:
+            log.warning("%s; reading the stored offsets again", fenced)
+            with self.engine.connect() as conn:
+                self.group.rewind(load_offsets(conn, self.processor.name, expected))
+            return
+        self.group.advance(positions)
+        self.metrics.processed.labels(self.processor.name).inc(len(records))
+
+    def _transaction(
+        self, records: Sequence[Message], expected: Mapping[Partition, int], passed: Mapping[Partition, int]
+    ) -> dict[Partition, int]:
+        positions = {**expected, **passed}
+        with self.engine.begin() as conn:
+            stored = load_offsets(conn, self.processor.name, expected, lock=True)
+            moved = {tp: (n, stored.get(tp)) for tp, n in expected.items() if stored.get(tp) != n}
+            if moved:
+                raise FencedError(f"offsets moved by another instance (expected, stored): {moved}")
+            for message in records:
+                outcome = self.handler.handle(message, conn, attempt=_in_savepoint(conn))
+                self._send(conn, message, outcome)
+                positions[where(message)] = (message.offset() or 0) + 1
+            conn.execute(
+                sa.update(OFFSETS)
+                .where(
+                    OFFSETS.c.processor == self.processor.name,
+                    OFFSETS.c.topic == sa.bindparam("b_topic"),
+                    OFFSETS.c.partition == sa.bindparam("b_partition"),
+                )
+                .values(next_offset=sa.bindparam("b_next"), updated_at=sa.func.now()),
+                [{"b_topic": t, "b_partition": p, "b_next": n} for (t, p), n in sorted(positions.items())],
+            )
+        return positions
+
+    def _send(self, conn: Connection, message: Message, outcome: Outcome) -> None:
+        if outcome.failure is not None:
+            topic = self.dead_letters.send(message, outcome.failure, outcome.attempts)
+            self.metrics.dead_lettered.labels(self.processor.name).inc()
+            log.error(
+                "dead-lettered %s[%d]@%d to %s after %d attempts: %s",
+                *where(message),
+                message.offset(),
+                topic,
+                outcome.attempts,
+                outcome.failure,
+            )
+            return
+        if outcome.outputs:
+            try:
+                with conn.begin_nested():
+                    self.outbox.publish_many(conn, outcome.outputs)
+            except StorageError as err:
+                if DUPLICATE_ID not in str(err):
+                    raise
+                self._publish_new(conn, outcome.outputs)
+            self.metrics.outputs.labels(self.processor.name).inc(len(outcome.outputs))
+
+    def _publish_new(self, conn: Connection, outputs: Sequence[Event]) -> None:
+        """Outputs of an input handled again (a replay from older offsets): their derived ids are
+        in the outbox already, and the outbox's unique ce_id keeps them out; the others go in."""
+        for output in outputs:
+            try:
+                with conn.begin_nested():
+                    self.outbox.publish_many(conn, [output])
+            except StorageError as err:
+                if DUPLICATE_ID not in str(err):
+                    raise
+                log.info("output %s was published before (an input handled again): not again", output.id)
+
+
+def _in_savepoint(conn: Connection) -> Callable[[Callable[[], Outcome]], Outcome]:
+    def attempt(call: Callable[[], Outcome]) -> Outcome:
+        with conn.begin_nested():
+            return call()
+
+    return attempt

@@ -1,0 +1,111 @@
+"""Running one input through its handler: decode, call with retries and back-off, and say what
+to commit — the outputs, or a dead letter. Shared by both modes; it never commits anything.
+
+A handler's outputs count only when it returns: those of a failed attempt are dropped, so a retry
+starts from nothing. `PermanentError` and an undecodable record skip the retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+from sqlalchemy import Connection
+
+from outbox import Event
+from outboxkit.kafka.errors import UndecodableRecordError
+from outboxkit.kafka.records import ReceivedEvent, decode_message
+from outboxkit.processors.errors import HandlerFailedError, PermanentError
+from outboxkit.processors.lineage import idempotency_key, linked
+from outboxkit.processors.processor import Context, Processor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one input leads to: its outputs, or (`failure` set) its dead letter."""
+
+    outputs: tuple[Event, ...] = ()
+    failure: BaseException | None = None
+    attempts: int = 0
+
+
+Attempt = Callable[[Callable[[], Outcome]], Outcome]
+"""Runs one attempt (mode database: inside a savepoint, rolled back when the handler fails)."""
+
+
+def _bare(call: Callable[[], Outcome]) -> Outcome:
+    return call()
+
+
+class InputHandler:
+    """Calls a processor's handlers for records, one at a time."""
+
+    def __init__(self, processor: Processor, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.processor = processor
+        self.config = processor.config
+        self._sleep = sleep
+
+    def handle(
+        self, message: Message, connection: Connection | None = None, attempt: Attempt = _bare
+    ) -> Outcome:
+        """The outcome of one record; raises HandlerFailedError when the handler kept failing and
+        the processor is configured to stop."""
+        try:
+            event = decode_message(message)
+        except UndecodableRecordError as err:
+            return Outcome(failure=err, attempts=1)
+        handler = self.processor.handler(event.type)
+        if handler is None:
+            return Outcome()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return attempt(lambda: self._call(handler, event, connection))
+            except PermanentError as err:
+                return Outcome(failure=err, attempts=attempts)
+            except Exception as err:
+                if attempts > self.config.max_retries:
+                    if self.config.on_failure == "stop":
+                        raise HandlerFailedError(
+                            f"processor {self.processor.name!r}: {event.type} {event.id} at "
+                            f"{event.topic}[{event.partition}]@{event.offset} failed {attempts} times: {err}"
+                        ) from err
+                    return Outcome(failure=err, attempts=attempts)
+                log.warning(
+                    "handler failed at %s[%d]@%d (attempt %d): %s",
+                    event.topic,
+                    event.partition,
+                    event.offset,
+                    attempts,
+                    err,
+                )
+                self._sleep(self.config.backoff(attempts))
+
+    def _call(self, handler: object, event: ReceivedEvent, connection: Connection | None) -> Outcome:
+        assert callable(handler)
+        context = Context(event, idempotency_key(self.processor.name, event), connection)
+        returned = handler(event, context)
+        outputs = list(context.outputs)
+        if isinstance(returned, Event):
+            outputs.append(returned)
+        elif returned is not None:
+            outputs.extend(_events(returned, self.processor.name))
+        name = self.processor.name
+        return Outcome(tuple(linked(name, event, output, i) for i, output in enumerate(outputs)), attempts=1)
+
+
+def _events(returned: Iterable[object], processor: str) -> list[Event]:
+    found = list(returned)
+    wrong = [type(o).__name__ for o in found if not isinstance(o, Event)]
+    if wrong:
+        raise PermanentError(
+            f"a handler of processor {processor!r} returned {wrong}: return outbox.Event objects "
+            "(or emit them with context.emit)"
+        )
+    return [o for o in found if isinstance(o, Event)]

@@ -1,0 +1,301 @@
+"""Mode `kafka`: consume, transform and produce inside Kafka transactions (KIP-447).
+
+One transactional producer per instance; a transaction holds the outputs (and dead letters) of
+the inputs handled in it and the input positions, sent with the consumer's group metadata. It
+commits when it is `transaction_records` inputs or `transaction_ms` old. Readers of the outputs
+(read_committed) see all of a transaction or nothing.
+
+The committed offsets are the truth: a partition assigned to this instance starts at the group's
+committed offset (asked with require_stable, so a transaction still open elsewhere is waited for).
+On a revocation the open transaction commits (the partitions' work so far is kept); when
+partitions are lost, or a transaction cannot commit, it is aborted and every owned partition is
+read again from its committed offset — the aborted outputs were never visible, so nothing is
+doubled. A zombie (paused past its session timeout while another member took over) cannot commit:
+the coordinator refuses the offsets of a stale generation, and the broker aborts its transaction
+after `transaction_timeout_ms`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from outbox import Outbox, TopicRouter
+from outbox.envelope import to_kafka
+from outboxkit.kafka import clients, transactions
+from outboxkit.kafka.dead_letter import dead_letter_headers
+from outboxkit.kafka.errors import KafkaUnavailableError
+from outboxkit.kafka.group import GroupConsumer
+from outboxkit.kafka.records import Partition, where
+from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.kafka.transactions import TransactionAbortedError
+from outboxkit.processors.errors import ProcessorError
+from outboxkit.processors.handling import InputHandler, Outcome
+from outboxkit.processors.metrics import ProcessorMetrics
+from outboxkit.processors.processor import Processor
+
+if TYPE_CHECKING:
+    from outboxkit.ops.health import Heartbeat
+
+log = logging.getLogger(__name__)
+
+IDLE_COMMIT_SECONDS = 1.0
+"""How often an idle instance commits positions that moved past commit markers or aborted
+records (an offsets-only transaction), so the group's lag reaches 0 when everything is handled."""
+
+
+def consumer_settings(processor: Processor) -> dict[str, Any]:
+    config = processor.config
+    settings: dict[str, Any] = {
+        "session.timeout.ms": config.session_timeout_ms,
+        "heartbeat.interval.ms": max(config.session_timeout_ms // 5, 100),
+    }
+    if config.instance_id:
+        settings["group.instance.id"] = config.instance_id
+    settings.update(config.consumer_settings)
+    return settings
+
+
+def transactional_id(processor: Processor) -> str:
+    """`<name>-<instance_id>`: stable across restarts of one instance (a restart fences the old
+    one at once); a random one without an instance id."""
+    return f"{processor.name}-{processor.config.instance_id or uuid.uuid4().hex[:12]}"
+
+
+class KafkaProcessorRunner:
+    """One instance of a mode-`kafka` processor. `run` blocks its thread until `stop` is set."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        kafka: KafkaSettings | str,
+        *,
+        metrics: ProcessorMetrics | None = None,
+        health: Heartbeat | None = None,
+    ) -> None:
+        self.processor = processor
+        self.config = processor.config
+        self.kafka = KafkaSettings.of(kafka)
+        self.metrics = metrics or ProcessorMetrics()
+        self.health = health
+        self.handler = InputHandler(processor)
+        self.outbox = Outbox(router=TopicRouter(self.config.output_topic), source=processor.name)
+        self.group = GroupConsumer(
+            self.kafka,
+            processor.group_id,
+            processor.topics,
+            self,
+            settings=consumer_settings(processor),
+            failure=lambda err: ProcessorError(
+                f"processor {processor.name!r} could not take partitions: {err}"
+            ),
+        )
+        self.producer: Producer | None = None
+        self.committed: dict[Partition, int] = {}
+        """Per owned partition: the committed next offset (claimed, or sent in a committed transaction)."""
+        self._done: dict[Partition, int] = {}
+        """Per partition: the offset after the last input handled in the open transaction."""
+        self._open_since: float | None = None
+        self._inputs = 0
+        self._rewind = False
+        self._last_idle_commit = 0.0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._open_since is not None
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume, transform and produce until `stop` is set; raises ProcessorError (or an
+        OutboxError of the Kafka layer) when the processor cannot go on."""
+        config = self.config
+        self.producer = clients.transactional_producer(
+            self.kafka,
+            transactional_id(self.processor),
+            transaction_timeout_ms=config.transaction_timeout_ms,
+            settings=dict(config.producer_settings),
+        )
+        try:
+            self.group.run(
+                stop,
+                self._handle,
+                batch_size=min(500, config.transaction_records),
+                batch_timeout=min(0.1, config.transaction_ms / 1000),
+                on_turn=self._turn,
+                on_stop=lambda _consumer: self._commit(final=True),
+            )
+        except Exception as err:
+            if self.health is not None:
+                self.health.beat("failed", str(err))
+            self._abort_quietly()
+            raise
+        finally:
+            try:
+                self.producer.flush(5)
+            except KafkaException as err:  # fenced: what it holds is aborted by the broker anyway
+                log.warning("the producer could not flush: %s", err)
+
+    # -- the position port (called from inside consume) --------------------------------------
+
+    def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        found = transactions.committed_offsets(consumer, partitions)
+        self.committed.update(found)
+        return found
+
+    def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Revoked: commit the open transaction now, while this member still owns them. Only the
+        inputs handled are committed (the consumer may have taken records it will not hand over)."""
+        if self.in_transaction:
+            self._commit(offsets=dict(self._done))
+        for tp in partitions:
+            self.committed.pop(tp, None)
+
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Lost: another member may own them already. Abort, and read what is left from the
+        committed offsets (the records of this consume are dropped)."""
+        log.warning("partitions lost %s: aborting the open transaction", sorted(partitions))
+        self._abort_quietly()
+        for tp in partitions:
+            self.committed.pop(tp, None)
+        self._rewind = True
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _handle(self, records: Sequence[Message]) -> None:
+        if self._rewind_if_asked():
+            return  # these records were fetched before the rewind: read again from the committed offsets
+        producer = self.producer
+        assert producer is not None
+        if self._open_since is None:
+            transactions.begin(producer)
+            self._open_since = time.monotonic()
+        for message in records:
+            outcome = self.handler.handle(message)
+            self._send(producer, message, outcome)
+            self._done[where(message)] = (message.offset() or 0) + 1
+        self._inputs += len(records)
+        self.metrics.processed.labels(self.processor.name).inc(len(records))
+        if self._inputs >= self.config.transaction_records or self._due():
+            self._commit()
+
+    def _send(self, producer: Producer, message: Message, outcome: Outcome) -> None:
+        if outcome.failure is not None:
+            topic = self.config.dead_letter_topic.replace("{topic}", message.topic() or "")
+            headers = dead_letter_headers(
+                message, self.processor.name, outcome.failure, outcome.attempts, "processor"
+            )
+            self._produce(producer, topic, message.key(), message.value(), headers)
+            self.metrics.dead_lettered.labels(self.processor.name).inc()
+            log.error(
+                "dead-lettering %s[%d]@%d to %s after %d attempts: %s",
+                *where(message),
+                message.offset(),
+                topic,
+                outcome.attempts,
+                outcome.failure,
+            )
+            return
+        for output in outcome.outputs:
+            record = to_kafka(self.outbox.prepare(output))
+            self._produce(producer, record.topic, record.key, record.value, list(record.headers))
+        self.metrics.outputs.labels(self.processor.name).inc(len(outcome.outputs))
+
+    @staticmethod
+    def _produce(
+        producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers: Any
+    ) -> None:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers)
+                return
+            except BufferError:  # the queue is full: let deliveries drain it
+                producer.poll(0.05)
+
+    def _turn(self) -> None:
+        self._rewind_if_asked()
+        if self.in_transaction and self._due():
+            self._commit()
+        elif not self.in_transaction and time.monotonic() - self._last_idle_commit > IDLE_COMMIT_SECONDS:
+            self._last_idle_commit = time.monotonic()
+            self._commit_passed_positions()
+        if self.health is not None:
+            self.health.beat("ok", partitions=[f"{t}[{p}]" for t, p in sorted(self.group.positions)])
+
+    def _due(self) -> bool:
+        return self._open_since is not None and (
+            (time.monotonic() - self._open_since) * 1000 >= self.config.transaction_ms
+        )
+
+    def _positions(self) -> dict[Partition, int]:
+        """Where the consumer stands on each owned partition: past every record it handed over
+        (all handled, outside a consume) and past markers and aborted records after them."""
+        consumer = self.group.consumer
+        owned = self.group.positions
+        if consumer is None or not owned:
+            return {}
+        asked = consumer.position([TopicPartition(*tp) for tp in owned])
+        return {(p.topic, p.partition): p.offset for p in asked if p.offset >= 0}
+
+    def _commit_passed_positions(self) -> None:
+        """An offsets-only transaction when the consumer moved past what is committed (markers)."""
+        ahead = {tp: at for tp, at in self._positions().items() if at > self.committed.get(tp, -1)}
+        if ahead and self.producer is not None:
+            transactions.begin(self.producer)
+            self._open_since = time.monotonic()
+            self._commit(offsets=ahead)
+
+    def _commit(self, *, offsets: Mapping[Partition, int] | None = None, final: bool = False) -> None:
+        """Commit the open transaction with `offsets` (default: the handled inputs and the
+        consumer's positions); on failure abort it and rewind every owned partition."""
+        if self._open_since is None or self.producer is None or self.group.consumer is None:
+            return
+        if offsets is None:
+            offsets = {**self._done, **self._positions()}
+            for tp, done in self._done.items():  # a position is never behind what was handled
+                offsets[tp] = max(offsets[tp], done)
+        started = self._open_since
+        try:
+            transactions.commit(self.producer, self.group.consumer, offsets)
+        except (TransactionAbortedError, KafkaUnavailableError) as err:
+            self.metrics.transactions.labels(self.processor.name, "aborted").inc()
+            log.warning("transaction aborted (%s); reading again from the committed offsets", err)
+            self._closed()
+            # Rewound by the loop (`_turn` follows every batch), never from inside a rebalance.
+            self._rewind = not final
+            return
+        self.metrics.transactions.labels(self.processor.name, "committed").inc()
+        self.metrics.transaction_seconds.labels(self.processor.name).observe(time.monotonic() - started)
+        owned = self.group.positions
+        self.committed.update({tp: n for tp, n in offsets.items() if tp in owned})
+        self.group.advance(offsets)
+        self._closed()
+
+    def _closed(self) -> None:
+        self._open_since = None
+        self._done.clear()
+        self._inputs = 0
+
+    def _rewind_if_asked(self) -> bool:
+        if not self._rewind:
+            return False
+        self._rewind = False
+        owned = self.group.positions
+        back = {tp: self.committed[tp] for tp in owned if tp in self.committed}
+        log.info("rewinding to the committed offsets %s", sorted(back.items()))
+        self.group.rewind(back)
+        return True
+
+    def _abort_quietly(self) -> None:
+        if self._open_since is None or self.producer is None:
+            return
+        try:
+            transactions.abort(self.producer, timeout=10)
+        except Exception as err:  # fenced or gone: the broker aborts it at its timeout
+            log.warning("could not abort the open transaction: %s", err)
+        self.metrics.transactions.labels(self.processor.name, "aborted").inc()
+        self._closed()

@@ -1,0 +1,75 @@
+"""outboxkit.kafka.transactions against the real broker: outputs and a group's offsets commit
+together or not at all, and a member the group went on without cannot commit."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from outboxkit.kafka import clients, transactions
+from outboxkit.kafka.transactions import TransactionAbortedError
+from tests.services import read_all
+
+
+def member(bootstrap: str, group: str, topic: str, **settings: object) -> Consumer:
+    consumer = clients.consumer(bootstrap, group, {"session.timeout.ms": 6000, **settings})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment():
+        assert time.monotonic() < deadline, "no assignment"
+        consumer.poll(0.2)
+    return consumer
+
+
+def test_outputs_and_offsets_commit_together_and_an_abort_keeps_both_out(
+    bootstrap_servers: str, new_topic: Callable[..., str]
+) -> None:
+    source, output = new_topic("txn-in"), new_topic("txn-out")
+    group = f"txn-{uuid.uuid4().hex[:8]}"
+    producer = clients.transactional_producer(bootstrap_servers, f"txn-{uuid.uuid4().hex[:8]}")
+    consumer = member(bootstrap_servers, group, source)
+    try:
+        transactions.begin(producer)
+        producer.produce(output, value=b"aborted")
+        producer.flush(10)
+        transactions.abort(producer)
+        assert transactions.committed_offsets(consumer, [(source, 0)]) == {(source, 0): 0}
+
+        transactions.begin(producer)
+        producer.produce(output, value=b"committed")
+        transactions.commit(producer, consumer, {(source, 0): 5})
+        assert transactions.committed_offsets(consumer, [(source, 0)]) == {(source, 0): 5}
+        assert [m.value() for m in read_all(bootstrap_servers, output)] == [b"committed"]
+    finally:
+        consumer.close()
+
+
+def test_a_member_the_group_went_on_without_cannot_commit(
+    bootstrap_servers: str, new_topic: Callable[..., str]
+) -> None:
+    source, output = new_topic("zombie-in"), new_topic("zombie-out")
+    group = f"zombie-{uuid.uuid4().hex[:8]}"
+    producer = clients.transactional_producer(bootstrap_servers, f"zombie-{uuid.uuid4().hex[:8]}")
+    zombie = member(bootstrap_servers, group, source)
+    stale = zombie.consumer_group_metadata()
+    zombie.close()  # left: the group's generation moves on when another member joins
+    heir = member(bootstrap_servers, group, source)
+    try:
+        transactions.begin(producer)
+        producer.produce(output, value=b"from the zombie")
+
+        class Stale:
+            def consumer_group_metadata(self) -> object:
+                return stale
+
+        with pytest.raises(TransactionAbortedError, match="aborted"):
+            transactions.commit(producer, Stale(), {(source, 0): 3})  # type: ignore[arg-type]
+        assert read_all(bootstrap_servers, output) == []
+        found = heir.committed([TopicPartition(source, 0)], timeout=10)
+        assert found[0].offset < 0, "the zombie's offsets were not committed"
+    finally:
+        heir.close()
