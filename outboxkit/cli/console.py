@@ -27,6 +27,13 @@ TOKEN_VARIABLE = "OUTBOX_CONSOLE_TOKEN"
     metavar="NAME",
     help="A projector to watch, as `package.module:attribute` (repeatable).",
 )
+@click.option(
+    "--processor",
+    "processors",
+    multiple=True,
+    metavar="NAME",
+    help="A processor to watch, as `package.module:attribute` (repeatable).",
+)
 @click.option("--cdc", is_flag=True, help="Also watch the CDC relay's connector and slot ([cdc] settings).")
 @click.option(
     "--interval",
@@ -60,6 +67,7 @@ def console(
     host: str,
     port: int,
     projectors: tuple[str, ...],
+    processors: tuple[str, ...],
     cdc: bool,
     interval: float,
     stuck_after: float,
@@ -70,11 +78,13 @@ def console(
     """Serve the operator console until SIGTERM/SIGINT.
 
     The page shows the polling relay (backlog, lag, shards and owners), the quarantine with its
-    reasons, the CDC relay (with --cdc) and each --projector (lag per partition, dead letters,
-    rebuild progress), updated live over Server-Sent Events, with a chart of the last minutes.
+    reasons, the CDC relay (with --cdc), each --projector (lag per partition, dead letters,
+    rebuild progress) and each --processor (lag, hanging transactions), updated live over
+    Server-Sent Events, with a chart of the last minutes.
     Read-only unless started with --allow-actions and a token of at least 16 characters in
     OUTBOX_CONSOLE_TOKEN; each action is logged.
     """
+    from outboxkit.cli.processor import load as load_processor
     from outboxkit.cli.projector import load
     from outboxkit.console.actions import QuarantineActions
     from outboxkit.console.app import create_app
@@ -98,6 +108,7 @@ def console(
     database_url = loaded.database_url(changes=allow_actions, say=False)
     actions = QuarantineActions(database_url, token)
     watched = [load(name) for name in projectors]
+    watched_processors = [load_processor(name) for name in processors]
     cdc_source = None
     if cdc:
         cdc_settings = loaded.section("cdc", CdcSettings)
@@ -113,6 +124,7 @@ def console(
         relay=RelayStatusSource(database_url, relay_settings.group, relay_settings.shards),
         cdc=cdc_source,
         projectors=watched,
+        processors=watched_processors,
         thresholds=Thresholds(stuck_after=stuck_after, lag=lag_threshold),
     )
     poller = Poller(sources.read, interval).start()

@@ -22,6 +22,8 @@ from outbox.urls import mask_url
 from outboxkit.kafka import clients
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.ops.status import JSON
+from outboxkit.processors.processor import Processor
+from outboxkit.processors.status import ProcessorStatusSource
 from projectors.projector import Projector
 from projectors.status import ProjectorStatus, ProjectorStatusSource
 from projectors.tracking import OffsetStore
@@ -53,6 +55,7 @@ class ConsoleSources:
         relay: RelayStatusSource,
         cdc: CdcStatusSource | None,
         projectors: Sequence[Projector],
+        processors: Sequence[Processor] = (),
         thresholds: Thresholds,
     ) -> None:
         self.database_url = database_url
@@ -61,6 +64,7 @@ class ConsoleSources:
         self.relay = relay
         self.cdc = cdc
         self.projectors = [(p, ProjectorStatusSource(p, engine, kafka)) for p in projectors]
+        self.processors = [ProcessorStatusSource(p, kafka, database_url=database_url) for p in processors]
         self.thresholds = thresholds
 
     def read(self) -> dict[str, JSON]:
@@ -71,6 +75,9 @@ class ConsoleSources:
             "cdc": None if self.cdc is None else _guarded("cdc", self._cdc),
             "projectors": [
                 _guarded(p.name, functools.partial(self._projector, p, s)) for p, s in self.projectors
+            ],
+            "processors": [
+                _guarded(s.processor.name, functools.partial(self._processor, s)) for s in self.processors
             ],
         }
 
@@ -122,6 +129,16 @@ class ConsoleSources:
         )
         return part
 
+    def _processor(self, source: ProcessorStatusSource) -> Part:
+        status = source.read()
+        part = status.to_json()
+        hanging = part["hanging_transactions"]
+        part["state"] = "bad" if status.total_lag >= self.thresholds.lag or hanging else "ok"
+        part["summary"] = f"{status.total_lag} behind" + (
+            f", {hanging} hanging transaction(s) pin the last stable offset" if hanging else ""
+        )
+        return part
+
     def _dead_letters(self, projector: Projector) -> int:
         """Records in the projector's dead-letter topics (an upper bound: transaction markers count)."""
         topics = {projector.config.dead_letter_topic.replace("{topic}", t) for t in projector.topics}
@@ -164,5 +181,6 @@ def describe(sources: ConsoleSources) -> dict[str, Any]:
         "database": mask_url(sources.database_url),
         "kafka": sources.kafka.describe(),
         "projectors": [p.name for p, _ in sources.projectors],
+        "processors": [s.processor.name for s in sources.processors],
         "cdc": sources.cdc.connector_name if sources.cdc else None,
     }

@@ -15,7 +15,7 @@ from outboxkit.ops.status import JSON
 
 @dataclass(frozen=True)
 class Sample:
-    """One point of the chart: the relay's backlog and each projector's lag at a moment."""
+    """One point of the chart: the relay's backlog and each projector's and processor's lag."""
 
     at: float
     backlog: int | None
@@ -28,13 +28,14 @@ class Sample:
 def sample_of(snapshot: dict[str, JSON]) -> Sample:
     relay = snapshot.get("relay")
     backlog = relay.get("backlog") if isinstance(relay, dict) else None
-    projectors = snapshot.get("projectors")
     lags = {}
-    for part in projectors if isinstance(projectors, list) else []:
-        if isinstance(part, dict):
-            lag = part.get("total_lag")
-            if isinstance(lag, int):
-                lags[str(part.get("projector"))] = lag
+    for kind in ("projectors", "processors"):
+        parts = snapshot.get(kind)
+        for part in parts if isinstance(parts, list) else []:
+            if isinstance(part, dict):
+                lag = part.get("total_lag")
+                if isinstance(lag, int):
+                    lags[str(part.get(kind[:-1]))] = lag
     at = snapshot["at"]
     return Sample(
         float(at) if isinstance(at, (int, float)) else 0.0,

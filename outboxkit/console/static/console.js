@@ -78,6 +78,15 @@ function renderOverview(snapshot) {
     if (p.rebuild) facts.push(["rebuild", `${p.rebuild.percent} %`]);
     cards.push(card(`projector-${p.projector || "?"}`, `Projector ${p.projector || ""}`, p, facts));
   }
+  for (const p of snapshot.processors || []) {
+    const facts = p.error ? [] : [
+      ["lag", `${p.total_lag} records`],
+      ["mode", p.mode],
+      ["hanging transactions", String(p.hanging_transactions)],
+      ["group", p.group],
+    ];
+    cards.push(card(`processor-${p.processor || "?"}`, `Processor ${p.processor || ""}`, p, facts));
+  }
   document.getElementById("overview").replaceChildren(...cards);
 }
 
@@ -126,6 +135,31 @@ function renderProjectors(projectors) {
   });
   if (!blocks.length) blocks.push(el("p", { class: "muted" }, "no projector watched (outbox console --projector NAME)"));
   document.getElementById("projectors").replaceChildren(...blocks);
+}
+
+function renderProcessors(processors) {
+  const blocks = processors.map((p) => {
+    const block = el("div", { class: "projector", "data-processor": p.processor || "" },
+      el("h3", {}, `${p.processor || "?"} `, badge(p.state || "bad"), " ", el("span", { class: "muted" }, p.summary || "")));
+    if (p.error) { block.append(el("div", { class: "error" }, p.error)); return block; }
+    const table = el("table", {}, el("thead", {}, el("tr", {},
+      ...["topic", "partition", "position", "last stable", "end", "lag", "open transaction"].map((h) => el("th", {}, h)))));
+    const body = el("tbody");
+    for (const row of p.partitions) {
+      const open = row.open_transaction_seconds === null ? "–"
+        : `${seconds(row.open_transaction_seconds)}${row.hanging_transaction ? " (hanging)" : ""}`;
+      body.append(el("tr", { class: row.lag > 0 || row.hanging_transaction ? "lagging" : "" },
+        el("td", {}, row.topic), el("td", { class: "num" }, row.partition),
+        el("td", { class: "num" }, row.position === null ? "–" : row.position),
+        el("td", { class: "num" }, row.stable), el("td", { class: "num" }, row.end),
+        el("td", { class: "num" }, row.lag), el("td", {}, open)));
+    }
+    table.append(body);
+    block.append(table);
+    return block;
+  });
+  document.getElementById("processors-panel").hidden = !blocks.length;
+  document.getElementById("processors").replaceChildren(...blocks);
 }
 
 function series() {
@@ -182,6 +216,7 @@ function render(snapshot) {
   renderOverview(snapshot);
   renderQuarantine(snapshot.quarantine);
   renderProjectors(snapshot.projectors);
+  renderProcessors(snapshot.processors || []);
   renderChart();
   document.getElementById("updated").textContent = `updated ${new Date(snapshot.at * 1000).toLocaleTimeString()}`;
   document.body.dataset.snapshotAt = String(snapshot.at);
@@ -231,7 +266,7 @@ function connect() {
     const w = hello.watching;
     document.getElementById("watching").textContent =
       `database ${w.database} · kafka ${w.kafka}` + (w.cdc ? ` · connector ${w.cdc}` : "") +
-      ` · ${w.projectors.length} projector(s)`;
+      ` · ${w.projectors.length} projector(s) · ${(w.processors || []).length} processor(s)`;
     document.getElementById("actions-note").textContent = actionsEnabled
       ? "Actions are on: requeue or discard asks for the console's token; each action is logged."
       : "Read-only console (start it with --allow-actions and a token to requeue or discard).";
@@ -241,7 +276,10 @@ function connect() {
   source.addEventListener("snapshot", (event) => {
     const snapshot = JSON.parse(event.data);
     history.push({ at: snapshot.at, backlog: snapshot.relay && typeof snapshot.relay.backlog === "number" ? snapshot.relay.backlog : null,
-      lags: Object.fromEntries(snapshot.projectors.filter((p) => typeof p.total_lag === "number").map((p) => [p.projector, p.total_lag])) });
+      lags: Object.fromEntries([
+        ...snapshot.projectors.filter((p) => typeof p.total_lag === "number").map((p) => [p.projector, p.total_lag]),
+        ...(snapshot.processors || []).filter((p) => typeof p.total_lag === "number").map((p) => [p.processor, p.total_lag]),
+      ]) });
     history = history.filter((s) => s.at >= snapshot.at - windowSeconds);
     render(snapshot);
   });

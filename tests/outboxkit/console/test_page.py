@@ -18,12 +18,14 @@ from sqlalchemy import Engine
 from outbox import BytesSerializer, Event, Outbox, TopicRouter, publish_many
 from outboxkit.examples.sites.events import SitesHistory, emit
 from tests.browser import chromium, screenshot, wait_until
+from tests.consumers.workload import Feed
 from tests.isolated import free_port
 from tests.projectors.conftest import projector_process
 from tests.relay.conftest import RelayProcess, outbox_count, start_relay, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 REFERENCE = "outboxkit.examples.sites.projection:from_environment"
+PROCESSOR = "tests.processors.target:from_environment"
 TOKEN = "console-test-token-0123456789"
 
 
@@ -95,6 +97,9 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
     # Lagging: a projector's topic holds 30 events it never applied.
     sites, name = new_topic("console-sites"), unique("console")
     emit(bootstrap_servers, sites, SitesHistory(seed=3).generate(30, sites=4))
+    # A processor behind its input: 20 events it never handled.
+    processor_input, processor = new_topic("console-input"), unique("console-processor")
+    Feed(bootstrap_servers, processor_input).write(20)
 
     env = {
         "OUTBOX_DATABASE_URL": url,
@@ -102,6 +107,11 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
         "OUTBOX_CONSOLE_TOKEN": TOKEN,
         "SITES_TOPIC": sites,
         "SITES_PROJECTOR": name,
+        "PROCESSOR_NAME": processor,
+        "PROCESSOR_TOPIC": processor_input,
+        "PROCESSOR_OUTPUT": unique("console-output"),
+        "PROCESSOR_DLQ": unique("console-dlq"),
+        "PYTHONPATH": str(REPO),
         "PATH": "/usr/bin:/bin",
     }
     console = Console(
@@ -110,6 +120,8 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
         tmp_path / "console.log",
         "--projector",
         REFERENCE,
+        "--processor",
+        PROCESSOR,
         "--stuck-after",
         "1",
         "--lag-threshold",
@@ -120,6 +132,7 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
     )
     relay = RelayProcess({}, tmp_path / "unused.log")
     projector = None
+    daemons: list[subprocess.Popen[bytes]] = []
     try:
         with chromium(height=1700) as driver:
             wait_for(lambda: _answers(console.url), 30, "the console to serve")
@@ -130,14 +143,21 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
             wait_until(
                 driver, lambda d: state(d, f"projector-{name}") == "bad", 30, "the projector shown lagging"
             )
+            wait_until(
+                driver,
+                lambda d: state(d, f"processor-{processor}") == "bad",
+                30,
+                "the processor shown lagging",
+            )
             page = text(driver)
             assert "stuck: 6 events wait" in page, page
-            assert "exceeds the 2048-byte limit" in page and "30 behind" in page, page
+            assert "exceeds the 2048-byte limit" in page and "30 behind" in page and "20 behind" in page, page
             assert driver.find_element(By.ID, "connection").get_attribute("data-state") == "live"
             screenshot(driver, "console", "1-trouble")
 
             # Resolve each: a relay runs (the held event still waits behind the quarantined one), the
-            # quarantined event is discarded from the page (token asked once), the projector catches up.
+            # quarantined event is discarded from the page (token asked once), the projector and the
+            # processor catch up.
             relay = start_relay(tmp_path, url, bootstrap_servers, "idempotent")
             [ce_id] = rows(driver)
             driver.execute_script(
@@ -152,12 +172,16 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
             projector = projector_process(
                 REFERENCE, url, bootstrap_servers, env, log=tmp_path / "projector.log"
             )
+            daemons.append(daemon(["processor", "run", PROCESSOR], env, tmp_path / "processor.log"))
             wait_until(driver, lambda d: state(d, "relay") == "ok", 60, "the relay shown ok")
             wait_until(
                 driver, lambda d: state(d, f"projector-{name}") == "ok", 60, "the projector shown caught up"
             )
             wait_until(
                 driver, lambda d: state(d, "quarantine-card") == "ok", 30, "the quarantine shown empty"
+            )
+            wait_until(
+                driver, lambda d: state(d, f"processor-{processor}") == "ok", 60, "the processor caught up"
             )
             screenshot(driver, "console", "2-resolved")
 
@@ -171,15 +195,26 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
             assert driver.find_element(By.ID, "connection").get_attribute("data-state") == "live"
         assert outbox_count(url) == 0 and quarantined(url) == []
     finally:
-        if projector is not None:
-            projector.send_signal(signal.SIGTERM)
-            projector.wait(30)
+        for process in [*daemons, *([projector] if projector else [])]:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
         if relay.alive():
             relay.terminate()
         code = console.stop()
     assert code == 0
     log = console.log.read_text()
     assert '"message":"console action","action":"discard"' in log and ce_id in log, log
+
+
+def daemon(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "outboxkit", *args],
+            env=env,
+            cwd=REPO,
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def _answers(url: str) -> bool:

@@ -17,11 +17,17 @@ from projectors import ProjectorConfig
 from projectors.rebuild import rebuild as rebuild_read_model
 from relay.status import CdcStatusSource, RelayStatusSource
 from tests.isolated import free_port
+from tests.processors.target import build
 from tests.projectors.conftest import running, stored_total, wait_until
 
 
 def sources(
-    url: str, engine: Engine, bootstrap: str, projectors: list[Any], cdc: CdcStatusSource | None = None
+    url: str,
+    engine: Engine,
+    bootstrap: str,
+    projectors: list[Any],
+    cdc: CdcStatusSource | None = None,
+    processors: tuple[Any, ...] = (),
 ) -> ConsoleSources:
     return ConsoleSources(
         url,
@@ -30,6 +36,7 @@ def sources(
         relay=RelayStatusSource(url, None, 1),
         cdc=cdc,
         projectors=projectors,
+        processors=processors,
         thresholds=Thresholds(stuck_after=5, lag=50),
     )
 
@@ -87,5 +94,21 @@ def test_the_history_keeps_its_window_and_samples_read_what_the_chart_draws() ->
         "at": 3.0,
         "relay": {"error": "cannot read"},
         "projectors": [{"projector": "a", "total_lag": 7}, {"state": "bad", "error": "x"}],
+        "processors": [{"processor": "b", "total_lag": 2}],
     }
-    assert sample_of(snapshot) == Sample(3.0, None, {"a": 7})  # type: ignore[arg-type]
+    assert sample_of(snapshot) == Sample(3.0, None, {"a": 7, "b": 2})  # type: ignore[arg-type]
+
+
+def test_a_processor_behind_its_input_is_shown_lagging(
+    database: tuple[str, Engine],
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+    unique: Callable[[str], str],
+) -> None:
+    url, engine = database
+    topic = new_topic("console-processor", partitions=2)
+    emit(bootstrap_servers, topic, SitesHistory(seed=8).generate(60, sites=6))
+    processor = build(unique("console"), topic, unique("out"), unique("dlq"))
+    [part] = sources(url, engine, bootstrap_servers, [], processors=(processor,)).read()["processors"]  # type: ignore[misc]
+    assert part["processor"] == processor.name and part["total_lag"] == 60, part
+    assert part["state"] == "bad" and part["summary"] == "60 behind" and part["hanging_transactions"] == 0
