@@ -7,6 +7,7 @@ import os
 
 import click
 
+from outboxkit.cli.imports import APP_DIR
 from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandSettings
 
 log = logging.getLogger("outboxkit.console")
@@ -16,6 +17,7 @@ TOKEN_VARIABLE = "OUTBOX_CONSOLE_TOKEN"
 
 @click.command()
 @CONFIG
+@APP_DIR
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve the page on.")
 @click.option(
     "--port", default=8090, show_default=True, type=click.IntRange(1, 65535), help="Port of the page."

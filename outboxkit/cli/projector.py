@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -24,13 +22,13 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
+from outboxkit.cli.imports import APP_DIR, import_reference
 from outboxkit.cli.progress import Progress
 from outboxkit.cli.settings import (
     JSON_OUTPUT,
     LOG_LEVEL,
     CommandGroup,
     CommandSettings,
-    remembered_option,
 )
 
 if TYPE_CHECKING:
@@ -40,38 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("outboxkit.projector")
 
 
-APP_DIR_KEY = "projector_app_dir"
-
-
-APP_DIR = remembered_option(
-    APP_DIR_KEY,
-    "--app-dir",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Import NAME's module from this directory (default: the current directory), then from the "
-    "installed packages.",
-)
-
-
-def _import_path(ctx: click.Context | None) -> Path:
-    given = (ctx.find_object(dict) or {}).get(APP_DIR_KEY) if ctx is not None else None
-    return Path(given or ".").resolve()
-
-
 def load(name: str, **overrides: Any) -> Any:
-    """Projector NAME, imported from --app-dir (default: the current directory) or the installed
-    packages; `overrides`: ProjectorConfig fields (None: not given)."""
+    """Projector NAME (outboxkit.cli.imports: from --app-dir or the current directory first);
+    `overrides`: ProjectorConfig fields (None: not given)."""
     from projectors.projector import load_projector
 
-    app_dir = _import_path(click.get_current_context(silent=True))
-    if str(app_dir) not in sys.path:
-        sys.path.insert(0, str(app_dir))
-    try:
-        projector = load_projector(name)
-    except OutboxError as err:
-        hint = (
-            f" (modules are imported from {app_dir} and the installed packages; --app-dir DIR names another)"
-        )
-        raise click.BadParameter(f"{err}{hint}", param_hint="NAME") from err
+    projector = import_reference(load_projector, name)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         projector.config = dataclasses.replace(projector.config, **changes)
