@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,21 +37,29 @@ def _has_non_finite(value: Any) -> bool:
 
 
 class JsonSerializer:
-    """JSON by orjson: dicts, lists, dataclasses, pydantic models, datetimes, UUIDs, enums."""
+    """JSON by orjson: dicts, lists, dataclasses, pydantic models, datetimes, UUIDs, enums.
+
+    `default`: orjson's hook for other types: called with a value orjson cannot write, it returns
+    one it can (or raises TypeError to refuse it), e.g. a Decimal as its exact text (the recipe in
+    docs/write-side.md, "Money and other types JSON lacks")."""
 
     content_type = "application/json"
+
+    def __init__(self, default: Callable[[Any], Any] | None = None) -> None:
+        self.default = default
 
     def serialize(self, payload: Any) -> bytes:
         """Compact UTF-8 JSON; refuses what JSON cannot carry exactly (NaN, big ints, bad keys)."""
         if hasattr(payload, "model_dump") and callable(payload.model_dump):
             payload = payload.model_dump(mode="json")  # a pydantic model
         try:
-            data = orjson.dumps(payload)
+            data = orjson.dumps(payload, default=self.default)
         except TypeError as err:  # orjson.JSONEncodeError is a TypeError
             raise SerializationError(
                 f"payload of type {type(payload).__name__} is not JSON-serializable: {err}. "
                 "Use dicts with str keys, lists, str, int (64-bit), float, bool, None, "
                 "dataclasses or pydantic models, or configure another serializer"
+                f"{DECIMAL_HINT if 'Decimal' in str(err) else ''}"
             ) from err
         # orjson writes NaN and infinities as null, which would not round-trip: refuse them.
         if b"null" in data and _has_non_finite(payload):
@@ -59,6 +68,13 @@ class JsonSerializer:
                 "send null or a string instead"
             )
         return data
+
+
+DECIMAL_HINT = (
+    ". For Decimal (money): JSON has no exact decimal type; send it as text with"
+    " Outbox(serializer=JsonSerializer(default=...)), a hook that returns str(value) for a Decimal"
+    " (the recipe is in docs/write-side.md, 'Money and other types JSON lacks')"
+)
 
 
 class BytesSerializer:

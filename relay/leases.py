@@ -44,16 +44,15 @@ These by-group locks can go once no relay of an earlier version can be running.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import zlib
-from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 
 from relay.errors import GroupConflictError, ShardCountMismatchError
 from relay.identity import OutboxTable
+from relay.lease_names import lease_application_name, parse_application_name
 
 SHARD_SALT = "outboxkit-relay-table:"
 COUNT_SALT = "outboxkit-relay-table-shards:"
@@ -65,54 +64,11 @@ BY_GROUP_COUNT_SALT = "outboxkit-relay-shards:"
 """Earlier versions' count announcements: (namespace of this salt + group, shards)."""
 AGREE_LOCK_TIMEOUT = "5s"
 """How long a relay waits for another one's agreement (a few ms) before it backs off and retries."""
-APPLICATION_PREFIX = "outbox-relay:"
-NAMEDATALEN = 64
-"""PostgreSQL keeps application_name to NAMEDATALEN - 1 bytes and silently cuts the rest."""
-
 # The current database's oid, as pg_locks names it: advisory locks of other databases are others'.
 THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
 # Granted two-key advisory locks of this database (pg_locks shows the first key as classid, the
 # second as objid, objsubid 2).
 ADVISORY = f"locktype = 'advisory' AND granted AND database = {THIS_DATABASE} AND objsubid = 2"
-
-
-INSTANCE_SEPARATOR = "/"
-"""Between the group and the relay's instance in a lease connection's application_name (a group
-name cannot contain it)."""
-
-
-def lease_application_name(group: str, instance: str | None = None) -> str:
-    """The application_name of a group's lease connections: how `relay status` names the group
-    and the relay instance holding a shard (`outbox-relay:<group>/<instance>`).
-
-    A name PostgreSQL would cut (a group may have 100 characters) would never equal the stored one,
-    and two long groups with a common prefix would be cut to the same name; such a group is named
-    by a readable prefix and a hash of the whole group instead, the same in every relay (`~`
-    cannot occur in a group name, so a hashed name never equals a short group's). The instance
-    comes last and is cut to what room is left (a long group leaves little; the pid is always
-    shown next to it).
-    """
-    name = APPLICATION_PREFIX + group
-    if len(name.encode()) >= NAMEDATALEN:
-        digest = hashlib.sha256(group.encode()).hexdigest()[:16]
-        keep = NAMEDATALEN - 1 - len(APPLICATION_PREFIX) - len(digest) - 1
-        name = f"{APPLICATION_PREFIX}{group[:keep]}~{digest}"
-    if instance:
-        room = NAMEDATALEN - 1 - len(name.encode()) - len(INSTANCE_SEPARATOR)
-        cut = instance.encode()[: max(room, 0)].decode(errors="ignore")
-        if cut:
-            name = f"{name}{INSTANCE_SEPARATOR}{cut}"
-    return name
-
-
-def parse_application_name(name: str | None) -> tuple[str, str | None]:
-    """(group, instance) from a lease connection's application_name; the instance is None for a
-    relay of an earlier version (it did not name itself)."""
-    name = name or ""
-    if not name.startswith(APPLICATION_PREFIX):
-        return f"(application_name {name!r})", None
-    group, separator, instance = name[len(APPLICATION_PREFIX) :].partition(INSTANCE_SEPARATOR)
-    return group, (instance or None) if separator else None
 
 
 class ShardLeases:
@@ -308,17 +264,6 @@ class ShardLeases:
         ).fetchall()
         # The table's lock last: it names the owner when both are held (by one relay, normally).
         return {int(objid): int(pid) for objid, pid, _ in rows}
-
-
-def instances_of(conn: psycopg.Connection[Any], pids: Iterable[int]) -> dict[int, str | None]:
-    """backend pid -> the relay instance that lease connection belongs to (as its application_name
-    names it; None for a relay of an earlier version, or a backend that is gone)."""
-    wanted = sorted(set(pids))
-    rows = conn.execute(
-        "SELECT pid, application_name FROM pg_stat_activity WHERE pid = ANY(%s)", (wanted,)
-    ).fetchall()
-    named = {int(pid): parse_application_name(name)[1] for pid, name in rows}
-    return {pid: named.get(pid) for pid in wanted}
 
 
 def live_relays(conn: psycopg.Connection[Any], table: OutboxTable | None = None) -> list[int]:

@@ -28,7 +28,8 @@ from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.settings import KafkaSettings
 from relay.errors import KafkaTroubleError, LeaseRefusedError, RelayError
 from relay.identity import SourceIdentity, default_group
-from relay.leases import ShardLeases, lease_application_name
+from relay.lease_names import lease_application_name
+from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
 from relay.preflight import Preflight
 from relay.progress import ProgressLog

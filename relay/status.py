@@ -18,7 +18,8 @@ from outboxkit.ops.status import JSON, StatusUnavailableError
 from relay import sql
 from relay.connect import ConnectClient, ConnectorState
 from relay.identity import SourceIdentity, default_group
-from relay.leases import ShardLeases, instances_of
+from relay.lease_names import instances_of
+from relay.leases import ShardLeases
 from relay.slot import SlotLag, slot_lag
 
 CONNECT_TIMEOUT = 5

@@ -113,6 +113,7 @@ def run(
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
     logs.configure(log_level)
+    loaded.log_database(log)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     metrics = ProjectorMetrics()

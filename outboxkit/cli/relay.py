@@ -78,6 +78,7 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
     outbox_settings, kafka = loaded.outbox, loaded.kafka
     relay_settings = loaded.section("relay", RelaySettings, **flags)
     logs.configure(log_level)
+    loaded.log_database(log)
     metrics = RelayMetrics(stale_after=max(relay_settings.stale_after, 3 * relay_settings.poll_interval))
     daemon = PollingRelay(outbox_settings, relay_settings, metrics, kafka=kafka)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,6 +23,7 @@ the same; the innermost wins); commands that print state take `--json` (JSON_OUT
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -160,6 +161,14 @@ class CommandSettings:
         elif say and changes:
             click.echo(f"database {shown} (from {source})", err=True)
         return url
+
+    def log_database(self, log: logging.Logger) -> None:
+        """A daemon's line saying which database it uses and where the URL came from (its stderr
+        is JSON logs, where `database_url(say=True)`'s plain line does not belong)."""
+        log.info(
+            "database",
+            extra={"database": mask_url(self.outbox.database_url), "from": self.database_source or "default"},
+        )
 
     def section(self, name: str, cls: type[T], **flags: Any) -> T:
         """A component's settings from the config file's `[name]` table, its OUTBOX_<NAME>_...

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from outbox import migrations
 from outboxkit.cli import main
 from relay.errors import GroupConflictError, ShardCountMismatchError
-from relay.leases import ShardLeases, lease_application_name, parse_application_name
+from relay.lease_names import lease_application_name, parse_application_name
+from relay.leases import ShardLeases
 from tests.isolated import free_ports
 from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
 from tests.relay.events import engine_for, outbox_for, write_numbered

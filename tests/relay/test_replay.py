@@ -196,6 +196,8 @@ def test_since_and_until_take_z_and_offsets_and_a_dry_run_queues_nothing(clean_o
     [by_type] = plan["aggregate_types"]
     assert by_type["aggregate_type"] == "test" and by_type["ce_ids"] == [ce_ids[0], ce_ids[2]]
     assert unpublished(engine) == 0, "a dry run queues nothing"
+    alone = CliRunner().invoke(main, ["replay", "--all", "--json"], env=env)
+    assert alone.exit_code == 2 and "--json prints a --dry-run's answer" in alone.output
 
 
 def test_without_a_running_relay_a_waiting_replay_is_refused_at_once(clean_outbox: str) -> None:

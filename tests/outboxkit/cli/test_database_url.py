@@ -4,12 +4,19 @@ command that only reads uses the default with a note. docs/operations.md has the
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
+from outbox import migrations
+from tests.conftest import REPO
 from tests.test_cli_urls import outbox
 
 PROJECTOR = "outboxkit.examples.sites.projection:from_environment"
@@ -63,3 +70,29 @@ def test_a_changing_command_names_its_database_and_where_it_came_from(
     result = outbox("migrate", "upgrade", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert f"database {shown} (from database_url in {config})" in result.stderr
+
+
+def test_a_daemon_logs_its_database_and_where_it_came_from(
+    new_database: Callable[[], str], bootstrap_servers: str
+) -> None:
+    """The daemons' stderr is JSON logs: the database is said there, in the first lines."""
+    url = new_database()
+    migrations.upgrade(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    env.update(OUTBOX_DATABASE_URL=url, OUTBOX_KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outboxkit", "relay", "run", "--metrics-port", "0"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [orjson.loads(proc.stderr.readline()) for _ in range(2)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    said = next(line for line in lines if line["message"] == "database")
+    assert said["database"] == make_url(url).render_as_string(hide_password=True)
+    assert said["from"] == "OUTBOX_DATABASE_URL"
