@@ -11,6 +11,18 @@ VERSION_TABLE = "outbox_alembic_version"
 BRANCH_LABEL = "outboxkit"
 """Alembic branch label of our migrations, for a service's own Alembic environment."""
 
+TABLES = frozenset(
+    {
+        TABLE,
+        "outbox_quarantine",
+        "projector_offsets",
+        "projector_applied_events",
+        VERSION_TABLE,
+    }
+)
+"""Every table outboxkit's migrations (and `outbox migrate`) create: what a service's Alembic
+autogenerate must leave alone (outbox.autogenerate)."""
+
 INSERT_COLUMNS = (
     "ce_id",
     "ce_type",

@@ -35,7 +35,7 @@ def _database_url(ctx: click.Context, value: str | None) -> str:
 
 
 def _echo_current(database_url: str) -> None:
-    click.echo(f"outbox schema at {', '.join(_run('current', migrations.current, database_url)) or 'base'}")
+    click.echo(f"outbox schema at {_run('current', migrations.applied, database_url).describe()}")
 
 
 @click.group(cls=CommandGroup)
