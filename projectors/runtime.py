@@ -192,7 +192,11 @@ class ProjectorRunner:
         return self._group.positions
 
     def run(self, stop: threading.Event) -> None:
-        """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on."""
+        """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on.
+
+        `stop` is honoured between records and during retry back-offs too: a batch that is retried
+        is left unfinished, its records not applied stay below the stored offset."""
+        self.applier.stop = stop
         try:
             with driver_errors(f"projector {self.projector.name!r}"):
                 self._run(stop)
