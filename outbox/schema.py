@@ -23,6 +23,12 @@ TABLES = frozenset(
 """Every table outboxkit's migrations (and `outbox migrate`) create: what a service's Alembic
 autogenerate must leave alone (outbox.autogenerate)."""
 
+RUN_MIGRATIONS = (
+    "run outboxkit's migrations on this database: `outbox migrate upgrade`, or `alembic upgrade heads` "
+    "in your own Alembic environment that includes them (docs/write-side.md)"
+)
+"""What every component says when one of our tables is missing."""
+
 INSERT_COLUMNS = (
     "ce_id",
     "ce_type",

@@ -31,6 +31,7 @@ from projectors.config import ProjectorConfig
 from projectors.errors import HandlerFailedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
+from projectors.schema import MIGRATE, MissingTablesError, schema_problem
 from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore, TopicPartition
 
@@ -215,6 +216,12 @@ class BatchApplier:
                     continue
                 attempt += 1
                 if attempt > self.config.max_retries:
+                    problem = schema_problem(err)
+                    if problem is not None:  # not the event's fault: dead-lettering would take them all
+                        raise MissingTablesError(
+                            f"projector {self.projector.name!r}: {problem} (at {tp[0]}[{tp[1]}]@{offset}, "
+                            f"not applied): {MIGRATE}, and create the read model's tables"
+                        ) from err
                     if self.config.on_failure == "stop":
                         raise HandlerFailedError(
                             f"projector {self.projector.name!r}: {event.type} {event.id} at "

@@ -28,6 +28,7 @@ from projectors.database import driver_errors
 from projectors.errors import OffsetBeyondLogEndError, PartitionCountChangedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
+from projectors.schema import check_tables
 from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore
 
@@ -208,6 +209,8 @@ class ProjectorRunner:
     def _run(self, stop: threading.Event) -> None:
         config = self.projector.config
         try:
+            with self.engine.connect() as conn:
+                check_tables(conn, self.projector)
             consumer = self._group.open()
             self._stored.counts = partition_counts(consumer, self.projector.topics)
             with self.engine.connect() as conn:

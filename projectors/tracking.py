@@ -35,6 +35,9 @@ APPLIED_EVENTS = sa.Table(
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+TRACKING_TABLES = (OFFSETS.name, APPLIED_EVENTS.name)
+"""The tables every projector needs (migration outboxkit_0003)."""
+
 
 class OffsetStore:
     """The stored positions of one projector (or of its rebuild, under another name)."""

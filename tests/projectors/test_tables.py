@@ -1,0 +1,91 @@
+"""A projector refuses a database without its tables, with the fix, instead of dead-lettering every
+event (issue 13 items 4 and 6)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from outbox import migrations
+from outboxkit.examples.sites.projection import build_projector
+from outboxkit.kafka.records import ReceivedEvent
+from projectors.config import ProjectorConfig
+from projectors.database import engine_for
+from projectors.projector import Projector
+from projectors.runtime import ProjectorRunner
+from projectors.schema import MissingTablesError
+from tests.daemons import json_log
+from tests.projectors.conftest import SitesTopic, projector_process, stored_total
+
+REFERENCE = "outboxkit.examples.sites.projection:from_environment"
+
+
+@pytest.fixture
+def migrated(new_database: Callable[[], str]) -> Iterator[Engine]:
+    """A database with outboxkit's tables and no read model."""
+    url = new_database()
+    migrations.upgrade(url)
+    engine = engine_for(url)
+    yield engine
+    engine.dispose()
+
+
+def dead_lettered(runner: ProjectorRunner) -> float:
+    return sum(
+        s.value
+        for m in runner.metrics.dead_lettered.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+
+
+def test_a_missing_read_model_table_is_refused_at_start(
+    migrated: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
+) -> None:
+    topic, _ = sites_topic("sites-noread", events=5, sites=2)
+    runner = ProjectorRunner(build_projector(topic, name=unique("noread")), migrated, bootstrap_servers)
+    with pytest.raises(MissingTablesError, match="read-model table site_summary does not exist") as raised:
+        runner.run(threading.Event())
+    assert "outbox projector rebuild" in str(raised.value)
+    assert dead_lettered(runner) == 0
+
+
+def test_a_handler_on_a_missing_table_stops_the_projector_instead_of_dead_lettering(
+    migrated: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
+) -> None:
+    """A projector that declares no metadata cannot be checked at start: the first event that
+    meets the missing table stops it, and nothing is dead-lettered or skipped."""
+    topic, _ = sites_topic("sites-nometa", events=5, sites=2)
+    projector = Projector(unique("nometa"), [topic], config=ProjectorConfig(retry_backoff=0.05))
+
+    @projector.handles("site.created", "site.owner_changed", "app.installed", "app.uninstalled")
+    def write(event: ReceivedEvent, conn: Connection) -> None:
+        conn.execute(text("INSERT INTO never_created (id) VALUES (:id)"), {"id": event.subject})
+
+    runner = ProjectorRunner(projector, migrated, bootstrap_servers)
+    with pytest.raises(MissingTablesError, match='relation "never_created" does not exist') as raised:
+        runner.run(threading.Event())
+    assert "outbox migrate upgrade" in str(raised.value)
+    assert dead_lettered(runner) == 0
+    assert stored_total(migrated, projector.name) == 0
+
+
+def test_the_daemon_on_an_unmigrated_database_says_to_run_the_migrations(
+    new_database: Callable[[], str],
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+    unique: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "projector.log"
+    env = {"SITES_TOPIC": new_topic("sites-unmigrated"), "SITES_PROJECTOR": unique("unmigrated")}
+    proc = projector_process(REFERENCE, new_database(), bootstrap_servers, env, log=log)
+    assert proc.wait(60) == 1
+    *_, last = json_log(log.read_text())
+    assert last["level"] == "error", last
+    assert "table projector_offsets, projector_applied_events does not exist" in last["message"], last
+    assert "outbox migrate upgrade" in last["message"] and "alembic upgrade heads" in last["message"], last
