@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, text
@@ -18,10 +17,7 @@ from projectors.database import engine_for
 from projectors.projector import Projector
 from projectors.runtime import ProjectorRunner
 from projectors.schema import MissingTablesError
-from tests.daemons import json_log
-from tests.projectors.conftest import SitesTopic, projector_process, stored_total
-
-REFERENCE = "outboxkit.examples.sites.projection:from_environment"
+from tests.projectors.conftest import SitesTopic, stored_total
 
 
 @pytest.fixture
@@ -72,20 +68,3 @@ def test_a_handler_on_a_missing_table_stops_the_projector_instead_of_dead_letter
     assert "outbox migrate upgrade" in str(raised.value)
     assert dead_lettered(runner) == 0
     assert stored_total(migrated, projector.name) == 0
-
-
-def test_the_daemon_on_an_unmigrated_database_says_to_run_the_migrations(
-    new_database: Callable[[], str],
-    bootstrap_servers: str,
-    new_topic: Callable[..., str],
-    unique: Callable[[str], str],
-    tmp_path: Path,
-) -> None:
-    log = tmp_path / "projector.log"
-    env = {"SITES_TOPIC": new_topic("sites-unmigrated"), "SITES_PROJECTOR": unique("unmigrated")}
-    proc = projector_process(REFERENCE, new_database(), bootstrap_servers, env, log=log)
-    assert proc.wait(60) == 1
-    *_, last = json_log(log.read_text())
-    assert last["level"] == "error", last
-    assert "table projector_offsets, projector_applied_events does not exist" in last["message"], last
-    assert "outbox migrate upgrade" in last["message"] and "alembic upgrade heads" in last["message"], last
