@@ -17,6 +17,7 @@ TABLES = frozenset(
         "outbox_quarantine",
         "projector_offsets",
         "projector_applied_events",
+        "projector_dead_letters",
         VERSION_TABLE,
     }
 )

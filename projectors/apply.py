@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from outboxkit.kafka.dead_letter import DeadLetterPublisher
 from outboxkit.kafka.errors import UndecodableRecordError
 from outboxkit.kafka.records import ReceivedEvent, decode_message, where
+from projectors import dead_letters
 from projectors.config import ProjectorConfig
 from projectors.errors import HandlerFailedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
@@ -196,7 +197,7 @@ class BatchApplier:
         try:
             event = decode_message(message)
         except UndecodableRecordError as err:
-            self._dead_letter(message, err, 1, expected)
+            self._dead_letter(message, None, err, 1, expected)
             return offset + 1
         attempt = 0
         while True:
@@ -227,19 +228,39 @@ class BatchApplier:
                             f"projector {self.projector.name!r}: {event.type} {event.id} at "
                             f"{tp[0]}[{tp[1]}]@{offset} failed {attempt} times: {err}"
                         ) from err
-                    self._dead_letter(message, err, attempt, expected)
+                    self._dead_letter(message, event, err, attempt, expected)
                     return offset + 1
                 log.warning("handler failed at %s@%d (attempt %d): %s", tp, offset, attempt, err)
                 if not self._pause(self.config.backoff(attempt)):
                     return None
 
-    def _dead_letter(self, message: Message, error: BaseException, attempts: int, expected: int) -> None:
-        """Publish to the dead-letter topic, then store the offset past it (at least once to the DLQ)."""
+    def _dead_letter(
+        self,
+        message: Message,
+        event: ReceivedEvent | None,
+        error: BaseException,
+        attempts: int,
+        expected: int,
+    ) -> None:
+        """Publish to the dead-letter topic, then store the offset past it (at least once to the
+        DLQ) and remember the event as dead-lettered (projectors/dead_letters.py); an event the
+        projector (or its rebuild) remembers is not published to the dead-letter topic again."""
         tp, offset = where(message), message.offset() or 0
         with self.engine.begin() as conn:
             # Fence first, so an instance that lost the partition does not dead-letter its records.
             self._begin(conn, {tp: expected})
-            topic = self.dead_letters.send(message, error, attempts)
+            names = {self.projector.name, self.store.projector}
+            if event is not None and dead_letters.dead_lettered_before(conn, names, event.id):
+                topic = self.dead_letters.topic_for(tp[0])
+                log.info(
+                    "%s %s failed again; dead-lettered before, not published again", event.type, event.id
+                )
+            else:
+                topic = self.dead_letters.send(message, error, attempts)
+            if event is not None:
+                dead_letters.remember(
+                    conn, self.store.projector, event, message, error=error, attempts=attempts, topic=topic
+                )
             self.store.save(conn, {tp: offset + 1})
         self.metrics.dead_lettered.labels(self.projector.name, tp[0]).inc()
         log.error("dead-lettered %s[%d]@%d to %s after %d attempts: %s", *tp, offset, topic, attempts, error)

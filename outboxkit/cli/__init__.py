@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from outboxkit.cli.cdc import cdc
+from outboxkit.cli.dead_letters import dead_letters
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.projector import projector
 from outboxkit.cli.relay import relay
@@ -45,5 +46,6 @@ def demo(ctx: click.Context, relay: str) -> None:
 main.add_command(migrate)
 main.add_command(relay)
 main.add_command(projector)
+projector.add_command(dead_letters)
 main.add_command(replay)
 main.add_command(cdc)

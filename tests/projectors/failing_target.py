@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -23,3 +24,24 @@ def from_environment() -> Projector:
             raise RuntimeError(f"handler broken from offset {fail_from}")
 
     return projector
+
+
+def poisoned() -> Projector:
+    """The sites projector (`SITES_TOPIC`, `SITES_PROJECTOR`), whose handlers fail for every event
+    of the site named by `POISON_SITE` while it is set (unset it: the handlers are fixed)."""
+    from outboxkit.examples.sites.projection import build_projector
+
+    config = ProjectorConfig(max_retries=1, retry_backoff=0.01)
+    inner = build_projector(os.environ["SITES_TOPIC"], name=os.environ["SITES_PROJECTOR"], config=config)
+    outer = Projector(inner.name, inner.topics, metadata=inner.metadata, config=config)
+    for event_type in sorted(inner.event_types):
+        handler = inner.handler(event_type)
+        assert handler is not None and not handler.batch
+
+        def poisonable(event: ReceivedEvent, conn: Connection, apply: Any = handler.function) -> None:
+            if event.subject == os.environ.get("POISON_SITE"):
+                raise RuntimeError(f"poison: site {event.subject}")
+            apply(event, conn)
+
+        outer.handles(event_type)(poisonable)
+    return outer
