@@ -35,6 +35,7 @@ from projectors.errors import RebuildError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
 from projectors.runtime import consumer_settings
+from projectors.schema import check_tracking_tables
 from projectors.tracking import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def _rebuild(
     schema = rebuild_schema(projector)
     live_store, store = OffsetStore(projector.name), OffsetStore(f"{projector.name}@rebuild")
     with engine.begin() as conn:
+        check_tracking_tables(conn, projector)  # the read model's tables are what a rebuild makes
         search_path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
         live_schema = str(conn.exec_driver_sql("SELECT current_schema()").scalar_one())
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")

@@ -24,14 +24,20 @@ class MissingTablesError(ProjectorError):
     """A table the projector needs does not exist in its database."""
 
 
-def check_tables(conn: Connection, projector: Projector) -> None:
-    """Raise MissingTablesError naming the missing tracking or read-model tables and the fix."""
+def check_tracking_tables(conn: Connection, projector: Projector) -> None:
+    """Raise MissingTablesError naming the missing tables of outboxkit's migrations and the fix."""
     inspector = inspect(conn)
     ours = [t for t in TRACKING_TABLES if not inspector.has_table(t)]
     if ours:
         raise MissingTablesError(
             f"projector {projector.name!r}: table {', '.join(ours)} does not exist: {MIGRATE}"
         )
+
+
+def check_tables(conn: Connection, projector: Projector) -> None:
+    """Raise MissingTablesError naming the missing tracking or read-model tables and the fix."""
+    check_tracking_tables(conn, projector)
+    inspector = inspect(conn)
     tables = projector.metadata.sorted_tables if projector.metadata is not None else []
     missing = [t.name for t in tables if not inspector.has_table(t.name, schema=t.schema)]
     if missing:

@@ -4,11 +4,26 @@ remembered in its database (projectors/dead_letters.py)."""
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import click
 
 from outboxkit.cli.projector import database, load
 from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from projectors.projector import Projector
+
+
+def _migrated(engine: Engine, definition: Projector) -> Engine:
+    """`engine`, once the projector's tables are there (else the error says how to make them)."""
+    from projectors.schema import check_tracking_tables
+
+    with engine.connect() as conn:
+        check_tracking_tables(conn, definition)
+    return engine
 
 
 def _ids(values: tuple[str, ...]) -> list[uuid.UUID]:
@@ -32,7 +47,7 @@ def list_(ctx: click.Context, name: str) -> None:
     from projectors.dead_letters import listed
 
     definition = load(name)
-    with database(CommandSettings(ctx).outbox) as engine, engine.connect() as conn:
+    with database(CommandSettings(ctx).outbox) as engine, _migrated(engine, definition).connect() as conn:
         rows = listed(conn, definition.name)
     for d in rows:
         click.echo(
@@ -58,7 +73,7 @@ def replay(ctx: click.Context, name: str, ce_ids: tuple[str, ...], every: bool) 
         raise click.UsageError("name the dead letters to replay (CE_IDS) or pass --all, not both")
     definition = load(name)
     with database(CommandSettings(ctx).outbox) as engine:
-        done = replay_dead_letters(engine, definition, None if every else _ids(ce_ids))
+        done = replay_dead_letters(_migrated(engine, definition), definition, None if every else _ids(ce_ids))
     for outcome in done:
         click.echo(
             f"{outcome.event_id}: {'applied' if outcome.error is None else 'failed again: ' + outcome.error}"
@@ -79,6 +94,6 @@ def discard(ctx: click.Context, name: str, ce_ids: tuple[str, ...]) -> None:
 
     definition = load(name)
     ids = _ids(ce_ids)
-    with database(CommandSettings(ctx).outbox) as engine, engine.begin() as conn:
+    with database(CommandSettings(ctx).outbox) as engine, _migrated(engine, definition).begin() as conn:
         gone = discard_dead_letters(conn, definition.name, ids)
     click.echo(f"discarded {len(gone)} dead letter(s)" + "".join(f"\n{i}" for i in gone))

@@ -68,3 +68,26 @@ def test_a_handler_on_a_missing_table_stops_the_projector_instead_of_dead_letter
     assert "outbox migrate upgrade" in str(raised.value)
     assert dead_lettered(runner) == 0
     assert stored_total(migrated, projector.name) == 0
+
+
+def test_rebuild_and_the_dead_letters_cli_on_an_unmigrated_database_say_to_run_the_migrations(
+    new_database: Callable[[], str], bootstrap_servers: str, new_topic: Callable[..., str]
+) -> None:
+    from click.testing import CliRunner
+
+    from outboxkit.cli import main
+    from projectors.rebuild import rebuild
+
+    url, topic = new_database(), new_topic("sites-unmigrated")
+    engine = engine_for(url)
+    try:
+        with pytest.raises(MissingTablesError, match=r"projector_offsets.*outbox migrate upgrade"):
+            rebuild(build_projector(topic, name="unmigrated"), engine, bootstrap_servers)
+    finally:
+        engine.dispose()
+    env = {"OUTBOX_DATABASE_URL": url, "SITES_TOPIC": topic}
+    reference = "outboxkit.examples.sites.projection:from_environment"
+    listed = CliRunner().invoke(main, ["projector", "dead-letters", "list", reference], env=env)
+    assert listed.exit_code == 1, listed.output
+    assert listed.output.startswith("Error: projector 'site-summary': table projector_offsets"), listed.output
+    assert "alembic upgrade heads" in listed.output
