@@ -120,6 +120,8 @@ def test_migrate_upgrade_refuses_when_the_service_environment_owns_our_revisions
     message = result.output.strip()
     assert "DuplicateTable" not in message and "\n" not in message, message
     assert "alembic_version" in message and "alembic upgrade heads" in message, message
+    result = CliRunner().invoke(migrate, ["downgrade", "base", "--database-url", url])
+    assert result.exit_code == 1 and "your own Alembic environment" in result.output, result.output
 
 
 def test_migrate_upgrade_refuses_tables_without_any_recorded_revision(
