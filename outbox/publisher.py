@@ -22,7 +22,7 @@ from outbox.errors import (
 )
 from outbox.event import Event
 from outbox.routing import TopicRouter
-from outbox.schema import TABLE
+from outbox.schema import RUN_MIGRATIONS, TABLE
 from outbox.serialization import JsonSerializer, Serializer, serialized
 from outbox.sql import DELETE_SQL, SQL, delete_statement, insert_statement
 from outbox.validation import (
@@ -185,10 +185,7 @@ def _is_async(target: object) -> bool:
 def _translate(err: DBAPIError) -> StorageError | MigrationError:
     # psycopg's UndefinedTable: the migrations have not been run on this database.
     if getattr(err.orig, "sqlstate", None) == "42P01":
-        return MigrationError(
-            f"table {TABLE} does not exist: run `outbox migrate upgrade` (or include outboxkit's "
-            "migrations in your Alembic environment), then roll back and retry"
-        )
+        return MigrationError(f"table {TABLE} does not exist: {RUN_MIGRATIONS}; then roll back and retry")
     return StorageError(
         f"PostgreSQL refused the outbox write: {err.orig}. The transaction is aborted: roll it back"
     )

@@ -6,6 +6,7 @@ import click
 
 from outboxkit.cli.cdc import cdc
 from outboxkit.cli.console import console
+from outboxkit.cli.dead_letters import dead_letters
 from outboxkit.cli.doctor import doctor
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.processor import processor
@@ -51,6 +52,7 @@ def demo(ctx: click.Context, relay: str) -> None:
 main.add_command(migrate)
 main.add_command(relay)
 main.add_command(projector)
+projector.add_command(dead_letters)
 main.add_command(processor)
 main.add_command(replay)
 main.add_command(cdc)

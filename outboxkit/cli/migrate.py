@@ -37,12 +37,17 @@ def _database_url(ctx: click.Context, value: str | None, *, changes: bool) -> st
 
 
 def _echo_current(database_url: str, *, as_json: bool = False) -> None:
-    revisions = _run("current", migrations.current, database_url)
+    applied = _run("current", migrations.applied, database_url)
     if as_json:
         heads = migrations.head_revisions()
-        click.echo(orjson.dumps({"revisions": list(revisions), "heads": list(heads)}).decode())
+        body = {
+            "revisions": list(applied.revisions),
+            "heads": list(heads),
+            "version_table": applied.version_table,
+        }
+        click.echo(orjson.dumps(body).decode())
         return
-    click.echo(f"outbox schema at {', '.join(revisions) or 'base'}")
+    click.echo(f"outbox schema at {applied.describe()}")
 
 
 @click.group(cls=CommandGroup)
