@@ -19,6 +19,7 @@ FLOORS: dict[str, set[str]] = {
     "outboxkit.ops": {"outbox"},
     "relay": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
     "projectors": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
+    "outboxkit.kv": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
 }
 OURS = ("outbox", "outboxkit", "relay", "projectors")
 

@@ -31,15 +31,24 @@ def end_offsets(
 ) -> dict[Partition, int]:
     """Each partition's end (high watermark; last stable offset for read_committed), asking again
     until `timeout`: a partition created moments ago may not have a leader yet."""
-    ends: dict[Partition, int] = {}
+    return {tp: high for tp, (_low, high) in watermarks(consumer, partitions, timeout).items()}
+
+
+def watermarks(
+    consumer: Consumer, partitions: Sequence[Partition], timeout: float = 30.0
+) -> dict[Partition, tuple[int, int]]:
+    """Each partition's (log start offset, end offset): the first offset still in the log (older
+    ones were deleted by retention or DeleteRecords; compaction never moves it) and the end as in
+    `end_offsets`, asking again until `timeout`."""
+    found: dict[Partition, tuple[int, int]] = {}
     deadline = time.monotonic() + timeout
     for topic, partition in partitions:
         while True:
             try:
-                _low, high = consumer.get_watermark_offsets(
+                low, high = consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), timeout=max(deadline - time.monotonic(), 1.0)
                 )
-                ends[(topic, partition)] = int(high)
+                found[(topic, partition)] = (int(low), int(high))
                 break
             except KafkaException as err:
                 if time.monotonic() >= deadline:
@@ -47,7 +56,7 @@ def end_offsets(
                         f"cannot read the end of {topic}[{partition}]: {err}"
                     ) from err
                 time.sleep(0.1)
-    return ends
+    return found
 
 
 class CatchUp:
