@@ -39,7 +39,8 @@ ChangeCallback = Callable[[str, Versioned | None, Versioned | None], None]
 ProgressCallback = Callable[[int, int], None]
 """on_progress(offsets read, offsets to read) while loading."""
 
-_MISSING = object()
+TOUCH_SECONDS = 5.0
+"""How often an idle reader writes its checkpoint to say it is still in step with the topic."""
 
 
 class KVStore:
@@ -80,6 +81,7 @@ class KVStore:
         self._error: BaseException | None = None
         self._topic_id: str | None = None
         self._in_step_at = 0.0
+        self._touched = 0.0
         self.applied = 0
         """Records applied since start (puts and deletes)."""
         self.skipped = 0
@@ -285,7 +287,7 @@ class KVStore:
         if not consumer.assignment():  # nothing to read at start: read_to_end assigned nothing
             consumer.assign([TopicPartition(t, p, o) for (t, p), o in sorted(starts.items())])
         self._in_step_at = loaded_at
-        self._apply([], None)  # the checkpoint says "in step" now
+        self._apply([], None, touch=True)  # the checkpoint says "in step" now
         self.load_seconds = time.monotonic() - began
         log.info(
             "loaded %s: %d keys in %.2f s (from %s)",
@@ -319,7 +321,12 @@ class KVStore:
             self._apply(records, None, consumer)
 
     def _apply(
-        self, records: list[Message], progress: CatchUp | None, consumer: Consumer | None = None
+        self,
+        records: list[Message],
+        progress: CatchUp | None,
+        consumer: Consumer | None = None,
+        *,
+        touch: bool = False,
     ) -> None:
         decoded = decode_batch(records, self.values)
         positions = dict(decoded.positions)
@@ -334,9 +341,12 @@ class KVStore:
         with self._changed:
             merged = {p: max(o, self._positions.get(p, 0)) for p, o in positions.items()}
             moved = any(self._positions.get(p) != o for p, o in merged.items())
-        if decoded.changes or moved or not records:
+        # An idle reader still says now and then that it is in step (checkpoint.py: saved_at).
+        touch = touch or time.monotonic() - self._touched >= TOUCH_SECONDS
+        if decoded.changes or moved or touch:
             checkpoint = Checkpoint(self._topic_id, {**self._positions, **merged}, self._in_step_at)
             self.store.apply(decoded.changes, checkpoint)
+            self._touched = time.monotonic()
         with self._changed:
             self._positions.update(merged)
             for p, o in merged.items():
