@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from outboxkit.cli.cdc import cdc
+from outboxkit.cli.kv import kv
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.projector import projector
 from outboxkit.cli.relay import relay
@@ -47,3 +48,4 @@ main.add_command(relay)
 main.add_command(projector)
 main.add_command(replay)
 main.add_command(cdc)
+main.add_command(kv)

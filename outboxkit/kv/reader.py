@@ -13,11 +13,13 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from outbox.errors import OutboxError
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import partition_counts, topic_config, topic_id
 from outboxkit.kafka.catchup import CatchUp, read_to_end, watermarks
@@ -82,6 +84,7 @@ class KVStore:
         self._topic_id: str | None = None
         self._in_step_at = 0.0
         self._touched = 0.0
+        self._rate: deque[tuple[float, int]] = deque(maxlen=1024)
         self.applied = 0
         """Records applied since start (puts and deletes)."""
         self.skipped = 0
@@ -194,6 +197,12 @@ class KVStore:
         with self._changed:
             return {p: max(end - self._positions.get(p, 0), 0) for p, end in self._ends.items()}
 
+    def updates_per_second(self, window: float = 10.0) -> float:
+        """Changes applied per second over the last `window` seconds."""
+        now = time.monotonic()
+        with self._changed:
+            return sum(n for t, n in self._rate if now - t <= window) / window
+
     # -- the background thread ------------------------------------------------------------------
 
     def _raise_failure(self) -> None:
@@ -218,7 +227,10 @@ class KVStore:
             self._follow(consumer)
         except Exception as err:
             self._error = err
-            log.exception("the KV store of %r stopped", self.topic)
+            if isinstance(err, OutboxError):  # a reason with what to do: no traceback needed
+                log.error("the KV store of %r stopped: %s", self.topic, err)
+            else:
+                log.exception("the KV store of %r stopped", self.topic)
             with self._changed:
                 self._changed.notify_all()
         finally:
@@ -337,6 +349,7 @@ class KVStore:
             for found in consumer.position([TopicPartition(self.topic, p) for p in self._positions]):
                 if found.offset >= 0:
                     positions[found.partition] = max(positions.get(found.partition, 0), found.offset)
+            self._see_ends(consumer)
         events = self._events(decoded) if self._callbacks else []
         with self._changed:
             merged = {p: max(o, self._positions.get(p, 0)) for p, o in positions.items()}
@@ -353,6 +366,8 @@ class KVStore:
                 self._ends[p] = max(self._ends.get(p, 0), o)
             self.applied += len(decoded.changes)
             self.skipped += decoded.skipped
+            if decoded.changes:
+                self._rate.append((time.monotonic(), len(decoded.changes)))
             self._changed.notify_all()
         for key, old, new in events:
             for callback in self._callbacks:
@@ -360,6 +375,19 @@ class KVStore:
                     callback(key, old, new)
                 except Exception:
                     log.exception("an on_change callback failed for key %r", key)
+
+    def _see_ends(self, consumer: Consumer) -> None:
+        """The partitions' ends as the consumer last heard them from the broker (no request)."""
+        for partition in list(self._ends):
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                with self._changed:
+                    self._ends[partition] = max(self._ends[partition], high)
 
     def _events(self, decoded: Decoded) -> list[tuple[str, Versioned | None, Versioned | None]]:
         pending: dict[str, Versioned | None] = {}

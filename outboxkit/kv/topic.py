@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from outboxkit.kafka.admin import ensure_topic, topic_config
-from outboxkit.kafka.errors import TopicConfigError
+from outboxkit.kafka.errors import KafkaUnavailableError, TopicConfigError, TopicNotFoundError
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,25 @@ def ensure_compacted_topic(
     compaction (TopicConfigError). Returns the topic's effective settings."""
     if create:
         ensure_topic(admin, topic, partitions=partitions, config=compaction.topic_config(), timeout=timeout)
+    else:
+        refuse_missing(admin, topic, timeout)
     config = topic_config(admin, topic, timeout=timeout)
     refuse_uncompacted(topic, config)
     return config
+
+
+def refuse_missing(admin: AdminClient, topic: str, timeout: float = 30.0) -> None:
+    """TopicNotFoundError unless `topic` exists. Asks for every topic's metadata, not this one's:
+    asking an admin client for one topic's metadata makes a broker with auto.create.topics.enable
+    create it (with the broker's defaults: not compacted)."""
+    try:
+        exists = topic in admin.list_topics(timeout=timeout).topics
+    except KafkaException as err:
+        raise KafkaUnavailableError(f"cannot list Kafka's topics to find {topic!r}: {err}") from err
+    if not exists:
+        raise TopicNotFoundError(
+            f"topic {topic!r} does not exist; make it with a KVWriter (it creates a compacted topic) first"
+        )
 
 
 def refuse_uncompacted(topic: str, config: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import lmdb
 import orjson
@@ -52,24 +52,42 @@ class DiskStore(Store):
     """LMDB in `path` (made if missing), `cache_size` hot keys in memory."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, cache_size: int = 10_000, map_size: int = 64 << 30
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache_size: int = 10_000,
+        map_size: int = 64 << 30,
+        read_only: bool = False,
     ) -> None:
-        """`map_size`: the most the store may grow to (a sparse file on Linux: nothing is taken up front)."""
+        """`map_size`: the most the store may grow to (a sparse file on Linux: nothing is taken up
+        front). `read_only`: look into a store that a running reader may be writing (operators'
+        commands); its `apply` and `reset` fail."""
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.path / "reader.lock", "wb")  # noqa: SIM115 - held while open
+        self._lock_file: BinaryIO | None = None
+        if read_only:
+            if not (self.path / "data.mdb").exists():
+                raise ConfigurationError(f"there is no KV disk store in {self.path}")
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock_file = self._take_lock()
+        self._env = lmdb.open(
+            str(self.path), map_size=map_size, max_dbs=2, metasync=False, readahead=False, readonly=read_only
+        )
+        self._data = self._env.open_db(b"data")
+        self._meta = self._env.open_db(b"meta")
+        self.cache = HotKeys(cache_size)
+
+    def _take_lock(self) -> BinaryIO:
+        lock_file = open(self.path / "reader.lock", "wb")  # noqa: SIM115 - held while the store is open
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
-            self._lock_file.close()
+            lock_file.close()
             raise ConfigurationError(
                 f"the KV disk store in {self.path} is in use by another process; give each reader"
                 " its own directory"
             ) from err
-        self._env = lmdb.open(str(self.path), map_size=map_size, max_dbs=2, metasync=False, readahead=False)
-        self._data = self._env.open_db(b"data")
-        self._meta = self._env.open_db(b"meta")
-        self.cache = HotKeys(cache_size)
+        return lock_file
 
     def get(self, key: str) -> Versioned | None:
         found, generation = self.cache.get(key)
@@ -135,7 +153,8 @@ class DiskStore(Store):
 
     def close(self) -> None:
         self._env.close()
-        self._lock_file.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
 
     def describe(self) -> Mapping[str, Any]:
         return {
