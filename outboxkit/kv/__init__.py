@@ -6,10 +6,11 @@
 - `stores`: the port every backend implements, one module per backend.
 """
 
+from outbox.event import TOMBSTONE
 from outboxkit.kv.reader import KVStore
 from outboxkit.kv.stores import Checkpoint, MemoryStore, Store, Versioned
 from outboxkit.kv.topic import CompactionSettings
-from outboxkit.kv.writer import TOMBSTONE, KVWriter
+from outboxkit.kv.writer import KVWriter
 
 __all__ = [
     "TOMBSTONE",

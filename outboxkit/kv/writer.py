@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from outbox.event import TOMBSTONE
 from outbox.serialization import JsonSerializer, Serializer
 from outboxkit.kafka import clients
 from outboxkit.kafka.settings import KafkaSettings
@@ -24,15 +25,6 @@ from outboxkit.kv.values import encode_value
 
 Version = tuple[int, int]
 """(partition, offset) of a record on the store's topic."""
-
-
-class _Tombstone:
-    def __repr__(self) -> str:
-        return "TOMBSTONE"
-
-
-TOMBSTONE: Any = _Tombstone()
-"""A value for `put_many` that deletes its key (a record with a null value)."""
 
 
 def encoded_key(key: object) -> bytes:
