@@ -54,7 +54,7 @@ class KVStore:
         *,
         kafka: KafkaSettings | str,
         store: Store | None = None,
-        values: ValueFormat = "json",
+        values: ValueFormat = "auto",
         on_progress: ProgressCallback | None = None,
         batch_size: int = 5000,
         poll_timeout: float = 0.05,
@@ -62,8 +62,9 @@ class KVStore:
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         """`store`: where the data lives (MemoryStore by default; a disk store keeps a checkpoint
-        and reads only the tail on restart). `values`: how a value without a content-type header
-        is read. `load_timeout`: fail when loading makes no progress for that long."""
+        and reads only the tail on restart). `values`: "auto" decodes each value by its content-type
+        header (JSON or bytes), "json" / "bytes" read every value so without looking at headers.
+        `load_timeout`: fail when loading makes no progress for that long."""
         self.topic = topic
         self.kafka = kafka
         self.store = store if store is not None else MemoryStore()
