@@ -90,6 +90,8 @@ def propagation(
 
     reader.on_change(changed)
     producer = clients.producer(kafka, {"linger.ms": 0})
+    producer.produce(topic, b"warm-up", "warm-up", headers=HEADERS)  # connect, producer id: not timed
+    producer.flush(30)
     total = int(rate * seconds)
     started = time.perf_counter()
     for n in range(total):

@@ -316,7 +316,10 @@ class KVStore:
     def _follow(self, consumer: Consumer) -> None:
         while not self._stop.is_set():
             asked_at = time.time()
-            messages = consumer.consume(self.batch_size, self.poll_timeout)
+            # consume(n, timeout) waits for n records or the whole timeout: following, that would
+            # hold every update back by up to poll_timeout. Wait for the first, then take the rest.
+            first = consumer.poll(self.poll_timeout)
+            messages = [] if first is None else [first, *consumer.consume(self.batch_size - 1, 0)]
             records: list[Message] = []
             at_end = not messages
             for message in messages:
