@@ -28,7 +28,7 @@ from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.kv.changes import Decoded, decode_batch
 from outboxkit.kv.checkpoint import distrust, retention_of
 from outboxkit.kv.errors import NotReadyError, ReaderFailedError
-from outboxkit.kv.stores.base import Checkpoint, Store, Versioned
+from outboxkit.kv.stores.base import Checkpoint, Store, Versioned, versioned
 from outboxkit.kv.stores.memory import MemoryStore
 from outboxkit.kv.topic import refuse_uncompacted
 from outboxkit.kv.values import ValueFormat
@@ -165,15 +165,14 @@ class KVStore:
     # -- reads ----------------------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        found = self.store.get(key)
-        return default if found is None else found.value
+        return self.store.value(key, default)
 
     def get_versioned(self, key: str) -> Versioned | None:
         """The value with its partition, offset and timestamp; None when absent."""
         return self.store.get(key)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.store.get(key) is not None
+        return isinstance(key, str) and key in self.store
 
     def __len__(self) -> int:
         return len(self.store)
@@ -396,8 +395,9 @@ class KVStore:
     def _events(self, decoded: Decoded) -> list[tuple[str, Versioned | None, Versioned | None]]:
         pending: dict[str, Versioned | None] = {}
         events = []
-        for key, new in decoded.changes:
+        for key, entry in decoded.changes:
             old = pending[key] if key in pending else self.store.get(key)
+            new = None if entry is None else versioned(entry)
             pending[key] = new
             events.append((key, old, new))
         return events

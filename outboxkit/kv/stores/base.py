@@ -20,12 +20,7 @@ from typing import Any, NamedTuple
 
 
 class Versioned(NamedTuple):
-    """A value with its version: the record that set it.
-
-    A named tuple, not a dataclass: a tuple of atomic values is not tracked by Python's cyclic
-    garbage collector, so a million entries add nothing to each full collection (a tracked object
-    per key made full collections walk them all: hundreds of milliseconds per pause at 1M keys).
-    """
+    """A value with its version: the record that set it (what readers get)."""
 
     value: Any
     partition: int
@@ -52,8 +47,22 @@ class Checkpoint:
     """When the store was last known to be in step with the topic (seconds since the epoch)."""
 
 
-Change = tuple[str, Versioned | None]
+Entry = tuple[Any, int, int, int, int]
+"""What stores keep: (value, partition, offset, timestamp, size), the fields of `Versioned`.
+
+A plain tuple, not a `Versioned` (a tuple subclass) nor a dataclass: Python's cyclic garbage
+collector stops tracking a plain tuple of atomic values, and then a dict of them, so a million
+entries add nothing to its collections. A tracked object per key made every full collection walk
+them all (tens of milliseconds at 1M keys: the tail of the propagation figure, bench/README.md).
+"""
+
+Change = tuple[str, Entry | None]
 """A key and its new entry; None deletes it."""
+
+
+def versioned(entry: Entry) -> Versioned:
+    """An entry as readers see it."""
+    return tuple.__new__(Versioned, entry)
 
 
 class Store(ABC):
@@ -61,6 +70,14 @@ class Store(ABC):
 
     @abstractmethod
     def get(self, key: str) -> Versioned | None: ...
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """The key's value, or `default` (a backend may answer faster than through `get`)."""
+        found = self.get(key)
+        return default if found is None else found.value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
 
     @abstractmethod
     def __len__(self) -> int: ...

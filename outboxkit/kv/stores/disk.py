@@ -24,7 +24,7 @@ import lmdb
 import orjson
 
 from outbox.errors import ConfigurationError
-from outboxkit.kv.stores.base import Change, Checkpoint, Store, Versioned
+from outboxkit.kv.stores.base import Change, Checkpoint, Entry, Store, Versioned
 from outboxkit.kv.stores.cache import HotKeys
 
 _HEADER = struct.Struct(">iqqiB")  # partition, offset, timestamp, size, form
@@ -32,13 +32,13 @@ _BYTES, _JSON = 0, 1
 _CHECKPOINT, _SIZE = b"checkpoint", b"bytes"
 
 
-def _encode(entry: Versioned) -> bytes:
-    value = entry.value
+def _encode(entry: Entry) -> bytes:
+    value, partition, offset, timestamp, size = entry
     if isinstance(value, bytes):
         form, data = _BYTES, value
     else:
         form, data = _JSON, orjson.dumps(value)
-    return _HEADER.pack(entry.partition, entry.offset, entry.timestamp, entry.size, form) + data
+    return _HEADER.pack(partition, offset, timestamp, size, form) + data
 
 
 def _decode(raw: bytes) -> Versioned:
@@ -122,7 +122,7 @@ class DiskStore(Store):
                 if old is not None:
                     size -= _HEADER.unpack_from(old)[3]
                 if entry is not None:
-                    size += entry.size
+                    size += entry[4]
             txn.put(_SIZE, str(size).encode(), db=self._meta)
             txn.put(_CHECKPOINT, _checkpoint_bytes(checkpoint), db=self._meta)
         if changes:
