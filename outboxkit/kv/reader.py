@@ -41,6 +41,10 @@ ChangeCallback = Callable[[str, Versioned | None, Versioned | None], None]
 ProgressCallback = Callable[[int, int], None]
 """on_progress(offsets read, offsets to read) while loading."""
 
+IN_STEP_MARGIN = 5.0
+"""Seconds taken off every "in step with the topic" moment a checkpoint records (checkpoint.py):
+a record may be in flight between the broker and this reader when a fetch comes back empty."""
+
 TOUCH_SECONDS = 5.0
 """How often an idle reader writes its checkpoint to say it is still in step with the topic."""
 
@@ -84,6 +88,7 @@ class KVStore:
         self._error: BaseException | None = None
         self._topic_id: str | None = None
         self._in_step_at = 0.0
+        self._ends_read_at = 0.0
         self._touched = 0.0
         self._rate: deque[tuple[float, int]] = deque(maxlen=1024)
         self.applied = 0
@@ -243,12 +248,15 @@ class KVStore:
         config = topic_config(admin, self.topic)
         refuse_uncompacted(self.topic, config)
         self._topic_id = topic_id(admin, self.topic)
+        # Every record at or past the ends read now is written after this moment (less a margin
+        # for fetches in flight and clocks): the "in step" moment once loading has reached them.
+        self._ends_read_at = time.time() - IN_STEP_MARGIN
         bounds = {
             p: b for (_t, p), b in watermarks(consumer, [(self.topic, p) for p in range(count)]).items()
         }
         saved = self.store.checkpoint()
         now = time.time()
-        self._in_step_at = now  # Kafka's own contract for a load from the start
+        self._in_step_at = self._ends_read_at  # a load from the start: Kafka's own contract
         starts = {p: low for p, (low, _high) in bounds.items()}
         if saved is not None and (saved.positions or saved.topic_id):
             reason = distrust(
@@ -276,7 +284,6 @@ class KVStore:
 
     def _load(self, consumer: Consumer, starts: dict[tuple[str, int], int]) -> None:
         began = time.monotonic()
-        loaded_at = time.time()
         targets = {(self.topic, p): end for p, end in self._ends.items()}
         last_log = began
         reading = read_to_end(
@@ -298,7 +305,7 @@ class KVStore:
                 return
         if not consumer.assignment():  # nothing to read at start: read_to_end assigned nothing
             consumer.assign([TopicPartition(t, p, o) for (t, p), o in sorted(starts.items())])
-        self._in_step_at = loaded_at
+        self._in_step_at = self._ends_read_at
         self._apply([], None, touch=True)  # the checkpoint says "in step" now
         self.load_seconds = time.monotonic() - began
         log.info(
@@ -332,7 +339,7 @@ class KVStore:
                 else:
                     log.warning("Kafka: %s", error)
             if at_end and not records:
-                self._in_step_at = asked_at
+                self._in_step_at = asked_at - IN_STEP_MARGIN
             self._apply(records, None, consumer)
 
     def _apply(
