@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
+import subprocess
 import tempfile
 import time
 import uuid
@@ -108,11 +110,36 @@ def propagation(
     return p50 / 1000, p99 / 1000, len(seen)
 
 
+def peer(python: str, topic: str, records: int, kafka: KafkaSettings) -> float:
+    """records/s of bench/kv_peer_quix.py run by `python` (the peers' own virtualenv)."""
+    script = Path(__file__).with_name("kv_peer_quix.py")
+    done = subprocess.run(
+        [
+            python,
+            str(script),
+            "--topic",
+            topic,
+            "--records",
+            str(records),
+            "--bootstrap-servers",
+            kafka.bootstrap_servers,
+        ],
+        capture_output=True,
+        check=True,
+        timeout=1800,
+    )
+    return float(json.loads(done.stdout.splitlines()[-1])["records_per_second"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--value-bytes", type=int, default=100)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument(
+        "--peer-python",
+        help="Python of a virtualenv with quixstreams: also time bench/kv_peer_quix.py on the topic",
+    )
     args = parser.parse_args()
     kafka = KafkaSettings.load()
     topic = f"bench-kv-{uuid.uuid4().hex[:8]}"
@@ -127,7 +154,11 @@ def main() -> None:
     took = time.perf_counter() - t0
     print(f"produced {args.keys} keys x {args.value_bytes} B in {took:.1f} s ({raw / 1e6:.0f} MB raw)")
     rows: list[tuple[str, str]] = []
+    peer_rate = None
     try:
+        if args.peer_python:
+            peer_rate = peer(args.peer_python, topic, args.keys, kafka)
+            rows.append(("peer: Quix Streams into its state", f"{peer_rate:,.0f} records/s"))
         gc.collect()
         before = rss()
         memory, seconds = load(kafka, topic)
@@ -136,6 +167,8 @@ def main() -> None:
         rows.append(
             ("load into memory, values=bytes", f"{args.keys / seconds:,.0f} records/s ({seconds:.2f} s)")
         )
+        if peer_rate:
+            rows.append(("  memory load vs the peer", f"{args.keys / seconds / peer_rate:.2f}x"))
         rows.append(
             ("RSS growth per key (memory)", f"{grown / args.keys:.0f} B = {grown / raw:.2f}x raw key+value")
         )
@@ -171,6 +204,8 @@ def main() -> None:
             rows.append(
                 ("load into disk store (LMDB)", f"{args.keys / seconds:,.0f} records/s ({seconds:.2f} s)")
             )
+            if peer_rate:
+                rows.append(("  disk load vs the peer", f"{args.keys / seconds / peer_rate:.2f}x"))
             hot = lookups[:1000]
             for key in hot:
                 disk.get(key)
