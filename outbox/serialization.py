@@ -95,21 +95,7 @@ class BytesSerializer:
 def serialized(serializer: Serializer, payload: Any) -> tuple[str, bytes]:
     """(content type, value bytes) from `serializer`, whatever it does wrong: a serializer is the
     caller's code, and publish() promises an OutboxError for bad input, never a stray exception."""
-    content_type = getattr(serializer, "content_type", None)
-    if not isinstance(content_type, str) or not content_type.strip() or not content_type.isascii():
-        raise SerializationError(
-            f"serializer {type(serializer).__name__} has content_type {content_type!r}: set it to the "
-            "MIME type of its bytes, e.g. 'application/json'"
-        )
-    # It travels as the `content-type` header, and bridges turn that into an HTTP header (the
-    # CloudEvents HTTP binding): a CR/LF would end it there and start headers of someone's choosing.
-    # For ASCII text, isprintable() is exactly "no control character" (0x00-0x1f, 0x7f).
-    if not content_type.isprintable():
-        raise SerializationError(
-            f"serializer {type(serializer).__name__} has content_type {content_type!r}, which holds a "
-            "control character (a line break, tab, NUL, ...): a MIME type is one line of printable "
-            "text, e.g. 'application/json; charset=utf-8'; remove the control characters"
-        )
+    content_type = checked_content_type(serializer)
     try:
         data = serializer.serialize(payload)
     except SerializationError:
@@ -125,3 +111,23 @@ def serialized(serializer: Serializer, payload: Any) -> tuple[str, bytes]:
             "its serialize() must return the exact bytes for Kafka (e.g. text.encode())"
         )
     return content_type, data
+
+
+def checked_content_type(serializer: Serializer) -> str:
+    """The serializer's content type, refused unless it is one line of printable ASCII."""
+    content_type = getattr(serializer, "content_type", None)
+    if not isinstance(content_type, str) or not content_type.strip() or not content_type.isascii():
+        raise SerializationError(
+            f"serializer {type(serializer).__name__} has content_type {content_type!r}: set it to the "
+            "MIME type of its bytes, e.g. 'application/json'"
+        )
+    # It travels as the `content-type` header, and bridges turn that into an HTTP header (the
+    # CloudEvents HTTP binding): a CR/LF would end it there and start headers of someone's choosing.
+    # For ASCII text, isprintable() is exactly "no control character" (0x00-0x1f, 0x7f).
+    if not content_type.isprintable():
+        raise SerializationError(
+            f"serializer {type(serializer).__name__} has content_type {content_type!r}, which holds a "
+            "control character (a line break, tab, NUL, ...): a MIME type is one line of printable "
+            "text, e.g. 'application/json; charset=utf-8'; remove the control characters"
+        )
+    return content_type
