@@ -18,6 +18,7 @@ TABLES = frozenset(
         "projector_offsets",
         "projector_applied_events",
         "projector_dead_letters",
+        "processor_offsets",
         VERSION_TABLE,
     }
 )

@@ -117,8 +117,10 @@ def test_migrate_upgrade_refuses_when_the_service_environment_owns_our_revisions
     _service, url = migrated_service
     result = CliRunner().invoke(migrate, ["upgrade", "--database-url", url])
     assert result.exit_code == 1
-    message = result.output.strip()
-    assert "DuplicateTable" not in message and "\n" not in message, message
+    # stderr: which database (issue 13 item 8), then the refusal, one line without the SQL.
+    [database, message] = result.stderr.strip().splitlines()
+    assert database.startswith("database ") and database.endswith("(from --database-url)"), database
+    assert "DuplicateTable" not in message, message
     assert "alembic_version" in message and "alembic upgrade heads" in message, message
     result = CliRunner().invoke(migrate, ["downgrade", "base", "--database-url", url])
     assert result.exit_code == 1 and "your own Alembic environment" in result.output, result.output
