@@ -7,6 +7,7 @@ import click
 from outboxkit.cli.cdc import cdc
 from outboxkit.cli.console import console
 from outboxkit.cli.doctor import doctor
+from outboxkit.cli.gateway import gateway
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.processor import processor
 from outboxkit.cli.projector import projector
@@ -56,3 +57,4 @@ main.add_command(replay)
 main.add_command(cdc)
 main.add_command(doctor)
 main.add_command(console)
+main.add_command(gateway)
