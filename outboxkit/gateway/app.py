@@ -42,10 +42,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         hub.live.update(await asyncio.to_thread(follower.open))
-        follower.start(asyncio.get_running_loop(), hub.dispatch)
+        following = asyncio.create_task(follower.follow(hub.dispatch))
         try:
             yield
         finally:
+            following.cancel()
             await asyncio.to_thread(follower.stop)
 
     async def connect(websocket: WebSocket) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -30,6 +30,12 @@ from outboxkit.ops.status import JSON
 log = logging.getLogger("outboxkit.gateway")
 
 BATCH = 500
+QUEUED_BATCHES = 4
+FOLLOWER_SETTINGS = {
+    # a read_committed fetch that finds only records of a transaction still open waits this long
+    # for more before answering empty: librdkafka's 500 ms default is added to every delivery then
+    "fetch.wait.max.ms": 20,
+}
 
 
 class Follower:
@@ -50,7 +56,7 @@ class Follower:
 
     def open(self) -> dict[Position, int]:
         """Assign every partition at its end (read_committed) and return those starting points."""
-        consumer = clients.consumer(self.kafka, f"outbox-gateway-{uuid.uuid4().hex[:12]}")
+        consumer = clients.consumer(self.kafka, f"outbox-gateway-{uuid.uuid4().hex[:12]}", FOLLOWER_SETTINGS)
         counts = partition_counts(consumer, self.topics)
         partitions = [(topic, p) for topic in self.topics for p in range(counts[topic])]
         starts = end_offsets(consumer, partitions)
@@ -58,13 +64,23 @@ class Follower:
         self._consumer = consumer
         return starts
 
-    def start(self, loop: asyncio.AbstractEventLoop, dispatch: Callable[[list[LiveRecord]], None]) -> None:
+    async def follow(self, dispatch: Callable[[list[LiveRecord]], Awaitable[None]]) -> None:
+        """Read in a thread, dispatch in the loop, one batch after the other; at most
+        `QUEUED_BATCHES` wait, then the reading thread waits too (memory stays bounded)."""
+        batches: asyncio.Queue[list[LiveRecord]] = asyncio.Queue(QUEUED_BATCHES)
+        loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
-            target=self._run, args=(loop, dispatch), name="gateway-follower", daemon=True
+            target=self._run, args=(loop, batches), name="gateway-follower", daemon=True
         )
         self._thread.start()
+        while True:
+            batch = await batches.get()
+            try:
+                await dispatch(batch)
+            except Exception:  # a bug in routing must not stop every connection's stream
+                log.exception("routing a batch failed")
 
-    def _run(self, loop: asyncio.AbstractEventLoop, dispatch: Callable[[list[LiveRecord]], None]) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop, batches: asyncio.Queue[list[LiveRecord]]) -> None:
         consumer = self._consumer
         assert consumer is not None, "open() first"
         fields: dict[str, JSON] = {"topics": list(self.topics)}
@@ -89,7 +105,13 @@ class Follower:
                 batch.append(_live(message, self.metrics))
             if batch:
                 self.metrics.records.inc(len(batch))
-                loop.call_soon_threadsafe(dispatch, batch)
+                handed = asyncio.run_coroutine_threadsafe(batches.put(batch), loop)
+                while not self._stop.is_set():
+                    try:
+                        handed.result(timeout=0.5)
+                        break
+                    except TimeoutError:
+                        continue
 
     def stop(self) -> None:
         self._stop.set()

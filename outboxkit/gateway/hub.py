@@ -8,6 +8,7 @@ record below its own position: docs/gateway.md, "Resume").
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -99,7 +100,9 @@ class Hub:
             if not found:
                 del self.subscribers[subscription.channel]
 
-    def dispatch(self, records: Sequence[LiveRecord]) -> None:
+    async def dispatch(self, records: Sequence[LiveRecord]) -> None:
+        """Route a batch; after each event delivered to someone, the senders get their turn, so a
+        client that keeps up sees its queue near empty however large Kafka's batches are."""
         for record in records:
             self.live[(record.topic, record.partition)] = record.offset + 1
             event = record.event
@@ -120,3 +123,4 @@ class Hub:
                 )
                 for subscription in list(found):
                     subscription.offer(held)
+                await asyncio.sleep(0)

@@ -41,12 +41,12 @@ def read_gap(
     """The events on `channel` from `starts` up to `targets` (both per partition); at most `limit`
     of them, else a reason. Blocking: run it in a thread."""
     wanted = {tp: offset for tp, offset in starts.items() if offset < targets[tp]}
-    if not wanted:
-        return Gap()
     consumer = clients.consumer(kafka, "outbox-gateway-replay", {"enable.partition.eof": True})
     try:
-        gone = _beyond_retention(consumer, wanted)
-        if gone:
+        # also where nothing is to be replayed (a client ahead of this gateway's live stream):
+        # records the client has not seen may be gone
+        gone = _beyond_retention(consumer, starts)
+        if gone or not wanted:
             return Gap(reason=gone)
         gap = Gap()
         try:

@@ -112,9 +112,13 @@ class Session:
         if drop is not None:
             self.metrics.drops.labels(drop).inc()
         log.info("closing a connection", extra={"code": int(code), "reason": reason})
+        # A close frame travels behind the bytes already in the socket's buffers: a slow client
+        # sees 4008 once it has read those. One that reads nothing for `ping_interval` seconds
+        # is dropped without it (the server's write buffer stays at its high-water mark meanwhile).
+        # A close frame's reason may carry 123 bytes (RFC 6455 section 5.5).
+        text = reason.encode()[:123].decode(errors="ignore")
         with contextlib.suppress(Exception):
-            # a close frame's reason may carry 123 bytes (RFC 6455 section 5.5)
-            await asyncio.wait_for(self.ws.close(int(code), reason.encode()[:123].decode(errors="ignore")), 2)
+            await asyncio.wait_for(self.ws.close(int(code), text), max(self.config.ping_interval, 2.0))
 
     def end(self, code: CloseCode, reason: str, drop: str) -> None:
         """End the connection with `code` (from any callback of the loop's thread)."""

@@ -138,6 +138,20 @@ class Gateway:
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
+    def wait_for_live(self, landed: list[tuple[int, int]], timeout: float = 20.0) -> None:
+        """Wait until the gateway's live stream has passed every (partition, offset) in `landed`
+        (so a resume afterwards finds the whole gap behind the live point)."""
+        from tests.daemons import http_json
+
+        deadline = time.monotonic() + timeout
+        while True:
+            _status, about = http_json(self.port, "/")
+            live = {(topic, partition): offset for topic, partition, offset in about["positions"]}
+            if all(live.get((self.topic, p), 0) > o for p, o in landed):
+                return
+            assert time.monotonic() < deadline, f"the gateway stays at {live}, short of {landed}"
+            time.sleep(0.05)
+
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
