@@ -25,8 +25,8 @@ Position = tuple[str, int]
 class CloseCode(IntEnum):
     """Why the gateway closed a connection (4000-4999: private use, RFC 6455 section 7.4.2)."""
 
-    GOING_AWAY = 1001
-    """The gateway is stopping: reconnect (to another process) and resume."""
+    SERVICE_RESTART = 1012
+    """The gateway is stopping (sent by uvicorn): reconnect (to another process) and resume."""
     TOKEN_INVALID = 4001
     """Forged or malformed token, or no `connect` in time: do not retry with the same token."""
     TOKEN_EXPIRED = 4002

@@ -41,7 +41,7 @@ def issue_token(
 ) -> str:
     """A token for `user`, valid for `ttl` seconds (what the page's app hands its browser)."""
     issued = time.time() if now is None else now
-    claims: dict[str, object] = {"sub": user, "iat": int(issued), "exp": issued + ttl}
+    claims: dict[str, object] = {"sub": user, "iat": int(issued), "exp": int(issued + ttl)}
     if channels:
         claims["channels"] = sorted(channels)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
