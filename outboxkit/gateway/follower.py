@@ -86,7 +86,10 @@ class Follower:
         fields: dict[str, JSON] = {"topics": list(self.topics)}
         while not self._stop.is_set():
             try:
-                messages = consumer.consume(BATCH, 0.2)
+                # poll waits for the first record only; consume(n, timeout) would wait until n
+                # records or the timeout, adding up to the whole timeout to every delivery
+                first = consumer.poll(0.2)
+                messages = [first, *consumer.consume(BATCH - 1, 0)] if first is not None else []
             except Exception as err:  # librdkafka raises on fatal errors only
                 log.exception("the live consumer failed")
                 self.heartbeat.beat(HealthStatus.FAILED, reason=str(err), **fields)

@@ -30,7 +30,7 @@ class LiveRecord:
     event: ReceivedEvent | None
 
 
-Push = Callable[[bytes, float | None], bool]
+Push = Callable[[str, float | None], bool]
 """Queue a message on a connection (with its record's timestamp); False when the queue is full."""
 
 
@@ -80,7 +80,7 @@ class Held:
     partition: int
     offset: int
     owner: str | None
-    data: bytes
+    data: str
     timestamp: float | None
 
 

@@ -85,12 +85,13 @@ def positions_json(positions: dict[Position, int]) -> list[list[Any]]:
     return [[topic, partition, offset] for (topic, partition), offset in sorted(positions.items())]
 
 
-def message(kind: str, **fields: Any) -> bytes:
-    return orjson.dumps({"type": kind, **fields})
+def message(kind: str, **fields: Any) -> str:
+    return orjson.dumps({"type": kind, **fields}).decode()
 
 
-def event_message(channel: str, event: ReceivedEvent) -> bytes:
-    """`{type: event, channel, version, event}`, encoded once per channel and shared by connections."""
+def event_message(channel: str, event: ReceivedEvent) -> str:
+    """`{type: event, channel, version, event}`, encoded once per channel and shared by connections
+    (text: a WebSocket text frame needs str, and decoding it per connection would cost)."""
     return orjson.dumps(
         {
             "type": "event",
@@ -104,4 +105,4 @@ def event_message(channel: str, event: ReceivedEvent) -> bytes:
                 "data": event.payload,
             },
         }
-    )
+    ).decode()

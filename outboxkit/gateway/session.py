@@ -53,7 +53,7 @@ class Session:
         self.hub = hub
         self.kafka = kafka
         self.metrics = metrics
-        self.queue: asyncio.Queue[tuple[bytes, float | None] | None] = asyncio.Queue(config.queue_size)
+        self.queue: asyncio.Queue[tuple[str, float | None] | None] = asyncio.Queue(config.queue_size)
         self.subscriptions: dict[str, Subscription] = {}
         self.grant: Grant | None = None
         self.closing: tuple[CloseCode, str, str] | None = None
@@ -126,8 +126,8 @@ class Session:
             self.closing = (code, reason, drop)
             self.done.set()
 
-    async def _send(self, data: bytes) -> None:
-        await self.ws.send_text(data.decode())
+    async def _send(self, data: str) -> None:
+        await self.ws.send_text(data)
 
     async def _sender(self) -> None:
         while True:
@@ -140,7 +140,7 @@ class Session:
             if timestamp is not None:
                 self.metrics.latency.observe(max(time.time() - timestamp, 0.0))
 
-    def _push(self, data: bytes, timestamp: float | None) -> bool:
+    def _push(self, data: str, timestamp: float | None) -> bool:
         try:
             self.queue.put_nowait((data, timestamp))
         except asyncio.QueueFull:
@@ -188,7 +188,7 @@ class Session:
         else:
             raise ProtocolError(f"unknown message type {kind!r}: connect, subscribe, unsubscribe or refresh")
 
-    async def _reply(self, data: bytes) -> None:
+    async def _reply(self, data: str) -> None:
         """Replies go through the queue too: they keep their place among the events."""
         await self.queue.put((data, None))
 
