@@ -25,3 +25,9 @@ def test_demo_makes_the_round_trip(
     assert "'owner': 'cid', 'version': 5, 'installed_apps': ['blog']" in result.output
     assert "'owner': 'bob', 'version': 1, 'installed_apps': []" in result.output
     assert "13. order status projection: every order settled; money and stock balance" in result.output
+    pushed = next(line for line in result.output.splitlines() if line.startswith("15. gateway"))
+    assert pushed.endswith(
+        "import.requested 0/500, import.progress 100/500, import.progress 200/500, import.progress 300/500,"
+        " import.progress 400/500, import.completed 500/500"
+    )
+    assert "16. job-status projection: completed" in result.output
