@@ -98,3 +98,28 @@ def test_a_slow_client_is_cut_off_while_fast_clients_keep_their_latency(
     finally:
         gateway.clients.close()
         assert gateway.stop() == 0
+
+
+def test_a_client_that_answers_no_ping_is_dropped(
+    bootstrap_servers: str, writer: StatusWriter, tmp_path: Path
+) -> None:
+    gateway = Gateway(
+        bootstrap_servers, writer.topic, tmp_path / "gateway.log", ("--ping-interval", "1")
+    ).start()
+    try:
+        silent = StalledClient(gateway.port, token("alice"))  # reads nothing, so answers no ping
+        alive = gateway.client(token("alice"))  # the library answers pings by itself
+        assert receive(alive)["type"] == "connected"
+        deadline = time.monotonic() + 15
+        while "outbox_gateway_connections 2.0" not in http_get(gateway.metrics_port, "/metrics")[1].decode():
+            assert time.monotonic() < deadline, "the silent client did not connect"
+            time.sleep(0.05)
+        while "outbox_gateway_connections 1.0" not in http_get(gateway.metrics_port, "/metrics")[1].decode():
+            assert time.monotonic() < deadline, "the silent client was not dropped"
+            time.sleep(0.2)
+        assert silent.read_to_close() == 1011  # uvicorn's "keepalive ping timeout"
+        subscribe(alive, "user:alice")
+        assert receive(alive)["type"] == "subscribed"  # the other one is still served
+    finally:
+        gateway.clients.close()
+        assert gateway.stop() == 0
