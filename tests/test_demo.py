@@ -29,3 +29,9 @@ def test_demo_makes_the_round_trip(
     assert "15. pages service: GET blog-" in result.output and "-> (404, 'no site blog-" in result.output
     assert "theme-broken" not in result.output
     assert "19. order status projection: every order settled; money and stock balance" in result.output
+    pushed = next(line for line in result.output.splitlines() if line.startswith("21. gateway"))
+    assert pushed.endswith(
+        "import.requested 0/500, import.progress 100/500, import.progress 200/500, import.progress 300/500,"
+        " import.progress 400/500, import.completed 500/500"
+    )
+    assert "22. job-status projection: completed" in result.output

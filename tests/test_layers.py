@@ -21,6 +21,7 @@ FLOORS: dict[str, set[str]] = {
     "projectors": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
     "outboxkit.processors": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
     "outboxkit.kv": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
+    "outboxkit.gateway": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
 }
 OURS = ("outbox", "outboxkit", "relay", "projectors")
 

@@ -172,10 +172,10 @@ def test_demo_runs_from_the_clean_venv(
         env["OUTBOX_CONNECT_URL"] = request.getfixturevalue("connect_url")
     output = run([installed / "outbox", "demo", "--relay", relay], cwd=outside, env=env, timeout=300)
     steps = [line.split(".")[0] for line in output.splitlines() if line[:1].isdigit()]
-    assert sorted(set(steps)) == [str(n) for n in range(10)], output
+    assert sorted(set(steps), key=int) == [str(n) for n in range(23)], output
     assert "6. shop: 4 events made the round trip, none of the rolled-back order" in output
     assert "'owner': 'cid', 'version': 5, 'installed_apps': ['blog']" in output
-    assert output.rstrip().endswith("done.")
+    assert "\ndone.\n" in output  # stdout; log lines on stderr (the payments provider's failures) follow it
 
 
 def wait_for_rows(url: str, table: str, count: int, timeout: float = 120) -> dict[str, int]:

@@ -8,6 +8,7 @@ from outboxkit.cli.cdc import cdc
 from outboxkit.cli.console import console
 from outboxkit.cli.dead_letters import dead_letters
 from outboxkit.cli.doctor import doctor
+from outboxkit.cli.gateway import gateway
 from outboxkit.cli.kv import kv
 from outboxkit.cli.migrate import migrate
 from outboxkit.cli.processor import processor
@@ -60,3 +61,4 @@ main.add_command(cdc)
 main.add_command(doctor)
 main.add_command(console)
 main.add_command(kv)
+main.add_command(gateway)

@@ -17,6 +17,7 @@ from outbox import OutboxSettings, migrations
 from outbox.config import mask_url
 from outbox.envelope import from_kafka
 from outboxkit.examples.config.demo import run_config_demo
+from outboxkit.examples.imports.demo import run_imports_demo
 from outboxkit.examples.payments.demo import run_payments_demo
 from outboxkit.examples.sites.demo import run_sites_demo
 from outboxkit.kafka import clients
@@ -72,6 +73,8 @@ def run_demo(settings: OutboxSettings, echo: Echo = print, relay: str = "polling
         run_config_demo(settings.database_url, kafka_of(settings), echo)
         # Events in transactions (seed §5): payments and inventory as exactly-once processors.
         run_payments_demo(settings.database_url, kafka_of(settings), echo)
+        # Event-driven end to end (seed §6): a long import's status pushed over a WebSocket.
+        run_imports_demo(settings.database_url, kafka_of(settings), echo)
     finally:
         stop_relay()
         engine.dispose()

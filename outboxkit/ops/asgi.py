@@ -9,9 +9,20 @@ from typing import Any
 import uvicorn
 
 
-def run_asgi(app: Any, host: str, port: int, *, graceful_seconds: float = 2.0) -> None:
+def run_asgi(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    graceful_seconds: float = 2.0,
+    ping_interval: float | None = 20.0,
+    max_frame_bytes: int = 1024 * 1024,
+) -> None:
     """Serve `app` until SIGTERM or SIGINT; open connections get `graceful_seconds` to finish.
     A port that is taken is logged by uvicorn, which exits with code 1.
+
+    WebSockets: a ping every `ping_interval` seconds (None: none); a peer that does not answer
+    with a pong within as long is disconnected. Frames larger than `max_frame_bytes` are refused.
 
     uvicorn raises a caught signal again once it has shut down (so the process would die of it,
     exit code -15): our own handler, which it restores before doing so, receives it instead.
@@ -23,6 +34,10 @@ def run_asgi(app: Any, host: str, port: int, *, graceful_seconds: float = 2.0) -
         log_config=None,  # outboxkit.ops.logs formats uvicorn's records too
         access_log=False,
         timeout_graceful_shutdown=max(1, round(graceful_seconds)),
+        ws="websockets-sansio",
+        ws_ping_interval=ping_interval,
+        ws_ping_timeout=ping_interval,
+        ws_max_size=max_frame_bytes,
     )
     server = uvicorn.Server(config)
 

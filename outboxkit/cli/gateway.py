@@ -1,0 +1,109 @@
+"""`outbox gateway`: the WebSocket gateway that pushes status events to browsers (docs/gateway.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+
+log = logging.getLogger("outboxkit.gateway")
+
+SECRET_VARIABLE = "OUTBOX_GATEWAY_SECRET"
+
+
+@click.group("gateway", cls=CommandGroup)
+@CONFIG
+def gateway() -> None:
+    """Push status events from Kafka to browsers over WebSockets."""
+
+
+@gateway.command()
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    required=True,
+    envvar="OUTBOX_GATEWAY_TOPICS",
+    help="A status topic to follow, all partitions (repeatable) [env OUTBOX_GATEWAY_TOPICS].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the WebSocket endpoint.")
+@click.option("--port", default=8070, show_default=True, type=click.IntRange(1, 65535), help="Its port.")
+@click.option("--owner-field", default="user_id", show_default=True, help="Payload field naming the user.")
+@click.option("--subject-prefix", default="job", show_default=True, help="Channel `<prefix>:<ce_subject>`.")
+@click.option(
+    "--queue-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Messages waiting for one client before it is cut off as too slow (close code 4008).",
+)
+@click.option(
+    "--ping-interval",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between WebSocket pings; no pong within as long: the client is dropped.",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics and /healthz."
+)
+@click.option("--metrics-port", type=int, help="Serve /metrics and /healthz on this port.")
+@LOG_LEVEL
+@click.pass_context
+def run(
+    ctx: click.Context,
+    *,
+    topics: tuple[str, ...],
+    host: str,
+    port: int,
+    owner_field: str,
+    subject_prefix: str,
+    queue_size: int,
+    ping_interval: float,
+    metrics_host: str,
+    metrics_port: int | None,
+    log_level: str,
+) -> None:
+    """Serve the gateway until SIGTERM/SIGINT (exit code 0).
+
+    Tokens are JWT (HS256) signed with the secret in OUTBOX_GATEWAY_SECRET (at least 32 bytes),
+    naming the user in `sub`. Each process follows every partition of the --topic topics, so any
+    number of them can stand behind a load balancer.
+    """
+    from outbox.errors import ConfigurationError
+    from outboxkit.gateway.app import create_app
+    from outboxkit.gateway.config import GatewayConfig
+    from outboxkit.gateway.metrics import GatewayMetrics
+    from outboxkit.ops import logs
+    from outboxkit.ops.asgi import run_asgi
+    from outboxkit.ops.endpoints import serve
+    from outboxkit.ops.health import Heartbeat
+
+    names = tuple(name for given in topics for name in given.split())
+    try:
+        config = GatewayConfig(
+            topics=names,
+            secret=os.environ.get(SECRET_VARIABLE, ""),
+            owner_field=owner_field,
+            subject_prefix=subject_prefix,
+            queue_size=queue_size,
+            ping_interval=ping_interval,
+        )
+    except ConfigurationError as err:
+        raise click.UsageError(str(err)) from err
+    kafka = CommandSettings(ctx).kafka
+    logs.configure(log_level)
+    metrics, heartbeat = GatewayMetrics(), Heartbeat()
+    app = create_app(config, kafka, metrics, heartbeat)
+    endpoints = None
+    if metrics_port is not None:
+        endpoints = serve(metrics_host, metrics_port, registry=metrics.registry, health=heartbeat)
+    log.info("gateway serving", extra={"address": f"ws://{host}:{port}/ws", "topics": list(names)})
+    try:
+        run_asgi(app, host, port, ping_interval=ping_interval)
+    finally:
+        if endpoints is not None:
+            endpoints.close()
