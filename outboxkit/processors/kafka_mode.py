@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SEEK_SETTLE_SECONDS = 1.0
+"""After a rewind, how long the consumer's positions are not trusted for partitions that handed
+over no record since: a seek is asynchronous, and until it is done a position may still name the
+offset before the rewind (committing it would skip the records in between)."""
+
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
 records (an offsets-only transaction), so the group's lag reaches 0 when everything is handled."""
@@ -104,6 +109,7 @@ class KafkaProcessorRunner:
         self._open_since: float | None = None
         self._inputs = 0
         self._rewind = False
+        self._rewound_at = float("-inf")
         self._last_idle_commit = 0.0
 
     @property
@@ -127,7 +133,7 @@ class KafkaProcessorRunner:
                 batch_size=min(500, config.transaction_records),
                 batch_timeout=min(0.1, config.transaction_ms / 1000),
                 on_turn=self._turn,
-                on_stop=lambda _consumer: self._commit(final=True),
+                on_stop=lambda _consumer: self._stopping(),
             )
         except Exception as err:
             if self.health is not None:
@@ -226,6 +232,14 @@ class KafkaProcessorRunner:
         if self.health is not None:
             self.health.beat("ok", partitions=[f"{t}[{p}]" for t, p in sorted(self.group.positions)])
 
+    def _stopping(self) -> None:
+        """Commit what is open, or else the positions past markers (so a stopped processor that
+        handled everything shows no lag)."""
+        if self.in_transaction:
+            self._commit(final=True)
+        else:
+            self._commit_passed_positions()
+
     def _due(self) -> bool:
         return self._open_since is not None and (
             (time.monotonic() - self._open_since) * 1000 >= self.config.transaction_ms
@@ -236,6 +250,8 @@ class KafkaProcessorRunner:
         (all handled, outside a consume) and past markers and aborted records after them."""
         consumer = self.group.consumer
         owned = self.group.positions
+        if time.monotonic() - self._rewound_at < SEEK_SETTLE_SECONDS:
+            owned = {tp: n for tp, n in owned.items() if tp in self._done}
         if consumer is None or not owned:
             return {}
         asked = consumer.position([TopicPartition(*tp) for tp in owned])
@@ -288,6 +304,7 @@ class KafkaProcessorRunner:
         back = {tp: self.committed[tp] for tp in owned if tp in self.committed}
         log.info("rewinding to the committed offsets %s", sorted(back.items()))
         self.group.rewind(back)
+        self._rewound_at = time.monotonic()
         return True
 
     def _abort_quietly(self) -> None:

@@ -16,6 +16,7 @@ from outbox.routing import topic_problem
 from outboxkit.kafka.records import ReceivedEvent
 from outboxkit.processors.config import ProcessorConfig
 from outboxkit.processors.errors import ProcessorNotFoundError
+from outboxkit.processors.lineage import idempotency_key
 
 Mode = Literal["kafka", "database"]
 MODES: tuple[Mode, ...] = ("kafka", "database")
@@ -27,13 +28,17 @@ class Context:
     """What a handler gets besides the event. Handlers add outputs with `emit` or return them."""
 
     event: ReceivedEvent
-    idempotency_key: str
-    """Stable for this input event and this processor: pass it to third parties (a payment
-    provider's Idempotency-Key), so a handler run again after a crash does not act twice."""
+    processor: str
     connection: Connection | None = None
     """Mode database: the transaction the handler's writes, its outputs and the input positions
     commit in (never commit it). Mode kafka: None."""
     outputs: list[Event] = field(default_factory=list)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this input event and this processor: pass it to third parties (a payment
+        provider's Idempotency-Key), so a handler run again after a crash does not act twice."""
+        return idempotency_key(self.processor, self.event)
 
     def emit(
         self,
