@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from outbox import Event
 from outbox.errors import ConfigurationError
 from outbox.routing import topic_problem
 from outboxkit.kafka.records import ReceivedEvent
+from outboxkit.ops.references import load_reference
 from outboxkit.processors.config import ProcessorConfig
 from outboxkit.processors.errors import ProcessorNotFoundError
 from outboxkit.processors.lineage import idempotency_key
@@ -133,18 +133,4 @@ class Processor:
 def load_processor(reference: str) -> Processor:
     """Resolve `package.module:attribute` to a Processor; the attribute may also be a function
     without arguments that returns one (a factory reading its settings from the environment)."""
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        raise ProcessorNotFoundError(f"{reference!r}: expected 'package.module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ProcessorNotFoundError(f"{reference!r}: cannot import {module_name!r}: {err}") from err
-    found: Any = module
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
-    if callable(found) and not isinstance(found, Processor):
-        found = found()
-    if not isinstance(found, Processor):
-        raise ProcessorNotFoundError(f"{reference!r} is {type(found).__name__}, not a Processor")
-    return found
+    return load_reference(reference, Processor, ProcessorNotFoundError)
