@@ -34,7 +34,7 @@ from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
-from outboxkit.kafka.transactions import TransactionAbortedError
+from outboxkit.kafka.transactions import ProducerFencedError, TransactionAbortedError
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome
 from outboxkit.processors.metrics import ProcessorMetrics
@@ -180,10 +180,16 @@ class KafkaProcessorRunner:
         if self._open_since is None:
             transactions.begin(producer)
             self._open_since = time.monotonic()
-        for message in records:
-            outcome = self.handler.handle(message)
-            self._send(producer, message, outcome)
-            self._done[where(message)] = (message.offset() or 0) + 1
+        try:
+            for message in records:
+                outcome = self.handler.handle(message)
+                self._send(producer, message, outcome)
+                self._done[where(message)] = (message.offset() or 0) + 1
+        except TransactionAbortedError as err:
+            log.warning("%s; aborting, reading again from the committed offsets", err)
+            self._abort_quietly()
+            self._rewind = True
+            return
         self._inputs += len(records)
         self.metrics.processed.labels(self.processor.name).inc(len(records))
         if self._inputs >= self.config.transaction_records or self._due():
@@ -221,6 +227,14 @@ class KafkaProcessorRunner:
                 return
             except BufferError:  # the queue is full: let deliveries drain it
                 producer.poll(0.05)
+            except KafkaException as err:  # fatal (fenced), or the transaction must abort
+                error = err.args[0]
+                if error.fatal():
+                    raise ProducerFencedError(
+                        f"the transactional producer cannot go on ({error.str()}): another instance "
+                        "took over or the broker fenced it; this instance stops"
+                    ) from err
+                raise TransactionAbortedError(f"cannot produce to {topic!r}: {error.str()}") from err
 
     def _turn(self) -> None:
         self._rewind_if_asked()
