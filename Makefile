@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test check venv
+.PHONY: demo test check venv console
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,22 @@ demo: $(INSTALLED)
 	stack/stack up
 	$(BIN)/outbox demo
 
+## console: the operator console on http://127.0.0.1:8090/ for the demo's relay and projector
+console: $(INSTALLED)
+	stack/stack up
+	SITES_PROJECTOR=site-summary-demo $(BIN)/outbox console --projector outboxkit.examples.sites.projection:from_environment
+
 ## check: lint, format and type checks (no services needed)
 check: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## test: set everything up, run the checks and the whole test suite against the real stack.
+## test: set everything up (the stack, and Debian's chromium for the page tests), run the checks and
+## the whole test suite against the real stack.
 ## Under CI=true the stack is stopped afterwards; on a developer's machine it stays up for the next run.
 test: $(INSTALLED)
+	stack/install-browser
 	stack/stack up
 	status=0; $(MAKE) --no-print-directory check && $(BIN)/pytest || status=$$?; \
 	if [ "$$CI" = true ]; then stack/stack down; fi; exit $$status

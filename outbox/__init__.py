@@ -13,12 +13,13 @@ from outbox.errors import (
     StorageError,
     UnsupportedTargetError,
 )
-from outbox.event import Event
+from outbox.event import TOMBSTONE, Event
 from outbox.publisher import Outbox, default_outbox, publish, publish_many
 from outbox.routing import TopicRouter
 from outbox.serialization import BytesSerializer, JsonSerializer, Serializer
 
 __all__ = [
+    "TOMBSTONE",
     "AggregateRoot",
     "BytesSerializer",
     "ConfigurationError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -108,9 +109,9 @@ def settings_error(
 
     Raise it `from None`: the chained pydantic error would print the inputs again.
     """
-    if isinstance(err, SettingsError):  # a value the environment source cannot parse (bad JSON)
-        return ConfigurationError(f"invalid {cls.__name__} ({hint}): {mask_url(str(err))}")
     prefix = cls.model_config.get("env_prefix", "")
+    if isinstance(err, SettingsError):  # a value the environment source cannot parse (bad JSON)
+        return ConfigurationError(f"invalid {cls.__name__} ({hint}):\n  {_unparsable(prefix, err)}")
     lines = []
     for error in err.errors():
         loc = [str(part) for part in error["loc"]]
@@ -120,6 +121,25 @@ def settings_error(
         shown = "" if error["type"] == "value_error" else _shown(loc, error.get("input"))
         lines.append(f"  {name}: {message}{shown}")
     return ConfigurationError(f"invalid {cls.__name__} ({hint}):\n" + "\n".join(lines))
+
+
+_UNPARSABLE = re.compile(r'error parsing value for field "(?P<field>\w+)"')
+
+
+def _unparsable(prefix: str, err: SettingsError) -> str:
+    """`field (VARIABLE): is not valid JSON (why); give a JSON object...` for pydantic-settings'
+    "error parsing value for field ..." (a complex field's variable is read as JSON), which names
+    neither the variable nor what was wrong with it."""
+    found = _UNPARSABLE.search(str(err))
+    if found is None:
+        return mask_url(str(err))
+    field = found["field"]
+    cause = err.__cause__ or err.__context__
+    why = f" ({cause})" if cause is not None else ""
+    return (
+        f"{field} ({prefix}{field.upper()}): is not valid JSON{why}; this variable is read as JSON,"
+        """ e.g. '{"key": "value"}' for a mapping"""
+    )
 
 
 def _shown(loc: list[str], value: Any) -> str:

@@ -64,7 +64,8 @@ class StoredEvent:
     aggregate_id: str
     topic: str
     content_type: str
-    payload: bytes
+    payload: bytes | None
+    """None: a tombstone (outbox.TOMBSTONE), a record with a null value."""
     headers: Mapping[str, str] = field(default_factory=dict)
     traceparent: str | None = None
 
@@ -75,12 +76,13 @@ class KafkaRecord:
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None
+    """None: a tombstone."""
     headers: Headers
 
     def size(self) -> int:
         """Upper bound of the record's size on the wire, batch framing included."""
-        size = BATCH_OVERHEAD + RECORD_OVERHEAD + len(self.key) + len(self.value)
+        size = BATCH_OVERHEAD + RECORD_OVERHEAD + len(self.key) + len(self.value or b"")
         size += HEADER_OVERHEAD * len(self.headers)
         for name, value in self.headers:  # a plain loop: the relay sizes every record it sends
             size += len(name.encode()) + len(value)
@@ -113,7 +115,7 @@ def encode(  # noqa: PLR0917 - positional: a batch row is passed as is
     aggregate_id: str,
     topic: str,
     content_type: str,
-    payload: bytes,
+    payload: bytes | None,
     headers: Mapping[str, str] | None,
     traceparent: str | None,
 ) -> KafkaRecord:

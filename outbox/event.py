@@ -13,6 +13,30 @@ from uuid_utils.compat import uuid7
 from outbox.tracing import current_traceparent
 
 
+class Tombstone:
+    """The type of `TOMBSTONE` (one instance)."""
+
+    _instance: Tombstone | None = None
+
+    def __new__(cls) -> Tombstone:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "TOMBSTONE"
+
+    def __reduce__(self) -> str:
+        return "TOMBSTONE"
+
+
+TOMBSTONE = Tombstone()
+"""An event payload that deletes its key: the Kafka record's value is null (a tombstone), which a
+compacted topic (a KV store's) takes as "delete this key". Both relays send it the same way: the
+row's payload is NULL; the polling relay produces a null value, Debezium's router emits a
+tombstone for a NULL payload (route.tombstone.on.empty.payload). The headers are the usual ones."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -32,7 +56,7 @@ class Event:
     aggregate_id: str | int | UUID
     """The aggregate's id (ints and UUIDs are rendered as text): the Kafka key and `ce_subject`."""
     payload: Any
-    """The event's data."""
+    """The event's data; `TOMBSTONE` for a delete on a compacted topic (a null Kafka value)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra Kafka headers (names must not start with `ce_`; values are text)."""
     id: UUID = field(default_factory=uuid7)

@@ -20,10 +20,10 @@ from outbox.errors import (
     StorageError,
     UnsupportedTargetError,
 )
-from outbox.event import Event
+from outbox.event import TOMBSTONE, Event
 from outbox.routing import TopicRouter
-from outbox.schema import TABLE
-from outbox.serialization import JsonSerializer, Serializer, serialized
+from outbox.schema import RUN_MIGRATIONS, TABLE
+from outbox.serialization import JsonSerializer, Serializer, checked_content_type, serialized
 from outbox.sql import DELETE_SQL, SQL, delete_statement, insert_statement
 from outbox.validation import (
     checked_headers,
@@ -85,7 +85,11 @@ class Outbox:
         aggregate_type = required_text("aggregate_type", event.aggregate_type)
         aggregate_id = required_text("aggregate_id", event.aggregate_id)
         source = required_text("source", event.source or self.source)
-        content_type, payload = serialized(self.serializer, event.payload)
+        payload: bytes | None
+        if event.payload is TOMBSTONE:  # a delete on a compacted topic: NULL payload, null value
+            content_type, payload = checked_content_type(self.serializer), None
+        else:
+            content_type, payload = serialized(self.serializer, event.payload)
         stored = StoredEvent(
             ce_id=checked_id(event.id),
             ce_type=event_type,
@@ -185,10 +189,7 @@ def _is_async(target: object) -> bool:
 def _translate(err: DBAPIError) -> StorageError | MigrationError:
     # psycopg's UndefinedTable: the migrations have not been run on this database.
     if getattr(err.orig, "sqlstate", None) == "42P01":
-        return MigrationError(
-            f"table {TABLE} does not exist: run `outbox migrate upgrade` (or include outboxkit's "
-            "migrations in your Alembic environment), then roll back and retry"
-        )
+        return MigrationError(f"table {TABLE} does not exist: {RUN_MIGRATIONS}; then roll back and retry")
     return StorageError(
         f"PostgreSQL refused the outbox write: {err.orig}. The transaction is aborted: roll it back"
     )

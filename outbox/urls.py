@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
 from outbox.errors import ConfigurationError
+from outbox.schema import RUN_MIGRATIONS
 
 MASK = "***"
 # scheme://user:PASSWORD@ - the password runs to the last '@' before the path, query or a quote.
@@ -88,5 +89,5 @@ def postgres_problem(url: str, err: psycopg.Error) -> str:
     if isinstance(err, psycopg.OperationalError):
         return f"cannot connect to PostgreSQL at {mask_url(url)}: {said}"
     if isinstance(err, psycopg.errors.UndefinedTable):
-        said += " (are outboxkit's tables there? run `outbox migrate upgrade` on this database)"
+        said += f" ({RUN_MIGRATIONS})"
     return f"PostgreSQL at {mask_url(url)}: {said}"

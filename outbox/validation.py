@@ -33,9 +33,15 @@ def required_text(field: str, value: Any) -> str:
     """`value` as non-empty, storable text of at most MAX_TEXT characters."""
     if isinstance(value, int | UUID) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value.strip():
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidEventError(
             f"event {field} is missing or empty (got {value!r}); set it to a non-empty string"
+        )
+    if not isinstance(value, str):
+        # A float's or a bool's text is not the key anyone means (1.5 vs 1.50, True): say so.
+        raise InvalidEventError(
+            f"event {field} must be a str, an int or a uuid.UUID, got {type(value).__name__}"
+            f" {value!r}; pass the text consumers should see as the key, e.g. str(...) of your id"
         )
     if len(value) > MAX_TEXT or not _encodable(value):
         raise InvalidEventError(

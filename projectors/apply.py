@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -26,10 +27,12 @@ from sqlalchemy.exc import DBAPIError
 from outboxkit.kafka.dead_letter import DeadLetterPublisher
 from outboxkit.kafka.errors import UndecodableRecordError
 from outboxkit.kafka.records import ReceivedEvent, decode_message, where
+from projectors import dead_letters
 from projectors.config import ProjectorConfig
 from projectors.errors import HandlerFailedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
+from projectors.schema import MIGRATE, MissingTablesError, schema_problem
 from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore, TopicPartition
 
@@ -68,9 +71,13 @@ class BatchApplier:
         metrics: ProjectorMetrics,
         *,
         setup: Callable[[Connection], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         spans: HandlerSpans | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
+        """`stop`: once set, no further record is applied and back-off waits end at once (the
+        records not applied stay below the stored offset, for the next run); `sleep` replaces the
+        back-off wait (tests)."""
         self.projector = projector
         self.config: ProjectorConfig = projector.config
         self.engine = engine
@@ -78,6 +85,7 @@ class BatchApplier:
         self.dead_letters = dead_letters
         self.metrics = metrics
         self._setup = setup
+        self.stop = stop or threading.Event()
         self._sleep = sleep
         self._batches = 0
         self.spans = spans or HandlerSpans(projector.name, projector.group_id)
@@ -98,6 +106,8 @@ class BatchApplier:
         except Exception as err:
             log.info("batch of %d records failed (%s); applying them one by one", len(records), err)
             positions = self._apply_one_by_one(records, expected)
+            if self.stop.is_set():
+                return positions
         self.metrics.batch_seconds.labels(self.projector.name).observe(time.perf_counter() - started)
         self._batches += 1
         if self.config.dedupe_event_ids and self._batches % PRUNE_EVERY == 0:
@@ -162,17 +172,32 @@ class BatchApplier:
     ) -> dict[TopicPartition, int]:
         positions = dict(expected)
         for message in records:
+            if self.stop.is_set():
+                break
             tp = where(message)
-            positions[tp] = self._apply_one(message, positions[tp])
+            applied = self._apply_one(message, positions[tp])
+            if applied is None:  # stopped while retrying: this record and the rest wait
+                break
+            positions[tp] = applied
         return positions
 
-    def _apply_one(self, message: Message, expected: int) -> int:
+    def _pause(self, seconds: float) -> bool:
+        """Wait `seconds` before a retry; False when stopped meanwhile (a signal ends the wait)."""
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self.stop.wait(seconds)
+        return not self.stop.is_set()
+
+    def _apply_one(self, message: Message, expected: int) -> int | None:
+        """Apply one record (retried, then dead-lettered or stopping); its next offset, or None
+        when `stop` was set before it was applied."""
         tp, offset = where(message), message.offset() or 0
         after = {tp: offset + 1}
         try:
             event = decode_message(message)
         except UndecodableRecordError as err:
-            self._dead_letter(message, err, 1, expected)
+            self._dead_letter(message, None, err, 1, expected)
             return offset + 1
         attempt = 0
         while True:
@@ -187,27 +212,55 @@ class BatchApplier:
             except Exception as err:
                 if is_transient(err):
                     log.warning("transient database failure at %s@%d, retrying: %s", tp, offset, err)
-                    self._sleep(self.config.retry_backoff_max)
+                    if not self._pause(self.config.retry_backoff_max):
+                        return None
                     continue
                 attempt += 1
                 if attempt > self.config.max_retries:
+                    problem = schema_problem(err)
+                    if problem is not None:  # not the event's fault: dead-lettering would take them all
+                        raise MissingTablesError(
+                            f"projector {self.projector.name!r}: {problem} (at {tp[0]}[{tp[1]}]@{offset}, "
+                            f"not applied): {MIGRATE}, and create the read model's tables"
+                        ) from err
                     if self.config.on_failure == "stop":
                         raise HandlerFailedError(
                             f"projector {self.projector.name!r}: {event.type} {event.id} at "
                             f"{tp[0]}[{tp[1]}]@{offset} failed {attempt} times: {err}"
                         ) from err
-                    self._dead_letter(message, err, attempt, expected)
+                    self._dead_letter(message, event, err, attempt, expected)
                     return offset + 1
                 log.warning("handler failed at %s@%d (attempt %d): %s", tp, offset, attempt, err)
-                self._sleep(self.config.backoff(attempt))
+                if not self._pause(self.config.backoff(attempt)):
+                    return None
 
-    def _dead_letter(self, message: Message, error: BaseException, attempts: int, expected: int) -> None:
-        """Publish to the dead-letter topic, then store the offset past it (at least once to the DLQ)."""
+    def _dead_letter(
+        self,
+        message: Message,
+        event: ReceivedEvent | None,
+        error: BaseException,
+        attempts: int,
+        expected: int,
+    ) -> None:
+        """Publish to the dead-letter topic, then store the offset past it (at least once to the
+        DLQ) and remember the event as dead-lettered (projectors/dead_letters.py); an event the
+        projector (or its rebuild) remembers is not published to the dead-letter topic again."""
         tp, offset = where(message), message.offset() or 0
         with self.engine.begin() as conn:
             # Fence first, so an instance that lost the partition does not dead-letter its records.
             self._begin(conn, {tp: expected})
-            topic = self.dead_letters.send(message, error, attempts)
+            names = {self.projector.name, self.store.projector}
+            if event is not None and dead_letters.dead_lettered_before(conn, names, event.id):
+                topic = self.dead_letters.topic_for(tp[0])
+                log.info(
+                    "%s %s failed again; dead-lettered before, not published again", event.type, event.id
+                )
+            else:
+                topic = self.dead_letters.send(message, error, attempts)
+            if event is not None:
+                dead_letters.remember(
+                    conn, self.store.projector, event, message, error=error, attempts=attempts, topic=topic
+                )
             self.store.save(conn, {tp: offset + 1})
         self.metrics.dead_lettered.labels(self.projector.name, tp[0]).inc()
         log.error("dead-lettered %s[%d]@%d to %s after %d attempts: %s", *tp, offset, topic, attempts, error)

@@ -8,8 +8,9 @@ make the rebuild's offsets and applied ids the projector's. Readers see the old 
 commit and the new, complete ones after it; a reader that queries during the swap waits for it.
 A running projector then finds its offsets moved (fencing), re-reads them and goes on from there.
 
-Caveat: views or foreign keys of other tables that depend on a read-model table make the swap
-fail (it never drops them); recreate them after the rebuild.
+The swap keeps the live tables' grants and hand-made indexes (projectors/carryover.py). Caveat:
+views or foreign keys of other tables that depend on a read-model table make the swap fail (it
+never drops them); recreate them after the rebuild.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.records import where
 from outboxkit.kafka.settings import KafkaSettings
 from projectors.apply import BatchApplier, FencedError
+from projectors.carryover import carried_over
 from projectors.database import driver_errors
 from projectors.errors import RebuildError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
 from projectors.runtime import consumer_settings
+from projectors.schema import check_tracking_tables
 from projectors.tracking import OffsetStore
 
 log = logging.getLogger(__name__)
@@ -58,14 +61,25 @@ def rebuild(
     progress: Progress | None = None,
     metrics: ProjectorMetrics | None = None,
     idle_timeout: float = 60.0,
+    after_swap: Callable[[Connection], None] | None = None,
 ) -> int:
     """Rebuild the projector's read model from the start of its topics and swap it in; returns the
     number of offsets read (records, and the markers of transactions). The projector may keep
     running meanwhile. RebuildError, swapping nothing in, when reading makes no progress for
-    `idle_timeout` seconds (Kafka unavailable)."""
+    `idle_timeout` seconds (Kafka unavailable).
+
+    The swap gives the new tables the live ones' grants and the indexes made by hand
+    (projectors/carryover.py); `after_swap(conn)` runs in the swap's transaction, after the move,
+    for what is not carried over (triggers, policies, views on the tables...)."""
     with driver_errors(f"rebuild of projector {projector.name!r}"):
         return _rebuild(
-            projector, KafkaSettings.of(kafka), engine, progress=progress, metrics=metrics, idle=idle_timeout
+            projector,
+            KafkaSettings.of(kafka),
+            engine,
+            progress=progress,
+            metrics=metrics,
+            idle=idle_timeout,
+            after_swap=after_swap,
         )
 
 
@@ -77,11 +91,13 @@ def _rebuild(
     progress: Progress | None,
     metrics: ProjectorMetrics | None,
     idle: float,
+    after_swap: Callable[[Connection], None] | None,
 ) -> int:
     metadata = read_model(projector)
     schema = rebuild_schema(projector)
     live_store, store = OffsetStore(projector.name), OffsetStore(f"{projector.name}@rebuild")
     with engine.begin() as conn:
+        check_tracking_tables(conn, projector)  # the read model's tables are what a rebuild makes
         search_path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
         live_schema = str(conn.exec_driver_sql("SELECT current_schema()").scalar_one())
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
@@ -102,12 +118,23 @@ def _rebuild(
         done += catch_up(applier, kafka, None, idle)
         with engine.begin() as conn:
             live_store.load(conn, store.all(conn), lock=True)
+            kept = [
+                statement
+                for table in metadata.sorted_tables
+                for statement in carried_over(
+                    conn, f"{quote(live_schema)}.{quote(table.name)}", f"{quote(schema)}.{quote(table.name)}"
+                )
+            ]
             for table in reversed(metadata.sorted_tables):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(live_schema)}.{quote(table.name)}")
             for table in metadata.sorted_tables:
                 conn.exec_driver_sql(
                     f"ALTER TABLE {quote(schema)}.{quote(table.name)} SET SCHEMA {quote(live_schema)}"
                 )
+            for statement in kept:
+                conn.exec_driver_sql(statement)
+            if after_swap is not None:
+                after_swap(conn)
             live_store.take_over(conn, store)
         swapped = True
         log.info("rebuild of %s swapped in after %d records", projector.name, done)

@@ -28,6 +28,7 @@ from projectors.database import driver_errors
 from projectors.errors import OffsetBeyondLogEndError, PartitionCountChangedError, ProjectorError
 from projectors.metrics import ProjectorMetrics
 from projectors.projector import Projector
+from projectors.schema import check_tables
 from projectors.tracing import HandlerSpans
 from projectors.tracking import OffsetStore
 
@@ -195,7 +196,11 @@ class ProjectorRunner:
         return self._group.positions
 
     def run(self, stop: threading.Event) -> None:
-        """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on."""
+        """Consume and apply until `stop` is set; raises ProjectorError when the projector cannot go on.
+
+        `stop` is honoured between records and during retry back-offs too: a batch that is retried
+        is left unfinished, its records not applied stay below the stored offset."""
+        self.applier.stop = stop
         try:
             with driver_errors(f"projector {self.projector.name!r}"):
                 self._run(stop)
@@ -207,6 +212,8 @@ class ProjectorRunner:
     def _run(self, stop: threading.Event) -> None:
         config = self.projector.config
         try:
+            with self.engine.connect() as conn:
+                check_tables(conn, self.projector)
             consumer = self._group.open()
             self._stored.counts = partition_counts(consumer, self.projector.topics)
             with self.engine.connect() as conn:

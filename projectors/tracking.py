@@ -12,7 +12,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, insert
 
 TopicPartition = tuple[str, int]
 
@@ -34,6 +34,27 @@ APPLIED_EVENTS = sa.Table(
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+DEAD_LETTERS = sa.Table(
+    "projector_dead_letters",
+    _metadata,
+    sa.Column("projector", sa.Text, primary_key=True),
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("key", BYTEA, nullable=True),
+    sa.Column("value", BYTEA, nullable=True),
+    sa.Column("header_names", ARRAY(sa.Text), nullable=False),
+    sa.Column("header_values", ARRAY(BYTEA), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("dead_letter_topic", sa.Text, nullable=False),
+    sa.Column("dead_lettered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+TRACKING_TABLES = (OFFSETS.name, APPLIED_EVENTS.name, DEAD_LETTERS.name)
+"""The tables every projector needs (migrations outboxkit_0003 and _0004)."""
 
 
 class OffsetStore:
@@ -141,14 +162,16 @@ class OffsetStore:
         return int(result.rowcount)
 
     def forget(self, conn: Connection) -> None:
-        """Delete every offset and applied id of this projector (a rebuild starts from nothing)."""
-        conn.execute(sa.delete(OFFSETS).where(OFFSETS.c.projector == self.projector))
-        conn.execute(sa.delete(APPLIED_EVENTS).where(APPLIED_EVENTS.c.projector == self.projector))
+        """Delete every offset, applied id and dead letter of this projector (a rebuild starts
+        from nothing)."""
+        for table in (OFFSETS, APPLIED_EVENTS, DEAD_LETTERS):
+            conn.execute(sa.delete(table).where(table.c.projector == self.projector))
 
     def take_over(self, conn: Connection, other: OffsetStore) -> None:
-        """Replace this projector's offsets and applied ids with `other`'s (the rebuild's swap)."""
+        """Replace this projector's offsets, applied ids and dead letters with `other`'s (the
+        rebuild's swap: the dead letters are then those the rebuild met, fixed ones are gone)."""
         self.forget(conn)
-        for table in (OFFSETS, APPLIED_EVENTS):
+        for table in (OFFSETS, APPLIED_EVENTS, DEAD_LETTERS):
             conn.execute(
                 sa.update(table).where(table.c.projector == other.projector).values(projector=self.projector)
             )

@@ -20,6 +20,9 @@ How each part of the envelope comes out the same (checked byte for byte by tests
   transform's UTF-8, not a converter's rendering.
 - deletes (CDC retention, the polling relay's own DELETEs) and tombstones are dropped by the router;
   heartbeat records are dropped before they reach a converter (they still advance the slot).
+- an event whose payload is outbox.TOMBSTONE (a NULL `payload`) becomes a record with a null value
+  (route.tombstone.on.empty.payload), a delete on a compacted topic; CloudEventsHeaders gives it the
+  same headers as any event, so it is the polling relay's null-value record byte for byte.
 """
 
 from __future__ import annotations
@@ -171,6 +174,9 @@ def connector_config(outbox: OutboxSettings, cdc: CdcSettings) -> dict[str, str]
         "transforms.outbox.table.expand.json.payload": "false",
         "transforms.outbox.route.by.field": "topic",
         "transforms.outbox.route.topic.replacement": "${routedByValue}",
+        # A NULL payload (outbox.TOMBSTONE) becomes a record with a null value, as the polling relay
+        # sends it: a delete on a compacted topic.
+        "transforms.outbox.route.tombstone.on.empty.payload": "true",
         "transforms.outbox.table.fields.additional.placement": ",".join(
             [f"{column}:header:{name}" for name, column in HEADER_COLUMNS.items()]
             + [f"headers:header:{USER_HEADERS}"]

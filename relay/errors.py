@@ -1,11 +1,16 @@
 """Errors of the relays (all under outbox.errors.OutboxError)."""
 
-from outbox.errors import OutboxError
+from outbox.errors import ConfigurationError, OutboxError
 from outboxkit.kafka.errors import KafkaUnavailableError
 
 
 class RelayError(OutboxError):
     """The relay cannot go on; the message says why and what to do."""
+
+
+class RelayConfigurationError(RelayError, ConfigurationError):
+    """A setting the relay cannot run with, found at start (an unknown librdkafka property, a
+    database that does not exist): retrying would repeat the failure, so the relay refuses."""
 
 
 class KafkaTroubleError(RelayError, KafkaUnavailableError):

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from outbox.errors import MigrationError
-from outbox.schema import TABLE
+from outbox.schema import RUN_MIGRATIONS, TABLE
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ class OutboxTable:
         ).fetchone()
         if row is None:
             raise MigrationError(
-                f"table {TABLE} is not in the search_path of this database: run `outbox migrate "
-                "upgrade` (or include outboxkit's migrations in your Alembic environment)"
+                f"table {TABLE} is not in the search_path of this database: {RUN_MIGRATIONS}"
             )
         return cls(database=row[0], schema=row[1], name=row[2])
 

@@ -44,7 +44,6 @@ These by-group locks can go once no relay of an earlier version can be running.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import zlib
 from typing import Any
@@ -53,6 +52,7 @@ import psycopg
 
 from relay.errors import GroupConflictError, ShardCountMismatchError
 from relay.identity import OutboxTable
+from relay.lease_names import lease_application_name, parse_application_name
 
 SHARD_SALT = "outboxkit-relay-table:"
 COUNT_SALT = "outboxkit-relay-table-shards:"
@@ -64,31 +64,11 @@ BY_GROUP_COUNT_SALT = "outboxkit-relay-shards:"
 """Earlier versions' count announcements: (namespace of this salt + group, shards)."""
 AGREE_LOCK_TIMEOUT = "5s"
 """How long a relay waits for another one's agreement (a few ms) before it backs off and retries."""
-APPLICATION_PREFIX = "outbox-relay:"
-NAMEDATALEN = 64
-"""PostgreSQL keeps application_name to NAMEDATALEN - 1 bytes and silently cuts the rest."""
-
 # The current database's oid, as pg_locks names it: advisory locks of other databases are others'.
 THIS_DATABASE = "(SELECT oid FROM pg_database WHERE datname = current_database())"
 # Granted two-key advisory locks of this database (pg_locks shows the first key as classid, the
 # second as objid, objsubid 2).
 ADVISORY = f"locktype = 'advisory' AND granted AND database = {THIS_DATABASE} AND objsubid = 2"
-
-
-def lease_application_name(group: str) -> str:
-    """The application_name of a group's lease connections: what relays count each other by.
-
-    A name PostgreSQL would cut (a group may have 100 characters) would never equal the stored one,
-    and two long groups with a common prefix would be cut to the same name; such a group is named
-    by a readable prefix and a hash of the whole group instead, the same in every relay (`~`
-    cannot occur in a group name, so a hashed name never equals a short group's).
-    """
-    name = APPLICATION_PREFIX + group
-    if len(name.encode()) < NAMEDATALEN:
-        return name
-    digest = hashlib.sha256(group.encode()).hexdigest()[:16]
-    keep = NAMEDATALEN - 1 - len(APPLICATION_PREFIX) - len(digest) - 1
-    return f"{APPLICATION_PREFIX}{group[:keep]}~{digest}"
 
 
 class ShardLeases:
@@ -223,12 +203,7 @@ class ShardLeases:
         ).fetchall()
         found: dict[str, list[int]] = {}
         for pid, application_name in rows:
-            name = application_name or ""
-            group = (
-                name[len(APPLICATION_PREFIX) :]
-                if name.startswith(APPLICATION_PREFIX)
-                else f"(application_name {name!r})"
-            )
+            group, _instance = parse_application_name(application_name)
             found.setdefault(group, []).append(int(pid))
         return found
 
@@ -289,6 +264,17 @@ class ShardLeases:
         ).fetchall()
         # The table's lock last: it names the owner when both are held (by one relay, normally).
         return {int(objid): int(pid) for objid, pid, _ in rows}
+
+
+def live_relays(conn: psycopg.Connection[Any], table: OutboxTable | None = None) -> list[int]:
+    """The PostgreSQL backend pids of the lease connections of the relays that hold a shard of the
+    outbox table (`table`, else the one `conn` finds): empty when no relay publishes it."""
+    on = (table or OutboxTable.of(conn)).qualified
+    rows = conn.execute(
+        f"SELECT DISTINCT pid FROM pg_locks WHERE {ADVISORY} AND classid = %s::oid ORDER BY pid",
+        (_oid(_namespace(SHARD_SALT + on)),),
+    ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def _oid(key: int) -> int:

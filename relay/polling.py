@@ -28,12 +28,14 @@ from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.settings import KafkaSettings
 from relay.errors import KafkaTroubleError, LeaseRefusedError, RelayError
 from relay.identity import SourceIdentity, default_group
-from relay.leases import ShardLeases, lease_application_name
+from relay.lease_names import lease_application_name
+from relay.leases import ShardLeases
 from relay.metrics import RelayMetrics
 from relay.preflight import Preflight
 from relay.progress import ProgressLog
 from relay.publisher import IdempotentPublisher, Publisher, TransactionalPublisher
 from relay.purge import PurgeSchedule
+from relay.refusals import check_producer_settings, refuse_missing_database
 from relay.settings import RelayMode, RelaySettings
 from relay.store import OutboxStore
 
@@ -138,6 +140,7 @@ class PollingRelay:
             },
         )
         try:
+            check_producer_settings(self.kafka, self.settings)
             while not self.stopping:
                 try:
                     busy = self._turn()
@@ -150,6 +153,7 @@ class PollingRelay:
                     if not busy:
                         self._idle(self.settings.poll_interval)
                 except (psycopg.OperationalError, MigrationError) as err:  # outbox tables missing: wait
+                    self._refuse_missing_database(err)
                     self._fail("postgres", err)
                     self._drop_database()
                 except (KafkaException, KafkaUnavailableError) as err:
@@ -165,6 +169,10 @@ class PollingRelay:
             self._drop_publishers()
             self._drop_database()
             log.info("relay stopped", extra={"instance": self.instance})
+
+    def _refuse_missing_database(self, err: Exception) -> None:
+        if self.source is None:  # never connected yet: a wrong URL (later, an outage: wait)
+            refuse_missing_database(self.outbox.database_url, err)
 
     def _owned(self) -> set[int]:
         return set(self.connected.leases.owned) if self.connected else set()
@@ -314,7 +322,7 @@ class PollingRelay:
                 log.info("relay group", extra={"group": self.source.group, "outbox": identity.describe()})
             source = self.source
             lease_conn = psycopg.connect(
-                url, autocommit=True, application_name=lease_application_name(source.group)
+                url, autocommit=True, application_name=lease_application_name(source.group, self.instance)
             )
             opened.append(lease_conn)
             if self.outbox.notify:

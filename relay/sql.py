@@ -105,6 +105,15 @@ def quarantine(event_id: int, reason: str) -> tuple[str, dict[str, Any]]:
     )
 
 
+def quarantined(limit: int | None, topic: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The oldest `limit` quarantined events (None: all), of `topic` (None: any), with their reasons."""
+    return (
+        "SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
+        f" FROM {QUARANTINE} WHERE %(topic)s::text IS NULL OR topic = %(topic)s ORDER BY id LIMIT %(limit)s",
+        {"limit": limit, "topic": topic},
+    )
+
+
 def requeue(ce_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """Put quarantined events back into the outbox with their original ids (so their old place)."""
     cols = ", ".join(EVENT_COLUMNS)
@@ -189,6 +198,18 @@ def replay_ages(selection: tuple[str, dict[str, Any]], max_age: timedelta) -> tu
         " min(created_at) FILTER (WHERE created_at < now() - %(max_age)s)"
         f" FROM {TABLE} WHERE {where}",
         {**params, "max_age": max_age},
+    )
+
+
+def replay_plan(selection: tuple[str, dict[str, Any]], listed: int) -> tuple[str, dict[str, Any]]:
+    """What a replay of `selection` would queue, per aggregate type: the count, the first and last
+    `created_at`, and the ce_ids of the first `listed` events (in id order)."""
+    where, params = selection
+    return (
+        "SELECT aggregate_type, count(*), min(created_at), max(created_at),"
+        " (array_agg(ce_id::text ORDER BY id))[1:%(listed)s]"
+        f" FROM {TABLE} WHERE {where} GROUP BY aggregate_type ORDER BY aggregate_type",
+        {**params, "listed": listed},
     )
 
 

@@ -18,6 +18,7 @@ from outboxkit.ops.status import JSON, StatusUnavailableError
 from relay import sql
 from relay.connect import ConnectClient, ConnectorState
 from relay.identity import SourceIdentity, default_group
+from relay.lease_names import instances_of
 from relay.leases import ShardLeases
 from relay.slot import SlotLag, slot_lag
 
@@ -30,6 +31,9 @@ class ShardOwner:
     shard: int
     pid: int
     """The PostgreSQL backend holding the shard's lock (the owning relay's lease connection)."""
+    instance: str | None
+    """The owning relay's instance (`host-pid`, as its logs and /healthz name it; cut when its
+    group's name is long); None for a relay of an earlier version."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class RelayGroup:
     name: str
     pids: tuple[int, ...]
     """The PostgreSQL backends of its relays' lease connections."""
+    instances: tuple[str | None, ...]
+    """Its relays' instances, in the order of `pids`."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,9 @@ class RelayStatus:
         return {
             **asdict(self),
             "owners": [asdict(owner) for owner in self.owners],
-            "groups": [{"name": g.name, "pids": list(g.pids)} for g in self.groups],
+            "groups": [
+                {"name": g.name, "pids": list(g.pids), "instances": list(g.instances)} for g in self.groups
+            ],
             "other_groups": list(self.other_groups),
         }
 
@@ -80,15 +88,18 @@ def read_relay_status(conn: psycopg.Connection[Any], group: str | None, shards: 
     group = group or default_group(SourceIdentity.of(conn))
     leases = ShardLeases(conn, group, shards)
     holders, groups, others = leases.holders(), leases.groups(), leases.other_groups()
+    names = instances_of(conn, [*holders.values(), *(pid for pids in groups.values() for pid in pids)])
     return RelayStatus(
         backlog,
         oldest,
         quarantined,
         group,
         shards,
-        owners=tuple(ShardOwner(shard, pid) for shard, pid in sorted(holders.items())),
+        owners=tuple(ShardOwner(shard, pid, names[pid]) for shard, pid in sorted(holders.items())),
         table=leases.table.describe(),
-        groups=tuple(RelayGroup(name, tuple(pids)) for name, pids in groups.items()),
+        groups=tuple(
+            RelayGroup(name, tuple(pids), tuple(names[pid] for pid in pids)) for name, pids in groups.items()
+        ),
         other_groups=tuple(others),
     )
 

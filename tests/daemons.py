@@ -20,6 +20,14 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
+def healthy(port: int) -> bool:
+    """True once the daemon's /healthz answers 200; False while it is not listening or says 503."""
+    try:
+        return http_get(port, "/healthz")[0] == 200
+    except urllib.error.URLError:
+        return False
+
+
 def http_json(port: int, path: str) -> tuple[int, Any]:
     status, body = http_get(port, path)
     return status, orjson.loads(body)

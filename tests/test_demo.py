@@ -24,4 +24,8 @@ def test_demo_makes_the_round_trip(
     assert "6. shop: 4 events made the round trip" in result.output
     assert "'owner': 'cid', 'version': 5, 'installed_apps': ['blog']" in result.output
     assert "'owner': 'bob', 'version': 1, 'installed_apps': []" in result.output
-    assert "13. order status projection: every order settled; money and stock balance" in result.output
+    # The config example: read per request from the KV store, changes and the delete arrive.
+    assert '(200, \'<html lang="de-CH" class="theme-neon"> features: cart, wishlist\')' in result.output
+    assert "15. pages service: GET blog-" in result.output and "-> (404, 'no site blog-" in result.output
+    assert "theme-broken" not in result.output
+    assert "19. order status projection: every order settled; money and stock balance" in result.output

@@ -20,6 +20,7 @@ FLOORS: dict[str, set[str]] = {
     "relay": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
     "projectors": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
     "outboxkit.processors": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
+    "outboxkit.kv": {"outbox", "outboxkit.kafka", "outboxkit.ops"},
 }
 OURS = ("outbox", "outboxkit", "relay", "projectors")
 

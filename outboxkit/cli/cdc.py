@@ -1,8 +1,10 @@
-"""`outbox cdc config|register|status|pause|resume|remove`: operate the CDC relay (Debezium in Connect)."""
+"""`outbox cdc config|register|status|monitor|pause|resume|remove`: the CDC relay (Debezium in Connect)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from typing import Any
 
 import click
@@ -10,21 +12,27 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
+from outboxkit.cli.settings import JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 from relay.cdc import CdcSettings, connector_config, refuse_repointing
 from relay.connect import ConnectClient
+from relay.monitor import CdcMonitor
 from relay.slot import SlotMetrics, drop_publication, drop_slot_when_released
 from relay.status import CdcStatusSource
 
 
-def _settings(ctx: click.Context, **cdc_flags: Any) -> tuple[OutboxSettings, CdcSettings]:
+def _settings(
+    ctx: click.Context, changes: bool | None = None, **cdc_flags: Any
+) -> tuple[OutboxSettings, CdcSettings]:
+    """`changes`: the command uses the database and changes things (True), only reads (False),
+    or does not use it (None); see CommandSettings.database_url."""
     settings = CommandSettings(ctx)
+    if changes is not None:
+        settings.database_url(changes=changes)
     return settings.outbox, settings.section("cdc", CdcSettings, **cdc_flags)
 
 
 @click.group(cls=CommandGroup)
 @click.option("--connect-url", help="Kafka Connect's REST API [env OUTBOX_CONNECT_URL].")
-@CONFIG
 @click.pass_context
 def cdc(ctx: click.Context, connect_url: str | None) -> None:
     """The CDC relay: Debezium's PostgreSQL connector with the Outbox Event Router, in Kafka Connect.
@@ -57,7 +65,7 @@ def config(ctx: click.Context, exactly_once: bool | None, show_password: bool) -
     A password taken from the database URL is masked unless --show-password; a reference
     (OUTBOX_CDC_DATABASE_PASSWORD=${env:...}) is printed as it is, it holds no secret.
     """
-    outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    outbox, settings = _settings(ctx, changes=False, exactly_once=exactly_once)
     connector = connector_config(outbox, settings)
     if settings.database_password is None and not show_password and connector["database.password"]:
         connector["database.password"] = MASK
@@ -82,7 +90,7 @@ def register(
     A connector of the same name that streams another database, table or slot (another service's)
     is refused unless --replace.
     """
-    outbox, settings = _settings(ctx, exactly_once=exactly_once)
+    outbox, settings = _settings(ctx, changes=True, exactly_once=exactly_once)
     wanted = connector_config(outbox, settings)
     with ConnectClient(outbox.connect_url) as client:
         if not replace:
@@ -95,11 +103,11 @@ def register(
 
 @cdc.command()
 @click.option("--metrics", is_flag=True, help="Print Prometheus exposition text instead.")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object instead.")
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, metrics: bool, as_json: bool) -> None:
     """Connector and task state, and the WAL the replication slot retains."""
-    outbox, settings = _settings(ctx)
+    outbox, settings = _settings(ctx, changes=False)
     source = CdcStatusSource(
         outbox.connect_url, outbox.database_url, settings.connector_name, settings.slot_name
     )
@@ -136,6 +144,54 @@ def _lifecycle(ctx: click.Context, verb: str) -> None:
 
 
 @cdc.command()
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the endpoints.")
+@click.option(
+    "--metrics-port",
+    default=9466,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the endpoints.",
+)
+@click.option(
+    "--interval",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between two reads of Connect and the slot.",
+)
+@LOG_LEVEL
+@click.pass_context
+def monitor(
+    ctx: click.Context, metrics_host: str, metrics_port: int, interval: float, log_level: str
+) -> None:
+    """Serve the connector's state and the slot's WAL on /metrics, /healthz and /status.json.
+
+    Debezium runs inside Kafka Connect: this small daemon is what Prometheus scrapes for the CDC
+    relay (outbox_cdc_*). /healthz is 200 while the connector and its tasks run. Runs until
+    SIGTERM/SIGINT (exit code 0).
+    """
+    from outboxkit.ops import logs
+    from outboxkit.ops.endpoints import serve
+
+    outbox, settings = _settings(ctx, changes=False)
+    logs.configure(log_level)
+    source = CdcStatusSource(
+        outbox.connect_url, outbox.database_url, settings.connector_name, settings.slot_name
+    )
+    daemon = CdcMonitor(source, interval)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(
+        metrics_host, metrics_port, registry=daemon.metrics.registry, health=daemon.heartbeat, status=source
+    )
+    try:
+        daemon.run(stop)
+    finally:
+        server.close()
+
+
+@cdc.command()
 @click.pass_context
 def pause(ctx: click.Context) -> None:
     """Pause the connector (the slot keeps WAL meanwhile: watch `status`)."""
@@ -158,7 +214,7 @@ def resume(ctx: click.Context) -> None:
 @click.pass_context
 def remove(ctx: click.Context, keep_slot: bool) -> None:
     """Remove the connector, then drop its replication slot and publication."""
-    outbox, settings = _settings(ctx)
+    outbox, settings = _settings(ctx, changes=not keep_slot)
     with ConnectClient(outbox.connect_url) as client:
         removed = client.delete(settings.connector_name)
     click.echo(f"connector {settings.connector_name} {'removed' if removed else 'was not registered'}")

@@ -1,7 +1,8 @@
 """`outbox processor ...`: run and inspect exactly-once processors.
 
 REFERENCE is an import path `package.module:attribute` naming a `Processor`, or a function without
-arguments that returns one (e.g. `outboxkit.examples.payments.payments:from_environment`).
+arguments that returns one (e.g. `outboxkit.examples.payments.payments:from_environment`), imported
+from the current directory (or `--app-dir DIR`) first, then the installed packages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import click
 import orjson
 
 from outbox.errors import OutboxError
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.imports import APP_DIR, import_reference
+from outboxkit.cli.settings import CONFIG, JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 
 log = logging.getLogger("outboxkit.processor")
 
@@ -24,10 +26,7 @@ log = logging.getLogger("outboxkit.processor")
 def load(reference: str, **overrides: Any) -> Any:
     from outboxkit.processors.processor import load_processor
 
-    try:
-        found = load_processor(reference)
-    except OutboxError as err:
-        raise click.BadParameter(str(err), param_hint="REFERENCE") from err
+    found = import_reference(load_processor, reference, "REFERENCE")
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         try:
@@ -39,12 +38,14 @@ def load(reference: str, **overrides: Any) -> Any:
 
 @click.group("processor", cls=CommandGroup)
 @CONFIG
+@APP_DIR
 def processor() -> None:
     """Run and inspect exactly-once processors (REFERENCE: `package.module:attribute`)."""
 
 
 @processor.command()
 @click.argument("reference")
+@APP_DIR
 @click.option("--instance-id", help="Stable instance name: its transactional.id and static membership.")
 @click.option("--transaction-ms", type=click.IntRange(min=1), help="Commit a transaction at this age.")
 @click.option("--transaction-records", type=click.IntRange(min=1), help="...or at this many inputs.")
@@ -125,7 +126,8 @@ def run(
 
 @processor.command()
 @click.argument("reference")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@APP_DIR
+@JSON_OUTPUT
 @click.option(
     "--hanging-after",
     type=click.FloatRange(min=0),

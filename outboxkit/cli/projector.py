@@ -2,7 +2,9 @@
 
 NAME is an import path `package.module:attribute` naming a `Projector`, or a function without
 arguments that returns one (e.g. `outboxkit.examples.sites.projection:from_environment`). The module is
-imported from the current directory or the installed packages.
+imported from the current directory (or `--app-dir DIR`) or the installed packages: the directory
+goes first on sys.path, as `python -m` and uvicorn do (an installed console script has only its own
+bin/ there).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.imports import APP_DIR, import_reference
+from outboxkit.cli.progress import Progress
+from outboxkit.cli.settings import (
+    JSON_OUTPUT,
+    LOG_LEVEL,
+    CommandGroup,
+    CommandSettings,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -30,12 +39,11 @@ log = logging.getLogger("outboxkit.projector")
 
 
 def load(name: str, **overrides: Any) -> Any:
+    """Projector NAME (outboxkit.cli.imports: from --app-dir or the current directory first);
+    `overrides`: ProjectorConfig fields (None: not given)."""
     from projectors.projector import load_projector
 
-    try:
-        projector = load_projector(name)
-    except OutboxError as err:
-        raise click.BadParameter(str(err), param_hint="NAME") from err
+    projector = import_reference(load_projector, name)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         projector.config = dataclasses.replace(projector.config, **changes)
@@ -55,13 +63,14 @@ def database(settings: OutboxSettings) -> Iterator[Engine]:
 
 
 @click.group("projector", cls=CommandGroup)
-@CONFIG
+@APP_DIR
 def projector() -> None:
     """Run, inspect and rebuild projectors (NAME: `package.module:attribute`)."""
 
 
 @projector.command()
 @click.argument("name")
+@APP_DIR
 @click.option("--batch-size", type=click.IntRange(min=1), help="Most records per database transaction.")
 @click.option("--instance-id", help="Kafka static membership id of this instance.")
 @click.option("--on-failure", type=click.Choice(["dead-letter", "stop"]), help="After a handler's retries.")
@@ -100,9 +109,11 @@ def run(
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True, say=False)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
     logs.configure(log_level)
+    loaded.log_database(log)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     metrics = ProjectorMetrics()
@@ -132,13 +143,15 @@ def run(
 
 @projector.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@APP_DIR
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show projector NAME's stored offset, high watermark and lag per partition."""
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=False)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with database(settings) as engine:
@@ -162,24 +175,21 @@ def status(ctx: click.Context, name: str, as_json: bool) -> None:
 
 @projector.command()
 @click.argument("name")
+@APP_DIR
 @click.pass_context
 def rebuild(ctx: click.Context, name: str) -> None:
     """Rebuild projector NAME's read model from the start of its topics and swap it in."""
     from projectors.rebuild import rebuild as rebuild_read_model
 
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True)
     settings, kafka = loaded.outbox, loaded.kafka
     definition = load(name)
     with (
         database(settings) as engine,
-        click.progressbar(length=1, label=f"rebuilding {definition.name}") as bar,
+        Progress(f"rebuilding {definition.name}", 0) as bar,
     ):
-
-        def progress(done: int, total: int) -> None:
-            bar.length = max(total, 1)
-            bar.update(done - bar.pos)
-
-        count = rebuild_read_model(definition, engine, kafka, progress=progress)
+        count = rebuild_read_model(definition, engine, kafka, progress=bar.update)
     click.echo(f"rebuilt {definition.name} from {count} records and swapped it in")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import click
 import orjson
@@ -13,10 +15,11 @@ import orjson
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.progress import Progress
+from outboxkit.cli.settings import JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 from outboxkit.ops import logs
 from outboxkit.ops.endpoints import serve
-from relay import sql
+from relay import quarantine as quarantine_table
 from relay.errors import RelayError
 from relay.metrics import RelayMetrics
 from relay.polling import PollingRelay
@@ -47,6 +50,7 @@ def tune_gc() -> None:
 
 def _settings(ctx: click.Context, **relay_flags: Any) -> tuple[OutboxSettings, RelaySettings]:
     settings = CommandSettings(ctx)
+    settings.database_url(changes=False)
     return settings.outbox, settings.section("relay", RelaySettings, **relay_flags)
 
 
@@ -56,7 +60,6 @@ def relay() -> None:
 
 
 @relay.command()
-@CONFIG
 @click.option("--mode", type=click.Choice([m.value for m in RelayMode]), help="idempotent | transactional")
 @click.option("--group", help="Relay group (relays of one group share the shards).")
 @click.option("--shards", type=int, help="Key-hash shards of the outbox.")
@@ -71,9 +74,11 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
     Logs are JSON lines on stderr; a relay that cannot go on logs why and exits with code 1.
     """
     loaded = CommandSettings(ctx)
+    loaded.database_url(changes=True, say=False)
     outbox_settings, kafka = loaded.outbox, loaded.kafka
     relay_settings = loaded.section("relay", RelaySettings, **flags)
     logs.configure(log_level)
+    loaded.log_database(log)
     metrics = RelayMetrics(stale_after=max(relay_settings.stale_after, 3 * relay_settings.poll_interval))
     daemon = PollingRelay(outbox_settings, relay_settings, metrics, kafka=kafka)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,8 +108,7 @@ def run(ctx: click.Context, /, log_level: str, **flags: Any) -> None:
 
 
 @relay.command()
-@CONFIG
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@JSON_OUTPUT
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Print the backlog, the age of the oldest unpublished event, quarantine and shard owners."""
@@ -119,11 +123,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
         f"lag:                {now.oldest_unpublished_seconds:.3f} s (age of the oldest unpublished event)"
     )
     click.echo(f"quarantined:        {now.quarantined} events")
-    owned = ", ".join(f"{o.shard}:pid {o.pid}" for o in now.owners) or "none"
+    owned = ", ".join(f"{o.shard}: {o.instance or '?'} (pid {o.pid})" for o in now.owners) or "none"
     click.echo(f"shards ({now.shards}, group {now.group}): {owned}")
     # The shards are the table's: whichever group publishes it holds them. Name it, so a relay
     # started with another group (refused, waiting) is explained here too.
-    live = "; ".join(f"{g.name} (pids {', '.join(map(str, g.pids))})" for g in now.groups)
+    live = "; ".join(
+        f"{g.name} (instances {', '.join(i or '?' for i in g.instances)}; pids {', '.join(map(str, g.pids))})"
+        for g in now.groups
+    )
     click.echo(f"relay groups:       {live or 'none running'} on {now.table}")
     if now.other_groups:
         click.echo(
@@ -138,41 +145,72 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@CONFIG
+@JSON_OUTPUT
 @click.pass_context
-def list_(ctx: click.Context) -> None:
-    """List quarantined events with their reasons."""
-    with connect(CommandSettings(ctx).outbox.database_url) as conn:
-        rows = conn.execute(
-            f"SELECT ce_id::text, aggregate_type, aggregate_id, ce_type, topic, quarantined_at, reason"
-            f" FROM {sql.QUARANTINE} ORDER BY id"
-        ).fetchall()
-    for ce_id, agg_type, agg_id, ce_type, topic, at, reason in rows:
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List quarantined events with their reasons (--json: `events`, each with its fields)."""
+    with connect(CommandSettings(ctx).database_url(changes=False)) as conn:
+        events = quarantine_table.list_quarantined(conn)
+    if as_json:
+        click.echo(orjson.dumps({"events": [e.to_json() for e in events]}).decode())
+        return
+    for e in events:
         click.echo(
-            f"{ce_id}  {agg_type}/{agg_id}  {ce_type} -> {topic}  at {at:%Y-%m-%d %H:%M:%S}\n    {reason}"
+            f"{e.ce_id}  {e.aggregate_type}/{e.aggregate_id}  {e.ce_type} -> {e.topic}"
+            f"  at {e.quarantined_at:%Y-%m-%d %H:%M:%S}\n    {e.reason}"
         )
-    click.echo(f"{len(rows)} quarantined")
+    click.echo(f"{len(events)} quarantined")
 
 
-def _apply(ctx: click.Context, statement: Any, verb: str) -> None:
-    with connect(CommandSettings(ctx).outbox.database_url) as conn:
-        done = [r[0] for r in conn.execute(*statement).fetchall()]
+CE_IDS = click.argument("ce_ids", nargs=-1, required=True, type=click.UUID)
+"""The ce_ids of quarantined events (`outbox relay quarantine list` shows them)."""
+
+
+def _apply(
+    ctx: click.Context, action: Callable[[Any, Sequence[str]], list[str]], ce_ids: Sequence[UUID], verb: str
+) -> None:
+    with connect(CommandSettings(ctx).database_url(changes=True)) as conn:
+        done = action(conn, [str(ce_id) for ce_id in ce_ids])
     click.echo(f"{verb} {len(done)} event(s): {' '.join(done)}" if done else f"nothing {verb}")
 
 
-@quarantine.command()
-@CONFIG
-@click.argument("ce_ids", nargs=-1, required=True)
-@click.pass_context
-def requeue(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
-    """Put events back into the outbox in their old place (after fixing the cause)."""
-    _apply(ctx, sql.requeue(ce_ids), "requeued")
+REQUEUE_CHUNK = 500
+"""Events requeued per transaction by `requeue --all|--topic` (the relay sees each chunk at once)."""
 
 
 @quarantine.command()
-@CONFIG
-@click.argument("ce_ids", nargs=-1, required=True)
+@click.argument("ce_ids", nargs=-1, type=click.UUID)
+@click.option("--all", "everything", is_flag=True, help="Requeue every quarantined event.")
+@click.option("--topic", help="Requeue every quarantined event of this topic.")
 @click.pass_context
-def discard(ctx: click.Context, ce_ids: tuple[str, ...]) -> None:
+def requeue(ctx: click.Context, ce_ids: tuple[UUID, ...], everything: bool, topic: str | None) -> None:
+    """Put events back into the outbox in their old place (after fixing the cause).
+
+    CE_IDS as `list` shows them, or --all / --topic NAME: those are moved in chunks of 500, one
+    transaction each, with progress on stderr.
+    """
+    if bool(ce_ids) + everything + (topic is not None) != 1:
+        raise click.UsageError("give CE_IDS, or --all, or --topic NAME (one of them)")
+    if ce_ids:
+        _apply(ctx, quarantine_table.requeue, ce_ids, "requeued")
+        return
+    url = CommandSettings(ctx).database_url(changes=True)
+    with connect(url, autocommit=True) as conn:
+        total = len(quarantine_table.list_quarantined(conn, topic=topic))
+        moved = 0
+        with Progress("requeued", total) as progress:
+            while chunk := quarantine_table.list_quarantined(conn, REQUEUE_CHUNK, topic):
+                done = quarantine_table.requeue(conn, [e.ce_id for e in chunk])
+                if not done:  # another operator discarded or requeued them meanwhile
+                    break
+                moved += len(done)
+                progress.update(moved, max(total, moved))
+    click.echo(f"requeued {moved} event(s)" + (f" of topic {topic}" if topic else ""))
+
+
+@quarantine.command()
+@CE_IDS
+@click.pass_context
+def discard(ctx: click.Context, ce_ids: tuple[UUID, ...]) -> None:
     """Drop events for good; events held behind them flow again."""
-    _apply(ctx, sql.discard(ce_ids), "discarded")
+    _apply(ctx, quarantine_table.discard, ce_ids, "discarded")

@@ -4,16 +4,23 @@ for events young enough that the consumers still remember their ids; older ones 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import click
+import orjson
 import psycopg
 
 from outbox.config import Retention
 from outboxkit.cli.database import connect
-from outboxkit.cli.settings import CONFIG, CommandSettings
+from outboxkit.cli.progress import Progress
+from outboxkit.cli.replay_plan import ReplayPlan
+from outboxkit.cli.settings import JSON_OUTPUT, CommandSettings
 from projectors.config import ProjectorConfig
 from relay import sql
+from relay.identity import OutboxTable
+from relay.leases import live_relays
 
 DEDUPE_RETENTION = ProjectorConfig().dedupe_retention
 DELIVERY_MARGIN = timedelta(days=1)
@@ -21,11 +28,44 @@ DELIVERY_MARGIN = timedelta(days=1)
 MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
 
 
+if TYPE_CHECKING:  # generic in click's recent stubs, not at run time in click 8.1
+    _TimeType = click.ParamType[datetime]
+else:
+    _TimeType = click.ParamType
+
+
+class Timestamp(_TimeType):
+    """An ISO 8601 time: `2026-12-01`, `2026-12-01T22:21:20`, with `Z` or an offset (`+02:00`);
+    a time without either is UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            moment = value
+        else:
+            try:
+                moment = datetime.fromisoformat(str(value).strip())
+            except ValueError:
+                self.fail(
+                    f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T22:21:20Z, 2026-12-01T23:21:20+01:00"
+                    " or 2026-12-01; without Z or an offset it is UTC)",
+                    param,
+                    ctx,
+                )
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+TIME = Timestamp()
+
+
 @click.command()
-@click.option("--since", type=click.DateTime(), help="Events created at or after this time (UTC).")
-@click.option("--until", type=click.DateTime(), help="Events created before this time (UTC).")
+@click.option(
+    "--since", type=TIME, help="Events created at or after this time (ISO 8601; UTC unless Z/offset)."
+)
+@click.option("--until", type=TIME, help="Events created before this time (ISO 8601; UTC unless Z/offset).")
 @click.option("--aggregate", help="TYPE or TYPE:ID of the aggregate whose events to replay.")
-@click.option("--event", "events", multiple=True, help="A ce_id to replay (repeatable).")
+@click.option("--event", "events", type=click.UUID, multiple=True, help="A ce_id to replay (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Every retained event (no other filter needed).")
 @click.option(
     "--wait/--no-wait",
@@ -33,6 +73,12 @@ MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
     show_default=True,
     help="Show progress until the relay has published them again.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what would be replayed (count, times, aggregate types); queue nothing.",
+)
+@JSON_OUTPUT
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait at most.")
 @click.option(
     "--max-age",
@@ -42,7 +88,6 @@ MAX_AGE_DAYS = (DEDUPE_RETENTION - DELIVERY_MARGIN) / timedelta(days=1)
     help="Refuse if a selected event was created more than this many days ago (projectors dedupe "
     "by remembering ce_ids for their dedupe_retention, 7 days by default, less a day to deliver).",
 )
-@CONFIG
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -50,9 +95,11 @@ def replay(
     since: datetime | None,
     until: datetime | None,
     aggregate: str | None,
-    events: tuple[str, ...],
+    events: tuple[UUID, ...],
     everything: bool,
     wait: bool,
+    dry_run: bool,
+    as_json: bool,
     timeout: float,
     max_age: float,
 ) -> None:
@@ -62,24 +109,42 @@ def replay(
     (events stay OUTBOX_RETENTION_DAYS). The running relay publishes them again in their original
     order with their original ce_id, so consumers that dedupe (projectors do) change nothing.
 
+    With --wait (the default) a polling relay must be running on the outbox: without one the replay
+    is refused at once and nothing is queued (--no-wait queues them for the next relay that starts).
+
     A replayed event arrives at a new, higher offset. Projectors skip it by its ce_id while they
     remember it (dedupe_retention); after that they would apply it and put read-model rows back to
     an older state, so events older than --max-age are refused (rebuild the read model instead).
     """
     if not (since or until or aggregate or events or everything):
         raise click.UsageError("choose what to replay: --since/--until, --aggregate, --event, or --all")
-    settings = CommandSettings(ctx).outbox
+    if as_json and not dry_run:
+        raise click.UsageError("--json prints a --dry-run's answer: add --dry-run")
+    loaded = CommandSettings(ctx)
+    loaded.database_url(changes=not dry_run)
+    settings = loaded.outbox
     agg_type, _, agg_id = (aggregate or "").partition(":")
     selection = sql.replay_selection(
-        since=since.isoformat() + "+00:00" if since else None,
-        until=until.isoformat() + "+00:00" if until else None,
+        since=since.isoformat() if since else None,
+        until=until.isoformat() if until else None,
         aggregate_type=agg_type or None,
         aggregate_id=agg_id or None,
-        ce_ids=events,
+        ce_ids=[str(event) for event in events],
     )
     with connect(settings.database_url) as conn:  # one transaction: a refusal changes nothing
         refuse_too_old(conn, selection, timedelta(days=max_age))
+        if dry_run:
+            plan = ReplayPlan.read(conn, selection)
+            click.echo(orjson.dumps(plan.to_json()).decode() if as_json else plan.describe())
+            return
         ids = [row[0] for row in conn.execute(*sql.replay(selection)).fetchall()]
+        relays = live_relays(conn)
+        if ids and wait and not relays:  # raised inside the transaction: it is rolled back
+            raise click.ClickException(
+                f"no polling relay is running on {OutboxTable.of(conn).describe()} (none holds a shard):"
+                f" nothing was queued of the {len(ids)} selected event(s). Start one (`outbox relay run`)"
+                " and replay again, or pass --no-wait to queue them for the next relay that starts."
+            )
     if not ids:
         hint = (
             ""
@@ -89,12 +154,14 @@ def replay(
         click.echo(f"no retained event matches{hint}")
         return
     click.echo(f"{len(ids)} event(s) queued for the relay to publish again")
+    if not relays:
+        click.echo("no polling relay is running on this outbox: they are published when one starts")
     if not wait:
         return
     deadline = time.monotonic() + timeout
     with (
         connect(settings.database_url, autocommit=True) as conn,
-        click.progressbar(length=len(ids), label="republished") as bar,
+        Progress("republished", len(ids)) as bar,
     ):
         done = 0
         while done < len(ids):
@@ -105,7 +172,7 @@ def replay(
                 )
             row = conn.execute(*sql.still_unpublished(ids)).fetchone()
             now_done = len(ids) - int(row[0] if row else 0)
-            bar.update(now_done - done)
+            bar.update(now_done)
             done = now_done
             time.sleep(0.2)
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from outbox import OutboxSettings, migrations
 from outbox.config import mask_url
 from outbox.envelope import from_kafka
+from outboxkit.examples.config.demo import run_config_demo
 from outboxkit.examples.payments.demo import run_payments_demo
 from outboxkit.examples.sites.demo import run_sites_demo
 from outboxkit.kafka import clients
@@ -67,6 +68,8 @@ def run_demo(settings: OutboxSettings, echo: Echo = print, relay: str = "polling
         echo("6. shop: 4 events made the round trip, none of the rolled-back order")
         # Consume and project (seed §1): the sites service's events build a read model elsewhere.
         run_sites_demo(settings.database_url, kafka_of(settings), echo)
+        # 0-latency KV store (seed §4): configuration read per request from a local copy of a topic.
+        run_config_demo(settings.database_url, kafka_of(settings), echo)
         # Events in transactions (seed §5): payments and inventory as exactly-once processors.
         run_payments_demo(settings.database_url, kafka_of(settings), echo)
     finally:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -110,6 +110,28 @@ def _topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dic
     return {name: entry.value for name, entry in entries.items() if entry.value is not None}
 
 
+def _broker_config(client: AdminClient, broker: int, timeout: float = 10.0) -> dict[str, str]:
+    """A broker's effective settings, e.g. transaction.state.log.replication.factor."""
+    resource = ConfigResource(ResourceType.BROKER, str(broker))
+    try:
+        entries = client.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as err:
+        raise KafkaUnavailableError(f"cannot read the settings of broker {broker}: {err}") from err
+    return {name: entry.value for name, entry in entries.items() if entry.value is not None}
+
+
+def _topic_id(client: AdminClient, topic: str, timeout: float = 10.0) -> str:
+    """The topic's id (Kafka's topic UUID, as text): a topic deleted and made again under the same
+    name has another id, so a local copy of the old one can tell it is stale."""
+    try:
+        described = client.describe_topics(TopicCollection([topic]))[topic].result(timeout=timeout)
+    except KafkaException as err:
+        if err.args and getattr(err.args[0], "code", lambda: None)() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise TopicNotFoundError(f"topic {topic!r} does not exist; create it first") from err
+        raise KafkaUnavailableError(f"cannot describe the topic {topic!r}: {err}") from err
+    return str(described.topic_id)
+
+
 def _served(call: Callable[Concatenate[C, P], T]) -> Callable[Concatenate[C, P], T]:
     """`call`, then deliver what an admin client logged meanwhile (outboxkit.kafka.clients)."""
 
@@ -128,3 +150,5 @@ ensure_topic = _served(_ensure_topic)
 wait_for_leaders = _served(_wait_for_leaders)
 partition_counts = _served(_partition_counts)
 topic_config = _served(_topic_config)
+broker_config = _served(_broker_config)
+topic_id = _served(_topic_id)

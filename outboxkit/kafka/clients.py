@@ -13,9 +13,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from outbox.errors import ConfigurationError
 from outboxkit.kafka.settings import KafkaSettings
 
 ClientSettings = Mapping[str, Any]
@@ -54,6 +55,19 @@ def producer_config(kafka: KafkaSettings | str, settings: ClientSettings | None 
         **PRODUCER_DEFAULTS,
         **(settings or {}),
     }
+
+
+def check_producer_config(config: ClientSettings, source: str) -> None:
+    """Refuse, with ConfigurationError naming `source` (where the settings came from), producer
+    settings librdkafka does not take: an unknown property, a value it refuses. Making a client
+    checks its whole configuration before any network traffic, so this failure is permanent and
+    retrying it would only repeat it; the client made for the check is dropped unused."""
+    try:
+        made = Producer(dict(config))
+    except KafkaException as err:
+        said = err.args[0].str() if err.args and hasattr(err.args[0], "str") else str(err)
+        raise ConfigurationError(f"{source}: librdkafka refuses the producer settings: {said}") from err
+    made.flush(0)
 
 
 def transactional_producer(

@@ -20,6 +20,8 @@ FIELDS = ("time", "level", "logger", "message")
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is logged as a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# uvicorn (the console's and the gateway's server) adds the message again with terminal colours.
+_STANDARD.add("color_message")
 
 
 class JsonFormatter(logging.Formatter):

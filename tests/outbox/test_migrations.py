@@ -39,7 +39,7 @@ def test_cli_upgrade_current_downgrade(new_database: Callable[[], str]) -> None:
 
     result = runner.invoke(migrate, ["upgrade", "--database-url", url])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"outbox schema at {HEAD}"
+    assert result.stdout.strip() == f"outbox schema at {HEAD}"  # stderr names the database
     assert {"outbox_events", "outbox_alembic_version"} <= tables(url)
 
     result = runner.invoke(migrate, ["upgrade", "--database-url", url])  # idempotent

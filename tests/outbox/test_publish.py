@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import select
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from outbox import BytesSerializer, Event, Outbox, TopicRouter, publish, publish_many
+from outbox import TOMBSTONE, BytesSerializer, Event, Outbox, TopicRouter, publish, publish_many
 from outbox.envelope import StoredEvent, to_kafka
 from tests.outbox.conftest import count_rows, outbox_rows
 from tests.outbox.models import TEST_OUTBOX, Order
@@ -151,6 +152,21 @@ def test_bytes_serializer_stores_bytes_exactly_with_its_content_type(engine: Eng
     [row] = outbox_rows(engine)
     assert bytes(row["payload"]) == value
     assert row["content_type"] == "application/x-protobuf"
+
+
+def test_a_tombstone_is_stored_without_payload_and_encodes_to_a_null_value(engine: Engine) -> None:
+    """outbox.TOMBSTONE: a delete on a compacted topic; the row's payload is NULL (migration 0004),
+    the record's value None, its headers the usual envelope, in both plain and many-event writes."""
+    with engine.begin() as conn:
+        publish(conn, placed(13, payload=TOMBSTONE), outbox=TEST_OUTBOX)
+        publish_many(conn, [placed(14), placed(14, payload=TOMBSTONE)], outbox=TEST_OUTBOX)
+    rows = outbox_rows(engine)
+    assert [row["payload"] is None for row in rows] == [True, False, True]
+    assert rows[0]["content_type"] == "application/json"
+    record = to_kafka(TEST_OUTBOX.prepare(placed(13, payload=TOMBSTONE)))
+    assert record.value is None and record.key == b"13"
+    assert [name for name, _ in record.headers][:3] == ["ce_specversion", "ce_id", "ce_type"]
+    assert repr(TOMBSTONE) == "TOMBSTONE" and pickle.loads(pickle.dumps(TOMBSTONE)) is TOMBSTONE
 
 
 def test_traceparent_is_captured_from_the_current_span(engine: Engine) -> None:

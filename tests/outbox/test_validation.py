@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -64,9 +65,23 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], type[OutboxError], str]] = [
     ("type not text", {"type": None}, InvalidEventError, "type is missing"),
     ("no aggregate type", {"aggregate_type": ""}, InvalidEventError, "aggregate_type is missing"),
     ("no aggregate id", {"aggregate_id": ""}, InvalidEventError, "aggregate_id is missing"),
+    (
+        "float aggregate id",
+        {"aggregate_id": 1.5},
+        InvalidEventError,
+        r"aggregate_id must be a str, an int or a uuid\.UUID, got float 1\.5",
+    ),
+    ("bool aggregate id", {"aggregate_id": True}, InvalidEventError, "aggregate_id must be a str.*got bool"),
+    ("bytes type", {"type": b"order.placed"}, InvalidEventError, "type must be a str.*got bytes"),
     ("NUL in aggregate id", {"aggregate_id": "a\x00b"}, InvalidEventError, "without NUL"),
     ("huge type", {"type": "t" * 2000}, InvalidEventError, "at most 1024"),
     ("set payload", {"payload": {"s": {1, 2}}}, SerializationError, "not JSON-serializable"),
+    (
+        "Decimal payload",
+        {"payload": {"total": Decimal("12.50")}},
+        SerializationError,
+        r"Decimal.*JsonSerializer\(default=.*docs/write-side\.md",
+    ),
     ("object payload", {"payload": object()}, SerializationError, "not JSON-serializable"),
     ("int key", {"payload": {1: "a"}}, SerializationError, "not JSON-serializable"),
     ("big int", {"payload": {"n": 2**70}}, SerializationError, "not JSON-serializable"),

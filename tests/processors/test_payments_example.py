@@ -45,4 +45,4 @@ def test_the_payments_flow_balances_with_a_flaky_provider(
         ).all()
     engine.dispose()
     assert {n for _, n in per_order} == {1}, "one charge per order at the provider"
-    assert any(line.startswith("13. order status projection") for line in lines), lines
+    assert any(line.startswith("19. order status projection") for line in lines), lines

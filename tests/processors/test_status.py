@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 from click.testing import CliRunner
@@ -53,3 +57,36 @@ def test_status_shows_lag_and_reports_a_hanging_transaction(
         assert f"{topic}[1]: a transaction open for" in text.stdout
     finally:
         hanging.abort_transaction(30)
+
+
+SERVICE_MODULE = """
+from outboxkit.processors import Processor
+
+payments = Processor("{name}", ["{topic}"], mode="kafka")
+"""
+
+
+def test_reference_is_imported_from_the_current_directory_or_the_app_dir(
+    tmp_path: Path, bootstrap_servers: str, unique: Callable[[str], str], new_topic: Callable[..., str]
+) -> None:
+    """As for projectors (issue 13 item 7): the installed `outbox` script has only its bin/ on sys.path."""
+    topic, name = new_topic("processor-app-dir"), unique("app-dir")
+    service = tmp_path / "service"
+    service.mkdir()
+    module = unique("payments_processor").replace("-", "_")
+    (service / f"{module}.py").write_text(SERVICE_MODULE.format(name=name, topic=topic))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["OUTBOX_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap_servers
+
+    def status(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        script = Path(sys.executable).parent / "outbox"
+        command = [str(script), "processor", "status", *args]
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+    here = status(f"{module}:payments", cwd=service)
+    assert here.returncode == 0, here.stderr
+    assert here.stdout.startswith(f"processor {name} (mode kafka")
+    elsewhere = status(f"{module}:payments", "--app-dir", str(service), cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    missing = status(f"{module}:payments", cwd=tmp_path)
+    assert missing.returncode == 2 and "--app-dir" in missing.stderr, missing.stderr

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -100,3 +104,40 @@ def test_driver_errors_become_clear_messages(
     assert result.exit_code == 1
     assert "status of projector 'nodb': database error" in result.output
     assert "outboxkit_no_such_db" in result.output
+
+
+SERVICE_MODULE = """
+from projectors import Projector
+
+inventory = Projector("{name}", ["{topic}"])
+"""
+
+
+def test_name_is_imported_from_the_current_directory_or_the_app_dir(
+    tmp_path: Path, cli_env: CliEnv, unique: Callable[[str], str], new_topic: Callable[..., str]
+) -> None:
+    """Issue 13 item 7: the installed `outbox` script has only its bin/ on sys.path, so a service's
+    module in the current directory was not found (it needed PYTHONPATH=.)."""
+    topic, name = new_topic("app-dir"), unique("app-dir")
+    service = tmp_path / "service"
+    service.mkdir()
+    module = unique("inventory_projection").replace("-", "_")
+    (service / f"{module}.py").write_text(SERVICE_MODULE.format(name=name, topic=topic))
+    script = Path(sys.executable).parent / "outbox"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(cli_env(topic, name))
+
+    def status(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), "projector", "status", *args], cwd=cwd, env=env, capture_output=True, text=True
+        )
+
+    here = status(f"{module}:inventory", cwd=service)
+    assert here.returncode == 0, here.stderr
+    assert f"projector {name} (group outboxkit-projector-{name})" in here.stdout
+    elsewhere = status(f"{module}:inventory", "--app-dir", str(service), cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert f"projector {name}" in elsewhere.stdout
+    missing = status(f"{module}:inventory", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert f"cannot import {module!r}" in missing.stderr and "--app-dir" in missing.stderr

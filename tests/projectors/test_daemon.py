@@ -112,7 +112,11 @@ def test_a_projector_that_cannot_go_on_logs_why_as_json_and_exits_1(
     assert proc.wait(60) == 1
     *_, last = json_log(log.read_text())
     assert last["level"] == "error" and last["message"].startswith("projector cannot go on: projector")
-    assert 'relation "projector_offsets" does not exist' in last["message"], last
+    assert (
+        "table projector_offsets, projector_applied_events, projector_dead_letters does not exist"
+        in last["message"]
+    ), last
+    assert "outbox migrate upgrade" in last["message"] and "alembic upgrade heads" in last["message"], last
 
 
 def test_the_runner_beats_its_health_and_reports_a_failure(

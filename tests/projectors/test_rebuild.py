@@ -82,3 +82,53 @@ def test_rebuild_swaps_without_readers_seeing_an_empty_or_partial_table(
         wait_until(lambda: stored_total(sites_db, projector.name) == 4500, what="projection after the swap")
     with sites_db.connect() as conn:
         assert all_summaries(conn) == history.expected
+
+
+def test_rebuild_keeps_the_read_models_grants_and_hand_made_indexes(
+    sites_db: Engine, bootstrap_servers: str, sites_topic: SitesTopic, unique: Callable[[str], str]
+) -> None:
+    """Issue 13 item 2: grants (to a role, and to PUBLIC) and an index made by hand survive the swap.
+    (The stack's user may not create roles: a predefined one, pg_monitor, stands for a reporting role.)"""
+    topic, history = sites_topic("sites-grants", partitions=1, events=50, sites=10, seed=21)
+    projector = build_projector(topic, name=unique("grants"))
+    with sites_db.begin() as conn:
+        conn.execute(text("GRANT SELECT ON site_summary TO pg_monitor"))
+        conn.execute(text("GRANT INSERT ON site_summary TO PUBLIC"))
+        conn.execute(
+            text("CREATE INDEX site_summary_by_owner ON site_summary (owner) WHERE owner IS NOT NULL")
+        )
+
+    def privileges(role: str) -> set[str]:
+        with sites_db.connect() as conn:
+            return {
+                p
+                for p in ("SELECT", "INSERT", "UPDATE")
+                if conn.execute(text(f"SELECT has_table_privilege('{role}', 'site_summary', '{p}')")).scalar()
+            }
+
+    def index() -> str | None:
+        with sites_db.connect() as conn:
+            found = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'site_summary_by_owner'")
+            ).scalar()
+            return None if found is None else str(found)
+
+    before = (privileges("pg_monitor"), privileges("public"))
+    assert before == ({"SELECT", "INSERT"}, {"INSERT"})  # pg_monitor is in PUBLIC too
+    hooked: list[int] = []
+    rebuild(
+        projector,
+        sites_db,
+        bootstrap_servers,
+        after_swap=lambda conn: hooked.append(
+            int(conn.execute(text("SELECT count(*) FROM site_summary")).scalar_one())
+        ),
+    )
+    assert hooked == [len(history.expected)]  # the hook ran in the swap, on the new table
+    assert (privileges("pg_monitor"), privileges("public")) == before
+    found = index()
+    assert found is not None and found.endswith("(owner) WHERE (owner IS NOT NULL)"), found
+    assert "outboxkit_rebuild" not in found
+    # A second rebuild carries them again, from the table the first one made.
+    rebuild(projector, sites_db, bootstrap_servers)
+    assert (privileges("pg_monitor"), privileges("public")) == before and index() == found

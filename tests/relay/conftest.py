@@ -205,6 +205,21 @@ def make_topics(bootstrap_servers: str) -> Iterator[Callable[..., None]]:
             future.result(timeout=30)
 
 
+def start_cdc_monitor(
+    env: dict[str, str], port: int, log: Path, interval: float = 1.0
+) -> subprocess.Popen[bytes]:
+    """`outbox cdc monitor` as a child process serving on `port`; `env`: its OUTBOX_... settings."""
+    command = ["cdc", "monitor", "--metrics-port", str(port), "--interval", str(interval)]
+    with open(log, "ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "outboxkit", *command],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+        )
+
+
 def start_relay(tmp_path: Path, database_url: str, bootstrap: str, mode: str, **extra: str) -> RelayProcess:
     """A relay on an isolated stack; `extra` keyword arguments become OUTBOX_RELAY_* variables."""
     env = dict(os.environ)

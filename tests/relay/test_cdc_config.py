@@ -212,8 +212,10 @@ def test_a_literal_cdc_password_is_refused_with_what_to_do() -> None:
     "command", [["register", "--no-wait"], ["status"], ["pause"], ["resume"], ["remove"]]
 )
 def test_cdc_commands_say_when_connect_cannot_be_reached(command: list[str]) -> None:
-    # A closed loopback port: refused at once. Nothing else is touched before Connect answers.
-    result = CliRunner().invoke(main, ["cdc", "--connect-url", "http://127.0.0.1:1", *command])
+    # A closed loopback port: refused at once. Nothing else is touched before Connect answers (the
+    # database URL is given, as a changing command needs, but never reached).
+    unused = {"OUTBOX_DATABASE_URL": "postgresql://outbox@127.0.0.1:1/unused"}
+    result = CliRunner().invoke(main, ["cdc", "--connect-url", "http://127.0.0.1:1", *command], env=unused)
     assert result.exit_code == 1
     assert "Kafka Connect at http://127.0.0.1:1 cannot be reached" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback

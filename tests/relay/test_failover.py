@@ -53,8 +53,8 @@ def relay_backends(url: str, group: str) -> list[int]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name IN (%s, 'outbox-relay-worker')",
-            (f"outbox-relay:{group}",),
+            " AND (application_name = 'outbox-relay-worker' OR starts_with(application_name, %s))",
+            (f"outbox-relay:{group}/",),
         ).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -111,8 +111,8 @@ def test_a_relay_whose_lease_connection_is_cut_is_fenced_and_carries_on(
     with psycopg.connect(clean_outbox, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = %s",
-            (f"outbox-relay:{group}",),
+            " WHERE datname = current_database() AND starts_with(application_name, %s)",
+            (f"outbox-relay:{group}/",),  # the lease connection: outbox-relay:<group>/<instance>
         )
     successor = relay_factory(mode="transactional", batch_size=5000)
     successor.wait_ready()

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from outbox import migrations
 from outboxkit.cli import main
 from relay.errors import GroupConflictError, ShardCountMismatchError
-from relay.leases import ShardLeases, lease_application_name
+from relay.lease_names import lease_application_name, parse_application_name
+from relay.leases import ShardLeases
 from tests.isolated import free_ports
 from tests.relay.conftest import RelayProcess, outbox_count, scrape, wait_for
 from tests.relay.events import engine_for, outbox_for, write_numbered
@@ -84,6 +85,19 @@ def test_lease_application_names_fit_postgres_and_stay_distinct() -> None:
     assert len(a.encode()) <= 63 and len(b.encode()) <= 63
     assert a.startswith("outbox-relay:xxxx")
     assert lease_application_name(prefix + "-a") == a  # stable: every relay of the group agrees
+
+
+def test_a_lease_application_name_carries_the_instance_within_postgres_limit() -> None:
+    name = lease_application_name("orders", "host-4711")
+    assert name == "outbox-relay:orders/host-4711"
+    assert parse_application_name(name) == ("orders", "host-4711")
+    assert parse_application_name("outbox-relay:orders") == ("orders", None)  # an earlier version
+    long_group, long_instance = "g" * 100, "pod-" + "x" * 60 + "-12"
+    cut = lease_application_name(long_group, long_instance)
+    assert len(cut.encode()) <= 63 and cut.startswith(lease_application_name(long_group))
+    assert parse_application_name(cut)[0] == parse_application_name(lease_application_name(long_group))[0]
+    medium = lease_application_name("inventory", long_instance)
+    assert len(medium.encode()) == 63 and parse_application_name(medium)[1] == long_instance[: 63 - 23]
 
 
 def published(port: int) -> float:
@@ -182,8 +196,13 @@ def test_a_second_relay_group_on_one_outbox_publishes_nothing_and_says_why(
     )
     assert status.exit_code == 0, status.output
     pid = holders(clean_outbox, first_group, 2)[0]
-    assert f"shards (2, group {second_group}): 0:pid {pid}, 1:pid {pid}" in status.output, status.output
-    assert f"relay groups:       {first_group} (pids {pid}) on table public.outbox_events" in status.output
+    owner = orjson.loads(scrape(port_a, "/healthz")[1])["instance"]
+    owned = f"0: {owner} (pid {pid}), 1: {owner} (pid {pid})"
+    assert f"shards (2, group {second_group}): {owned}" in status.output, status.output
+    assert (
+        f"relay groups:       {first_group} (instances {owner}; pids {pid}) on table public.outbox_events"
+        in status.output
+    )
     assert f"warning: relays of group {second_group} take no shard while group {first_group}" in status.output
 
     assert first.terminate() == 0

@@ -64,16 +64,23 @@ def test_metrics_health_and_status(
     assert served == source.snapshot()
     assert (served["backlog"], served["quarantined"], served["group"]) == (0, 0, group)
     assert [owner["shard"] for owner in served["owners"]] == [0, 1, 2]
+    # Issue 13 item 14: an owner is named by the relay's instance (what its logs and /healthz say),
+    # not only by the PostgreSQL backend pid of its lease connection.
+    assert {owner["instance"] for owner in served["owners"]} == {health["instance"]}
     assert [g["name"] for g in served["groups"]] == [group] and served["other_groups"] == []
+    assert served["groups"][0]["instances"] == [health["instance"]]
 
     env = {"OUTBOX_DATABASE_URL": clean_outbox, "OUTBOX_RELAY_GROUP": group, "OUTBOX_RELAY_SHARDS": "3"}
     result = CliRunner().invoke(main, ["relay", "status"], env=env)
     assert result.exit_code == 0, result.output
     assert "backlog:            0 unpublished events" in result.output
-    owners = ", ".join(f"{o['shard']}:pid {o['pid']}" for o in served["owners"])
+    owners = ", ".join(f"{o['shard']}: {health['instance']} (pid {o['pid']})" for o in served["owners"])
     assert f"shards (3, group {group}): {owners}" in result.output
     pids = ", ".join(map(str, served["groups"][0]["pids"]))
-    assert f"relay groups:       {group} (pids {pids}) on {served['table']}" in result.output
+    assert (
+        f"relay groups:       {group} (instances {health['instance']}; pids {pids}) on {served['table']}"
+        in result.output
+    )
     as_json = CliRunner().invoke(main, ["relay", "status", "--json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     assert orjson.loads(as_json.stdout) == served
@@ -107,7 +114,8 @@ def test_bad_settings_say_what_is_wrong(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(ConfigurationError, match="mode"):
         load_settings(None, relay_mode="exactly-twice")
-    result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"])
+    unused = {"OUTBOX_DATABASE_URL": "postgresql://outbox@127.0.0.1:1/unused"}
+    result = CliRunner().invoke(main, ["relay", "run", "--shards", "0"], env=unused)
     assert result.exit_code != 0 and "shards" in result.output
 
 
@@ -177,7 +185,7 @@ def test_a_relay_on_a_database_without_tables_waits_degraded_until_it_is_migrate
     status, health = http_json(port, "/healthz")
     assert status == 503
     assert health["reason"].startswith("postgres: ") and "outbox_events" in health["reason"], health
-    assert "run `outbox migrate upgrade`" in health["reason"], health
+    assert "`outbox migrate upgrade`" in health["reason"], health
     status, said = http_json(port, "/status.json")
     assert status == 503 and "outbox migrate upgrade" in said["error"], said
     assert relay.alive()
@@ -189,7 +197,12 @@ def test_a_relay_on_a_database_without_tables_waits_degraded_until_it_is_migrate
     wait_for(lambda: http_get(port, "/healthz")[0] == 200, 20, "/healthz to be ok once migrated")
     wait_for(lambda: http_json(port, "/status.json")[1]["backlog"] == 0, 20, "/status.json: no backlog")
     assert relay.terminate() == 0
-    json_log(relay.log_path.read_text())
+    # What the issue found (13, item 6): a raw UndefinedTable traceback in the log. Every line
+    # about the missing table says what publish() says instead: run the migrations, and how.
+    entries = json_log(relay.log_path.read_text())
+    assert not [e for e in entries if "Traceback" in str(e) or "UndefinedTable" in str(e)], entries
+    missing = [e for e in entries if "outbox_events" in e["message"]]
+    assert missing and all("alembic upgrade heads" in e["message"] for e in missing), missing
 
 
 def test_librdkafkas_own_log_lines_are_json_too(

@@ -340,3 +340,33 @@ def test_a_refusal_only_the_broker_makes_holds_the_aggregate_in_transactional_mo
     assert outbox_count(clean_outbox) == 1  # A/2 waits behind A/1
     assert relay.alive()
     assert relay.terminate() == 0
+
+
+def test_requeue_all_of_a_topic_moves_them_in_chunks_with_progress(
+    relay_factory: Callable[..., RelayProcess],
+    clean_outbox: str,
+    new_topic: Callable[..., str],
+) -> None:
+    small, other = new_topic("poison-all", config={"max.message.bytes": "2048"}), new_topic("fine")
+    engine = engine_for(clean_outbox)
+    for topic, aggregates in ((small, ["a", "b", "c"]), (other, ["d"])):
+        outbox = Outbox(router=TopicRouter(topic), serializer=BytesSerializer("text/plain"))
+        with engine.begin() as conn:
+            events = [
+                Event(type="t", aggregate_type="test", aggregate_id=a, payload=b"x" * 5000)
+                for a in aggregates
+            ]
+            publish_many(conn, events, outbox=outbox)
+    relay = relay_factory()
+    wait_for(lambda: len(quarantined(clean_outbox)) == 3, 20, "three poison events in quarantine")
+    assert relay.terminate() == 0
+    assert outbox_count(clean_outbox) == 0  # d was small enough for its topic
+
+    env = {"OUTBOX_DATABASE_URL": clean_outbox}
+    refused = CliRunner().invoke(main, ["relay", "quarantine", "requeue"], env=env)
+    assert refused.exit_code == 2 and "--all, or --topic" in refused.output
+    result = CliRunner().invoke(main, ["relay", "quarantine", "requeue", "--topic", small], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"requeued 3 event(s) of topic {small}"
+    assert result.stderr.splitlines()[-1].startswith("requeued: 3/3 (100 %) in ")  # not a terminal: a line
+    assert quarantined(clean_outbox) == [] and outbox_count(clean_outbox) == 3

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy import Connection, Engine
@@ -145,3 +148,72 @@ def test_an_older_replay_goes_through_when_max_age_allows_it(clean_outbox: str) 
     allowed = CliRunner().invoke(main, ["replay", "--all", "--no-wait", "--max-age", "9"], env=env)
     assert allowed.exit_code == 0, allowed.output
     assert "2 event(s) queued" in allowed.output
+
+
+def retained(engine: Engine, created_at: str) -> list[str]:
+    """Four events of aggregates a and b, published, created at `created_at`; their ce_ids."""
+    write_numbered(engine, outbox_for("replay-unused"), ["a", "b"], 2)
+    with engine.begin() as conn:  # as a relay with retention=keep leaves them
+        conn.execute(
+            sa.text("UPDATE outbox_events SET created_at = :at, published_at = now()"), {"at": created_at}
+        )
+        return list(conn.execute(sa.text("SELECT ce_id::text FROM outbox_events ORDER BY id")).scalars())
+
+
+def unpublished(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
+            ).scalar_one()
+        )
+
+
+def test_since_and_until_take_z_and_offsets_and_a_dry_run_queues_nothing(clean_outbox: str) -> None:
+    """Issue 13 item 11: `--since 2026-12-01T22:21:20Z` was refused by click.DateTime."""
+    engine = engine_for(clean_outbox)
+    ce_ids = retained(engine, (datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    hour_ago = datetime.now(UTC) - timedelta(hours=2)
+    env = {"OUTBOX_DATABASE_URL": clean_outbox, **KEEP}
+    for since in (
+        hour_ago.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        hour_ago.astimezone(timezone(timedelta(hours=2))).isoformat(),
+        hour_ago.strftime("%Y-%m-%dT%H:%M:%S"),  # no zone: UTC
+    ):
+        result = CliRunner().invoke(main, ["replay", "--since", since, "--dry-run"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "dry run: 4 event(s) would be queued" in result.output and "test: 4 event(s)" in result.output
+    later = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    none = CliRunner().invoke(main, ["replay", "--since", later, "--dry-run"], env=env)
+    assert "no retained event matches" in none.output, none.output
+    bad = CliRunner().invoke(main, ["replay", "--since", "yesterday", "--dry-run"], env=env)
+    assert bad.exit_code == 2 and "is not an ISO 8601 time" in bad.output
+
+    as_json = CliRunner().invoke(main, ["replay", "--aggregate", "test:a", "--dry-run", "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    plan = orjson.loads(as_json.stdout)
+    assert plan["dry_run"] is True and plan["events"] == 2
+    [by_type] = plan["aggregate_types"]
+    assert by_type["aggregate_type"] == "test" and by_type["ce_ids"] == [ce_ids[0], ce_ids[2]]
+    assert unpublished(engine) == 0, "a dry run queues nothing"
+    alone = CliRunner().invoke(main, ["replay", "--all", "--json"], env=env)
+    assert alone.exit_code == 2 and "--json prints a --dry-run's answer" in alone.output
+
+
+def test_without_a_running_relay_a_waiting_replay_is_refused_at_once(clean_outbox: str) -> None:
+    """Issue 13 item 11: it used to queue, wait 600 s, then ask "is a relay running?"."""
+    engine = engine_for(clean_outbox)
+    retained(engine, datetime.now(UTC).isoformat())
+    env = {"OUTBOX_DATABASE_URL": clean_outbox, **KEEP}
+    started = time.monotonic()
+    refused = CliRunner().invoke(main, ["replay", "--all"], env=env)
+    assert time.monotonic() - started < 5
+    assert refused.exit_code == 1
+    assert "no polling relay is running on table public.outbox_events" in refused.output
+    assert "nothing was queued" in refused.output and "--no-wait" in refused.output
+    assert unpublished(engine) == 0
+
+    queued = CliRunner().invoke(main, ["replay", "--all", "--no-wait"], env=env)
+    assert queued.exit_code == 0, queued.output
+    assert "4 event(s) queued" in queued.output and "published when one starts" in queued.output
+    assert unpublished(engine) == 4

@@ -94,7 +94,7 @@ def run_payments_demo(
             place_order(conn, flow, order[0], sku=order[1], quantity=order[2], amount_cents=order[3])
             placed.append(order)
     echo(
-        f"10. checkout: placed {orders_count} orders (rows + order.placed through the outbox); "
+        f"16. checkout: placed {orders_count} orders (rows + order.placed through the outbox); "
         f"stock {sum(skus.values())} units of {len(skus)} SKUs"
     )
     provider = FakePaymentProvider(engine, failure_rate=failure_rate, seed=seed)
@@ -121,19 +121,19 @@ def run_payments_demo(
     totals = _totals(engine, ids, skus, placed, provider.failures)
     engine.dispose()
     echo(
-        f"11. payments (mode kafka; the provider failed {totals.provider_failures} requests, retried "
+        f"17. payments (mode kafka; the provider failed {totals.provider_failures} requests, retried "
         "with the same idempotency keys): "
         f"{totals.charged_orders} charged, {totals.declined} declined; the provider's ledger holds "
         f"{totals.charges} charges, {totals.charged_cents} cents "
         f"(orders under the limit: {totals.expected_cents})"
     )
     echo(
-        f"12. inventory (mode database): {totals.reserved_units} units reserved, "
+        f"18. inventory (mode database): {totals.reserved_units} units reserved, "
         f"{totals.stock_taken} taken from stock, {totals.out_of_stock} orders out of stock"
     )
     if not totals.balanced:
         raise SystemExit(f"the payments flow does not balance: {totals}")
-    echo("13. order status projection: every order settled; money and stock balance")
+    echo("19. order status projection: every order settled; money and stock balance")
     return totals
 
 

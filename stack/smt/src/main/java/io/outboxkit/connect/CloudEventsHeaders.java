@@ -30,7 +30,8 @@ import org.apache.kafka.connect.transforms.Transformation;
  * the string members of the JSON object in header {@code json.header}, sorted by Unicode code point as
  * Python's {@code sorted()} does. Every other header is dropped. Values are emitted as UTF-8 bytes with
  * a BYTES schema, so with {@code header.converter=ByteArrayConverter} the bytes on Kafka are exactly
- * the polling relay's. Stateless and thread-safe once configured.
+ * the polling relay's. Tombstones (null value) are treated the same. Stateless and thread-safe once
+ * configured.
  */
 public class CloudEventsHeaders<R extends ConnectRecord<R>> implements Transformation<R> {
 
@@ -65,9 +66,8 @@ public class CloudEventsHeaders<R extends ConnectRecord<R>> implements Transform
 
     @Override
     public R apply(R record) {
-        if (record.value() == null) {
-            return record; // a tombstone: not an event
-        }
+        // A tombstone (the router's record for a NULL payload, outbox.TOMBSTONE) is an event too: it
+        // gets the same headers, so it is byte-identical to the polling relay's null-value record.
         ConnectHeaders out = new ConnectHeaders();
         for (Slot slot : slots) {
             byte[] bytes = slot.literal() != null ? slot.literal() : bytesOf(record.headers().lastWithName(slot.name()));

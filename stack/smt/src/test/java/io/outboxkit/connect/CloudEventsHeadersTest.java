@@ -2,7 +2,6 @@ package io.outboxkit.connect;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -88,10 +87,17 @@ class CloudEventsHeadersTest {
     }
 
     @Test
-    void aTombstoneIsLeftAlone() {
+    void aTombstoneKeepsItsNullValueAndGetsTheEnvelopeHeaders() {
+        ConnectHeaders in = new ConnectHeaders();
+        in.addString("id", "router-id");
+        in.addString("ce_id", "0192-id");
+        in.addString(USER, "{}");
         SourceRecord tombstone = new SourceRecord(Map.of(), Map.of(), "orders", 0, Schema.STRING_SCHEMA, "o-1",
-            null, null);
-        assertSame(tombstone, transform("ce_id", USER).apply(tombstone));
+            null, null, 1L, in);
+        SourceRecord out = transform("ce_specversion=1.0,ce_id", USER).apply(tombstone);
+        assertEquals(List.of("ce_specversion=1.0", "ce_id=0192-id"), names(out));
+        assertEquals(null, out.value());
+        assertEquals("o-1", out.key());
     }
 
     @Test

@@ -1,0 +1,168 @@
+"""Where a KV store stands: its topic (partitions, log start and end, compaction settings) and,
+when there is one, a running reader (ready, keys, bytes, lag) or a disk store's checkpoint
+(whether a restart would read on from it, or why it would rebuild).
+
+`KVStatusSource` is the KV store's outboxkit.ops StatusSource: `outbox kv status` and a service's
+/status.json read it. Each `snapshot()` asks Kafka for the partitions' ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import partition_counts, topic_config, topic_id
+from outboxkit.kafka.catchup import watermarks
+from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.kv.checkpoint import distrust, retention_of
+from outboxkit.kv.reader import KVStore
+from outboxkit.kv.stores.base import Store
+from outboxkit.ops.status import JSON
+
+COMPACTION_KEYS = ("cleanup.policy", "segment.ms", "min.compaction.lag.ms", "delete.retention.ms")
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    partition: int
+    low: int
+    high: int
+    position: int | None
+    """Next offset the reader (or the disk store's checkpoint) applies; None: neither is there."""
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.position is None else max(self.high - self.position, 0)
+
+
+@dataclass(frozen=True)
+class KVStatus:
+    topic: str
+    topic_id: str
+    partitions: list[PartitionStatus]
+    compaction: dict[str, str]
+    keys: int | None = None
+    bytes: int | None = None
+    reader: dict[str, JSON] = field(default_factory=dict)
+    """ready, loaded_from, load_seconds, applied, skipped, updates_per_second, error (a reader)."""
+    checkpoint: dict[str, JSON] = field(default_factory=dict)
+    """saved_at, age_seconds, trusted, reason (a disk store)."""
+
+    @property
+    def total_lag(self) -> int | None:
+        lags = [p.lag for p in self.partitions]
+        return None if any(lag is None for lag in lags) else sum(lag or 0 for lag in lags)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "topic": self.topic,
+            "topic_id": self.topic_id,
+            "partitions": [
+                {"partition": p.partition, "low": p.low, "high": p.high, "position": p.position, "lag": p.lag}
+                for p in self.partitions
+            ],
+            "total_lag": self.total_lag,
+            "compaction": dict(self.compaction),
+            "keys": self.keys,
+            "bytes": self.bytes,
+            "reader": dict(self.reader),
+            "checkpoint": dict(self.checkpoint),
+        }
+
+    def line(self) -> str:
+        """One status line for people."""
+        parts = [f"kv {self.topic}: {len(self.partitions)} partitions"]
+        if self.keys is not None:
+            parts.append(f"{self.keys} keys, {self.bytes} bytes")
+        if self.reader:
+            parts.append("ready" if self.reader.get("ready") else "loading")
+        if self.total_lag is not None:
+            parts.append(f"lag {self.total_lag}")
+        if self.checkpoint:
+            trusted = self.checkpoint.get("trusted")
+            parts.append(
+                "checkpoint usable"
+                if trusted
+                else f"checkpoint would be discarded: {self.checkpoint.get('reason')}"
+            )
+        parts.append(", ".join(f"{k}={self.compaction[k]}" for k in COMPACTION_KEYS if k in self.compaction))
+        return "; ".join(parts)
+
+
+class KVStatusSource:
+    """The status of `topic`, with a running `reader` or a `store` (e.g. a read-only DiskStore)."""
+
+    def __init__(
+        self,
+        topic: str,
+        kafka: KafkaSettings | str,
+        *,
+        reader: KVStore | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.topic = topic
+        self.kafka = kafka
+        self.reader = reader
+        self.store = reader.store if reader is not None else store
+
+    def read(self) -> KVStatus:
+        admin = clients.admin(self.kafka)
+        consumer = clients.consumer(self.kafka, "outboxkit-kv-status")
+        try:
+            count = partition_counts(consumer, [self.topic])[self.topic]
+            bounds = watermarks(consumer, [(self.topic, p) for p in range(count)])
+        finally:
+            consumer.close()
+        config = topic_config(admin, self.topic)
+        current_id = topic_id(admin, self.topic)
+        positions: Mapping[int, int] = {}
+        reader: dict[str, JSON] = {}
+        checkpoint: dict[str, JSON] = {}
+        if self.reader is not None:
+            positions = self.reader.positions
+            error = self.reader.error
+            reader = {
+                "ready": self.reader.ready,
+                "loaded_from": self.reader.loaded_from,
+                "load_seconds": self.reader.load_seconds,
+                "applied": self.reader.applied,
+                "skipped": self.reader.skipped,
+                "updates_per_second": round(self.reader.updates_per_second(), 1),
+                "error": None if error is None else str(error),
+                "store": dict(self.reader.store.describe()),
+            }
+        saved = self.store.checkpoint() if self.store is not None else None
+        if saved is not None:
+            now = time.time()
+            reason = distrust(
+                saved,
+                topic_id=current_id,
+                bounds={p: b for (_t, p), b in bounds.items()},
+                delete_retention_ms=retention_of(config),
+                now=now,
+            )
+            checkpoint = {
+                "saved_at": saved.saved_at,
+                "age_seconds": round(now - saved.saved_at, 1),
+                "trusted": reason is None,
+                "reason": reason,
+            }
+            positions = positions or saved.positions
+        return KVStatus(
+            topic=self.topic,
+            topic_id=current_id,
+            partitions=[
+                PartitionStatus(p, low, high, positions.get(p))
+                for (_t, p), (low, high) in sorted(bounds.items())
+            ],
+            compaction={k: config[k] for k in COMPACTION_KEYS if k in config},
+            keys=None if self.store is None else len(self.store),
+            bytes=None if self.store is None else self.store.size_bytes(),
+            reader=reader,
+            checkpoint=checkpoint,
+        )
+
+    def snapshot(self) -> Mapping[str, JSON]:
+        return self.read().to_json()

@@ -1,0 +1,110 @@
+"""The port every KV store backend implements (memory, disk), and what it holds.
+
+Contract of a `Store`:
+- One thread writes: the reader's follow thread calls `apply`, `reset` and `close`.
+- Any thread reads (`get`, `len`, `items`, `size_bytes`) concurrently with that writer, and sees
+  every `apply` whole or not at all; `items()` is one consistent snapshot.
+- `apply(changes, checkpoint)` makes the changes and the checkpoint (the positions they bring the
+  store to) take effect in one atomic step; a durable store writes them in one transaction, so
+  after a crash its `checkpoint()` names exactly the records its data reflects.
+- `checkpoint()` is None for a store that keeps nothing across restarts (it is loaded from the
+  start of the topic every time).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class Versioned(NamedTuple):
+    """A value with its version: the record that set it (what readers get)."""
+
+    value: Any
+    partition: int
+    offset: int
+    timestamp: int
+    """The record's Kafka timestamp, milliseconds since the epoch."""
+    size: int = 0
+    """Bytes of key and value as they came from Kafka (for the store's byte count)."""
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.partition, self.offset)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a store's data reaches in its topic."""
+
+    topic_id: str | None
+    """Kafka's id of the topic the data came from (a topic made again under its name has another)."""
+    positions: Mapping[int, int] = field(default_factory=dict)
+    """partition -> next offset to read (every record below it is applied)."""
+    saved_at: float = 0.0
+    """When the store was last known to be in step with the topic (seconds since the epoch)."""
+
+
+Entry = tuple[Any, int, int, int, int]
+"""What stores keep: (value, partition, offset, timestamp, size), the fields of `Versioned`.
+
+A plain tuple, not a `Versioned` (a tuple subclass) nor a dataclass: Python's cyclic garbage
+collector stops tracking a plain tuple of atomic values, and then a dict of them, so a million
+entries add nothing to its collections. A tracked object per key made every full collection walk
+them all (tens of milliseconds at 1M keys: the tail of the propagation figure, bench/README.md).
+"""
+
+Change = tuple[str, Entry | None]
+"""A key and its new entry; None deletes it."""
+
+
+def versioned(entry: Entry) -> Versioned:
+    """An entry as readers see it."""
+    return tuple.__new__(Versioned, entry)
+
+
+class Store(ABC):
+    """A KV reader's keys and values (see the module's contract)."""
+
+    @abstractmethod
+    def get(self, key: str) -> Versioned | None: ...
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """The key's value, or `default` (a backend may answer faster than through `get`)."""
+        found = self.get(key)
+        return default if found is None else found.value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def items(self) -> list[tuple[str, Versioned]]:
+        """A consistent snapshot of every key, in no particular order."""
+
+    @abstractmethod
+    def apply(self, changes: Sequence[Change], checkpoint: Checkpoint) -> None:
+        """Apply `changes` in order and move the checkpoint, in one atomic step."""
+
+    @abstractmethod
+    def checkpoint(self) -> Checkpoint | None:
+        """Where the kept data reaches; None when the store keeps nothing across restarts."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget every key and the checkpoint (the store is rebuilt from the topic's start)."""
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """Bytes of keys and values held (as they came from Kafka)."""
+
+    def close(self) -> None:  # noqa: B027 - optional: most backends hold nothing to release
+        """Release files and handles (nothing for the memory store)."""
+
+    def describe(self) -> Mapping[str, Any]:
+        """The backend's name and settings, for status pages."""
+        return {"backend": type(self).__name__}
