@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Connection, MetaData
 
 from outbox.errors import ConfigurationError
 from outbox.routing import topic_problem
 from outboxkit.kafka.records import ReceivedEvent
+from outboxkit.ops.references import load_reference
 from projectors.config import ProjectorConfig
 from projectors.errors import ProjectorNotFoundError
 
@@ -96,18 +96,4 @@ class Projector:
 def load_projector(reference: str) -> Projector:
     """Resolve `package.module:attribute` to a Projector; the attribute may also be a function
     without arguments that returns one (handy when topics come from the environment)."""
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        raise ProjectorNotFoundError(f"{reference!r}: expected 'package.module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ProjectorNotFoundError(f"{reference!r}: cannot import {module_name!r}: {err}") from err
-    found: Any = module
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
-    if callable(found) and not isinstance(found, Projector):
-        found = found()
-    if not isinstance(found, Projector):
-        raise ProjectorNotFoundError(f"{reference!r} is {type(found).__name__}, not a Projector")
-    return found
+    return load_reference(reference, Projector, ProjectorNotFoundError)

@@ -2,10 +2,12 @@
 positions commit in one PostgreSQL transaction. The stored positions (`processor_offsets`, Alembic
 revision outboxkit_0004) are the truth; Kafka's committed offsets are never read.
 
-A transaction first locks the offset rows of its partitions and checks they hold what this
-instance expects: another instance that took a partition over (a rebalance, a paused zombie) has
-moved them, so this one commits nothing and reads the stored offsets again. Each handler call runs
-in a savepoint, so a failed attempt leaves no writes behind.
+A batch runs first in one transaction without savepoints (the fast path); if anything in it
+fails it is rolled back and run again carefully, each handler attempt in a savepoint (so a failed
+attempt leaves no writes behind), with retries and dead letters. A transaction first locks the
+offset rows of its partitions and checks they hold what this instance expects: another instance
+that took a partition over (a rebalance, a paused zombie) has moved them, so this one commits
+nothing and reads the stored offsets again.
 
 A dead letter is published (synchronously) while the offset rows are locked, before the commit
 that moves past the input: a crash between the two dead-letters that input again on the restart
@@ -36,7 +38,7 @@ from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome
-from outboxkit.processors.kafka_mode import IDLE_COMMIT_SECONDS, consumer_settings
+from outboxkit.processors.kafka_mode import IDLE_COMMIT_SECONDS, SEEK_SETTLE_SECONDS, consumer_settings
 from outboxkit.processors.metrics import ProcessorMetrics
 from outboxkit.processors.processor import Processor
 
@@ -137,6 +139,7 @@ class DatabaseProcessorRunner:
                 batch_size=self.config.transaction_records,
                 batch_timeout=self.config.transaction_ms / 1000,
                 on_turn=self._turn,
+                on_stop=lambda _consumer: self._store_passed_positions(),
             )
         except Exception as err:
             if self.health is not None:
@@ -199,6 +202,8 @@ class DatabaseProcessorRunner:
             log.warning("%s; reading the stored offsets again", fenced)
             with self.engine.connect() as conn:
                 self.group.rewind(load_offsets(conn, self.processor.name, expected))
+            # A seek is asynchronous: the positions are not trusted until it is surely done.
+            self._last_idle_store = time.monotonic() + SEEK_SETTLE_SECONDS
             return
         self.group.advance(positions)
         self.metrics.processed.labels(self.processor.name).inc(len(records))
@@ -206,16 +211,43 @@ class DatabaseProcessorRunner:
     def _transaction(
         self, records: Sequence[Message], expected: Mapping[Partition, int], passed: Mapping[Partition, int]
     ) -> dict[Partition, int]:
+        """Fast path: the whole batch in one transaction without savepoints, its outputs in one
+        outbox write. If anything in it fails, it is rolled back and done again carefully: each
+        attempt in a savepoint, with retries and dead letters."""
+        try:
+            return self._run(records, expected, passed, careful=False)
+        except FencedError:
+            raise
+        except Exception as err:
+            if not records:
+                raise
+            log.info("batch of %d records failed (%s); handling them one by one", len(records), err)
+            return self._run(records, expected, passed, careful=True)
+
+    def _run(
+        self,
+        records: Sequence[Message],
+        expected: Mapping[Partition, int],
+        passed: Mapping[Partition, int],
+        *,
+        careful: bool,
+    ) -> dict[Partition, int]:
         positions = {**expected, **passed}
         with self.engine.begin() as conn:
             stored = load_offsets(conn, self.processor.name, expected, lock=True)
             moved = {tp: (n, stored.get(tp)) for tp, n in expected.items() if stored.get(tp) != n}
             if moved:
                 raise FencedError(f"offsets moved by another instance (expected, stored): {moved}")
+            outputs: list[Event] = []
             for message in records:
-                outcome = self.handler.handle(message, conn, attempt=_in_savepoint(conn))
-                self._send(conn, message, outcome)
+                if careful:
+                    self._send(conn, message, self.handler.handle(message, conn, attempt=_in_savepoint(conn)))
+                else:
+                    outputs.extend(self.handler.once(message, conn).outputs)
                 positions[where(message)] = (message.offset() or 0) + 1
+            if outputs:
+                self.outbox.publish_many(conn, outputs)
+                self.metrics.outputs.labels(self.processor.name).inc(len(outputs))
             conn.execute(
                 sa.update(OFFSETS)
                 .where(

@@ -19,7 +19,7 @@ from outbox import Event
 from outboxkit.kafka.errors import UndecodableRecordError
 from outboxkit.kafka.records import ReceivedEvent, decode_message
 from outboxkit.processors.errors import HandlerFailedError, PermanentError
-from outboxkit.processors.lineage import idempotency_key, linked
+from outboxkit.processors.lineage import linked
 from outboxkit.processors.processor import Context, Processor
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,16 @@ class InputHandler:
                 )
                 self._sleep(self.config.backoff(attempts))
 
+    def once(self, message: Message, connection: Connection | None = None) -> Outcome:
+        """One attempt, no retries: any failure (an undecodable record too) is raised. The fast
+        path of mode database, which falls back to `handle` for a batch that fails."""
+        event = decode_message(message)
+        handler = self.processor.handler(event.type)
+        return Outcome() if handler is None else self._call(handler, event, connection)
+
     def _call(self, handler: object, event: ReceivedEvent, connection: Connection | None) -> Outcome:
         assert callable(handler)
-        context = Context(event, idempotency_key(self.processor.name, event), connection)
+        context = Context(event, self.processor.name, connection)
         returned = handler(event, context)
         outputs = list(context.outputs)
         if isinstance(returned, Event):

@@ -34,7 +34,7 @@ from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
-from outboxkit.kafka.transactions import TransactionAbortedError
+from outboxkit.kafka.transactions import ProducerFencedError, TransactionAbortedError
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome
 from outboxkit.processors.metrics import ProcessorMetrics
@@ -44,6 +44,11 @@ if TYPE_CHECKING:
     from outboxkit.ops.health import Heartbeat
 
 log = logging.getLogger(__name__)
+
+SEEK_SETTLE_SECONDS = 1.0
+"""After a rewind, how long the consumer's positions are not trusted for partitions that handed
+over no record since: a seek is asynchronous, and until it is done a position may still name the
+offset before the rewind (committing it would skip the records in between)."""
 
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
@@ -104,6 +109,7 @@ class KafkaProcessorRunner:
         self._open_since: float | None = None
         self._inputs = 0
         self._rewind = False
+        self._rewound_at = float("-inf")
         self._last_idle_commit = 0.0
 
     @property
@@ -127,7 +133,7 @@ class KafkaProcessorRunner:
                 batch_size=min(500, config.transaction_records),
                 batch_timeout=min(0.1, config.transaction_ms / 1000),
                 on_turn=self._turn,
-                on_stop=lambda _consumer: self._commit(final=True),
+                on_stop=lambda _consumer: self._stopping(),
             )
         except Exception as err:
             if self.health is not None:
@@ -174,10 +180,16 @@ class KafkaProcessorRunner:
         if self._open_since is None:
             transactions.begin(producer)
             self._open_since = time.monotonic()
-        for message in records:
-            outcome = self.handler.handle(message)
-            self._send(producer, message, outcome)
-            self._done[where(message)] = (message.offset() or 0) + 1
+        try:
+            for message in records:
+                outcome = self.handler.handle(message)
+                self._send(producer, message, outcome)
+                self._done[where(message)] = (message.offset() or 0) + 1
+        except TransactionAbortedError as err:
+            log.warning("%s; aborting, reading again from the committed offsets", err)
+            self._abort_quietly()
+            self._rewind = True
+            return
         self._inputs += len(records)
         self.metrics.processed.labels(self.processor.name).inc(len(records))
         if self._inputs >= self.config.transaction_records or self._due():
@@ -215,6 +227,14 @@ class KafkaProcessorRunner:
                 return
             except BufferError:  # the queue is full: let deliveries drain it
                 producer.poll(0.05)
+            except KafkaException as err:  # fatal (fenced), or the transaction must abort
+                error = err.args[0]
+                if error.fatal():
+                    raise ProducerFencedError(
+                        f"the transactional producer cannot go on ({error.str()}): another instance "
+                        "took over or the broker fenced it; this instance stops"
+                    ) from err
+                raise TransactionAbortedError(f"cannot produce to {topic!r}: {error.str()}") from err
 
     def _turn(self) -> None:
         self._rewind_if_asked()
@@ -226,6 +246,14 @@ class KafkaProcessorRunner:
         if self.health is not None:
             self.health.beat("ok", partitions=[f"{t}[{p}]" for t, p in sorted(self.group.positions)])
 
+    def _stopping(self) -> None:
+        """Commit what is open, or else the positions past markers (so a stopped processor that
+        handled everything shows no lag)."""
+        if self.in_transaction:
+            self._commit(final=True)
+        else:
+            self._commit_passed_positions()
+
     def _due(self) -> bool:
         return self._open_since is not None and (
             (time.monotonic() - self._open_since) * 1000 >= self.config.transaction_ms
@@ -236,6 +264,8 @@ class KafkaProcessorRunner:
         (all handled, outside a consume) and past markers and aborted records after them."""
         consumer = self.group.consumer
         owned = self.group.positions
+        if time.monotonic() - self._rewound_at < SEEK_SETTLE_SECONDS:
+            owned = {tp: n for tp, n in owned.items() if tp in self._done}
         if consumer is None or not owned:
             return {}
         asked = consumer.position([TopicPartition(*tp) for tp in owned])
@@ -288,6 +318,7 @@ class KafkaProcessorRunner:
         back = {tp: self.committed[tp] for tp in owned if tp in self.committed}
         log.info("rewinding to the committed offsets %s", sorted(back.items()))
         self.group.rewind(back)
+        self._rewound_at = time.monotonic()
         return True
 
     def _abort_quietly(self) -> None:

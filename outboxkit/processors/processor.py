@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +13,10 @@ from outbox import Event
 from outbox.errors import ConfigurationError
 from outbox.routing import topic_problem
 from outboxkit.kafka.records import ReceivedEvent
+from outboxkit.ops.references import load_reference
 from outboxkit.processors.config import ProcessorConfig
 from outboxkit.processors.errors import ProcessorNotFoundError
+from outboxkit.processors.lineage import idempotency_key
 
 Mode = Literal["kafka", "database"]
 MODES: tuple[Mode, ...] = ("kafka", "database")
@@ -27,13 +28,17 @@ class Context:
     """What a handler gets besides the event. Handlers add outputs with `emit` or return them."""
 
     event: ReceivedEvent
-    idempotency_key: str
-    """Stable for this input event and this processor: pass it to third parties (a payment
-    provider's Idempotency-Key), so a handler run again after a crash does not act twice."""
+    processor: str
     connection: Connection | None = None
     """Mode database: the transaction the handler's writes, its outputs and the input positions
     commit in (never commit it). Mode kafka: None."""
     outputs: list[Event] = field(default_factory=list)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this input event and this processor: pass it to third parties (a payment
+        provider's Idempotency-Key), so a handler run again after a crash does not act twice."""
+        return idempotency_key(self.processor, self.event)
 
     def emit(
         self,
@@ -128,18 +133,4 @@ class Processor:
 def load_processor(reference: str) -> Processor:
     """Resolve `package.module:attribute` to a Processor; the attribute may also be a function
     without arguments that returns one (a factory reading its settings from the environment)."""
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        raise ProcessorNotFoundError(f"{reference!r}: expected 'package.module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ProcessorNotFoundError(f"{reference!r}: cannot import {module_name!r}: {err}") from err
-    found: Any = module
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
-    if callable(found) and not isinstance(found, Processor):
-        found = found()
-    if not isinstance(found, Processor):
-        raise ProcessorNotFoundError(f"{reference!r} is {type(found).__name__}, not a Processor")
-    return found
+    return load_reference(reference, Processor, ProcessorNotFoundError)

@@ -88,7 +88,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
                 # Same identity: the same transactional.id, so the new instance fences the old at once.
                 instance = run.start("chaos-1", "--transaction-ms", str(chance.choice([20, 100, 300])))
                 instance.wait_up()
-                time.sleep(chance.uniform(0.2, 1.5))
+                time.sleep(chance.uniform(0.1, 1.0))
                 assert instance.exited() is None, instance.tail()
                 instance.kill()
         last = run.start("chaos-1")

@@ -143,3 +143,20 @@ def test_config_is_checked() -> None:
         ProcessorConfig(transaction_records=0)
     with pytest.raises(ConfigurationError, match="mode"):
         Processor("p", ["t"], mode="both")  # type: ignore[arg-type]
+
+
+def test_load_processor_by_import_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from outboxkit.processors import load_processor
+    from outboxkit.processors.errors import ProcessorNotFoundError
+
+    env = {"PROCESSOR_NAME": "p", "PROCESSOR_TOPIC": "t", "PROCESSOR_OUTPUT": "o", "PROCESSOR_DLQ": "d"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = load_processor("tests.processors.target:from_environment")
+    assert found.name == "p" and found.topics == ("t",) and found.mode == "kafka"
+    with pytest.raises(ProcessorNotFoundError, match=r"expected 'package\.module:attribute'"):
+        load_processor("tests.processors.target")
+    with pytest.raises(ProcessorNotFoundError, match="cannot import"):
+        load_processor("tests.nowhere:processor")
+    with pytest.raises(ProcessorNotFoundError, match="not a Processor"):
+        load_processor("tests.processors.target:OUTPUT_TYPE")

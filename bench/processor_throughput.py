@@ -1,0 +1,307 @@
+"""Exactly-once processors: throughput and latency of a 1 KB JSON transform (docs/processors.md).
+
+    python bench/processor_throughput.py [--bootstrap-servers HOST:PORT] [--database-url URL]
+        [--events 20000] [--rounds 2] [--latency-seconds 10] [--rate 1000]
+
+1. Throughput, one instance, events preloaded on a 3-partition topic, in alternating rounds
+   (medians): at-least-once (the same handler and encoding, an idempotent producer, offsets
+   committed every 100 ms after the outputs were flushed) against mode kafka with transactions
+   of 10, 100 and 1,000 ms. Timed from start to the group's committed offsets at the end.
+2. End-to-end latency at `--rate` events/s: the input's send time (in the payload) to the moment
+   a read_committed reader of the outputs receives it; p50 and p99 per transaction size.
+3. Mode database (with `--database-url`): events/s of a handler that writes one row and publishes
+   one outbox event per input, positions in the same PostgreSQL transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from outbox import Event, Outbox, TopicRouter, migrations
+from outbox.envelope import to_kafka
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import ensure_topic
+from outboxkit.kafka.records import ReceivedEvent
+from outboxkit.processors import Context, Processor, ProcessorConfig
+from outboxkit.processors.database_mode import DatabaseProcessorRunner, engine_for
+from outboxkit.processors.handling import InputHandler
+from outboxkit.processors.kafka_mode import KafkaProcessorRunner
+
+PARTITIONS = 3
+FILLER = "x" * 900  # with the other fields, a ~1 KB JSON payload
+
+
+def new_topic(bootstrap: str, prefix: str) -> str:
+    name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+    ensure_topic(clients.admin(bootstrap), name, partitions=PARTITIONS)
+    return name
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {"n": n, "sent": time.time(), "customer": f"c-{n % 977}", "items": [n, n + 1], "note": FILLER}
+
+
+def produce(bootstrap: str, topic: str, count: int, *, rate: float | None = None, start: int = 0) -> None:
+    outbox = Outbox(router=TopicRouter(topic), source="bench")
+    producer = clients.producer(bootstrap, {"linger.ms": 5})
+    began = time.monotonic()
+    for n in range(start, start + count):
+        if rate is not None:
+            delay = began + (n - start) / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        event = Event(
+            type="bench.in", aggregate_type="bench", aggregate_id=f"k-{n % 500}", payload=payload(n)
+        )
+        record = to_kafka(outbox.prepare(event))
+        while True:
+            try:
+                producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def transform(name: str, topic: str, output: str, **config: Any) -> Processor:
+    processor = Processor(name, [topic], config=ProcessorConfig(**config))
+
+    @processor.handles("bench.in")
+    def handle(event: ReceivedEvent, context: Context) -> None:
+        data = dict(event.payload)
+        data["total"] = sum(data["items"])
+        context.emit("bench.out", data, aggregate_type="bench", topic=output)
+
+    return processor
+
+
+def committed_sum(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30)
+    finally:
+        consumer.close()
+    return sum(max(f.offset, 0) for f in found)
+
+
+def ends(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-ends"})
+    try:
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(PARTITIONS)
+        )
+    finally:
+        consumer.close()
+
+
+def timed(run: Callable[[threading.Event], None], done: Callable[[], bool]) -> float:
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(stop,), daemon=True)
+    began = time.monotonic()
+    thread.start()
+    while not done():
+        time.sleep(0.05)
+    took = time.monotonic() - began
+    stop.set()
+    thread.join(60)
+    return took
+
+
+def at_least_once(bootstrap: str, processor: Processor, stop: threading.Event) -> None:
+    """The baseline: the same handler and encoding, no transactions; offsets committed every
+    100 ms once the outputs before them were acknowledged (at least once)."""
+    handler = InputHandler(processor)
+    outbox = Outbox(router=TopicRouter(), source=processor.name)
+    consumer = clients.consumer(bootstrap, processor.group_id)
+    producer = clients.producer(bootstrap)
+    consumer.subscribe(list(processor.topics))
+    last = time.monotonic()
+    try:
+        while not stop.is_set():
+            for message in consumer.consume(500, 0.1):
+                if message.error() is not None:
+                    continue
+                for output in handler.handle(message).outputs:
+                    record = to_kafka(outbox.prepare(output))
+                    while True:
+                        try:
+                            producer.produce(
+                                record.topic, key=record.key, value=record.value, headers=record.headers
+                            )
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+            if time.monotonic() - last > 0.1:
+                producer.flush(30)
+                at = [p for p in consumer.position(consumer.assignment()) if p.offset >= 0]
+                if at:
+                    consumer.commit(offsets=at, asynchronous=False)
+                last = time.monotonic()
+        producer.flush(30)
+    finally:
+        consumer.close()
+
+
+def throughput(bootstrap: str, events: int, rounds: int) -> None:
+    source = new_topic(bootstrap, "in")
+    produce(bootstrap, source, events)
+    total = ends(bootstrap, source)
+    scenarios: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for label, size in [
+            ("at-least-once", None),
+            ("exactly-once 10 ms", 10),
+            ("exactly-once 100 ms", 100),
+            ("exactly-once 1000 ms", 1000),
+        ]:
+            output = new_topic(bootstrap, "out")
+            name = f"bench-{uuid.uuid4().hex[:8]}"
+            if size is None:
+                processor = transform(name, source, output)
+                run: Callable[[threading.Event], None] = functools.partial(
+                    at_least_once, bootstrap, processor
+                )
+            else:
+                processor = transform(name, source, output, transaction_ms=size, transaction_records=100_000)
+                run = KafkaProcessorRunner(processor, bootstrap).run
+            took = timed(run, lambda p=processor: committed_sum(bootstrap, p.group_id, source) >= total)
+            scenarios.setdefault(label, []).append(events / took)
+    base = statistics.median(scenarios["at-least-once"])
+    print(f"\nthroughput, {events} events of ~1 KB, one instance, {rounds} alternating rounds (medians)")
+    print(f"| {'scenario':<22} | {'events/s':>9} | {'vs at-least-once':>16} |")
+    print(f"|{'-' * 24}|{'-' * 11}:|{'-' * 18}:|")
+    for label, values in scenarios.items():
+        median = statistics.median(values)
+        print(f"| {label:<22} | {median:>9,.0f} | {median / base:>15.2f}x |")
+
+
+def latency(bootstrap: str, seconds: float, rate: float) -> None:
+    print(
+        f"\nend-to-end latency at {rate:,.0f} events/s for {seconds:.0f} s"
+        " (send time to a read_committed read)"
+    )
+    print(f"| {'transaction':<12} | {'p50 ms':>8} | {'p99 ms':>8} | {'events':>7} |")
+    print(f"|{'-' * 14}|{'-' * 9}:|{'-' * 9}:|{'-' * 8}:|")
+    for size in (10, 100, 1000):
+        source, output = new_topic(bootstrap, "lat-in"), new_topic(bootstrap, "lat-out")
+        processor = transform(
+            f"bench-{uuid.uuid4().hex[:8]}", source, output, transaction_ms=size, transaction_records=100_000
+        )
+        stop = threading.Event()
+        runner = threading.Thread(
+            target=KafkaProcessorRunner(processor, bootstrap).run, args=(stop,), daemon=True
+        )
+        runner.start()
+        # A short fetch wait, so the reader's own long poll is not counted as the processor's latency.
+        reader = clients.consumer(
+            bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}", {"fetch.wait.max.ms": 10}
+        )
+        reader.subscribe([output])
+        produce(bootstrap, source, int(rate), rate=rate)  # warm-up: the group joins, the reader too
+        delays: list[float] = []
+        feeding = threading.Thread(
+            target=produce,
+            args=(bootstrap, source, int(rate * seconds)),
+            kwargs={"rate": rate, "start": 10**7},
+        )
+        feeding.start()
+        deadline = time.monotonic() + seconds + 15
+        while time.monotonic() < deadline and len(delays) < int(rate * seconds):
+            for message in reader.consume(500, 0.1):
+                if message.error() is None:
+                    data = orjson.loads(message.value() or b"{}")
+                    if data["n"] >= 10**7:
+                        delays.append((time.time() - data["sent"]) * 1000)
+        feeding.join()
+        stop.set()
+        runner.join(60)
+        reader.close()
+        q = statistics.quantiles(delays, n=100)
+        print(f"| {size:>9} ms | {q[49]:>8.1f} | {q[98]:>8.1f} | {len(delays):>7} |")
+
+
+def database_mode(bootstrap: str, database_url: str, events: int, *, writes: bool = True) -> None:
+    import sqlalchemy as sa
+
+    migrations.upgrade(database_url)
+    engine = engine_for(database_url)
+    table = sa.Table(
+        "bench_processor_rows",
+        sa.MetaData(),
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("total", sa.BigInteger),
+    )
+    table.metadata.create_all(engine)
+    source = new_topic(bootstrap, "db-in")
+    produce(bootstrap, source, events)
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    processor = Processor(
+        name,
+        [source],
+        mode="database",
+        config=ProcessorConfig(transaction_records=500, output_topic="bench.{aggregate_type}"),
+    )
+
+    @processor.handles("bench.in")
+    def handle(event: ReceivedEvent, context: Context) -> None:
+        assert context.connection is not None
+        data = event.payload
+        if writes:  # one round trip per event: on this machine it is most of the cost
+            context.connection.execute(
+                table.insert().values(id=f"{name}-{data['n']}", total=sum(data["items"]))
+            )
+        context.emit("bench.out", {"n": data["n"]}, aggregate_type="bench")
+
+    def done() -> bool:
+        with engine.connect() as conn:
+            stored = conn.scalar(
+                sa.text("SELECT coalesce(sum(next_offset), 0) FROM processor_offsets WHERE processor = :p"),
+                {"p": name},
+            )
+        return int(stored or 0) >= events
+
+    took = timed(DatabaseProcessorRunner(processor, engine, bootstrap).run, done)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM outbox_events WHERE ce_source = :p"), {"p": name})
+        conn.execute(table.delete())
+    engine.dispose()
+    what = "one row + one outbox event each" if writes else "one outbox event each, no row of its own"
+    print(f"\nmode database: {events} events ({what}, 500 per transaction): {events / took:,.0f} events/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--bootstrap-servers", default=os.environ.get("OUTBOX_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    parser.add_argument("--database-url", default=os.environ.get("OUTBOX_DATABASE_URL"))
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--parts", default="throughput,latency,database", help="Which parts to run.")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if "throughput" in parts:
+        throughput(args.bootstrap_servers, args.events, args.rounds)
+    if "latency" in parts:
+        latency(args.bootstrap_servers, args.latency_seconds, args.rate)
+    if args.database_url and "database" in parts:
+        database_mode(args.bootstrap_servers, args.database_url, args.events, writes=False)
+        database_mode(args.bootstrap_servers, args.database_url, args.events)
+
+
+if __name__ == "__main__":
+    main()
