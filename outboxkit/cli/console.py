@@ -36,6 +36,16 @@ TOKEN_VARIABLE = "OUTBOX_CONSOLE_TOKEN"
     metavar="NAME",
     help="A processor to watch, as `package.module:attribute` (repeatable).",
 )
+@click.option(
+    "--kv-topic", "kv_topics", multiple=True, metavar="NAME", help="A KV store's topic to watch (repeatable)."
+)
+@click.option(
+    "--gateway",
+    "gateways",
+    multiple=True,
+    metavar="URL",
+    help="A gateway's endpoints, e.g. http://127.0.0.1:9468 (its --metrics-port; repeatable).",
+)
 @click.option("--cdc", is_flag=True, help="Also watch the CDC relay's connector and slot ([cdc] settings).")
 @click.option(
     "--interval",
@@ -70,6 +80,8 @@ def console(
     port: int,
     projectors: tuple[str, ...],
     processors: tuple[str, ...],
+    kv_topics: tuple[str, ...],
+    gateways: tuple[str, ...],
     cdc: bool,
     interval: float,
     stuck_after: float,
@@ -81,7 +93,8 @@ def console(
 
     The page shows the polling relay (backlog, lag, shards and owners), the quarantine with its
     reasons, the CDC relay (with --cdc), each --projector (lag per partition, dead letters,
-    rebuild progress) and each --processor (lag, hanging transactions), updated live over
+    rebuild progress), each --processor (lag, hanging transactions), each --kv-topic (records,
+    compaction) and each --gateway (health, connections, messages), updated live over
     Server-Sent Events, with a chart of the last minutes.
     Read-only unless started with --allow-actions and a token of at least 16 characters in
     OUTBOX_CONSOLE_TOKEN; each action is logged.
@@ -127,6 +140,8 @@ def console(
         cdc=cdc_source,
         projectors=watched,
         processors=watched_processors,
+        kv_topics=kv_topics,
+        gateways=gateways,
         thresholds=Thresholds(stuck_after=stuck_after, lag=lag_threshold),
     )
     poller = Poller(sources.read, interval).start()

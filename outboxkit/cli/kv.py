@@ -16,6 +16,7 @@ import click
 import orjson
 
 from outbox.errors import OutboxError
+from outboxkit.cli.progress import Progress
 from outboxkit.cli.settings import CONFIG, CommandGroup, CommandSettings
 
 DISK = click.option(
@@ -47,9 +48,14 @@ def opened(ctx: click.Context, topic: str, disk: Path | None) -> Iterator[Any]:
         finally:
             store.close()
         return
-    reader = KVStore(topic, kafka=CommandSettings(ctx).kafka).start()
+    with Progress(f"loading {topic}", 0) as progress:  # on stderr: stdout is the answer
+        reader = KVStore(topic, kafka=CommandSettings(ctx).kafka, on_progress=progress.update).start()
+        try:
+            reader.wait_ready(300)
+        except BaseException:
+            reader.stop()
+            raise
     try:
-        reader.wait_ready(300)
         yield reader.store
     finally:
         reader.stop()

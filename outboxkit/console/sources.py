@@ -13,14 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import psycopg
 from confluent_kafka import KafkaException, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from outbox.errors import OutboxError
 from outbox.urls import mask_url
 from outboxkit.kafka import clients
 from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.kv.status import KVStatusSource
 from outboxkit.ops.status import JSON
 from outboxkit.processors.processor import Processor
 from outboxkit.processors.status import ProcessorStatusSource
@@ -56,6 +59,8 @@ class ConsoleSources:
         cdc: CdcStatusSource | None,
         projectors: Sequence[Projector],
         processors: Sequence[Processor] = (),
+        kv_topics: Sequence[str] = (),
+        gateways: Sequence[str] = (),
         thresholds: Thresholds,
     ) -> None:
         self.database_url = database_url
@@ -65,6 +70,8 @@ class ConsoleSources:
         self.cdc = cdc
         self.projectors = [(p, ProjectorStatusSource(p, engine, kafka)) for p in projectors]
         self.processors = [ProcessorStatusSource(p, kafka, database_url=database_url) for p in processors]
+        self.kv = [KVStatusSource(topic, kafka) for topic in kv_topics]
+        self.gateways = list(gateways)
         self.thresholds = thresholds
 
     def read(self) -> dict[str, JSON]:
@@ -79,6 +86,8 @@ class ConsoleSources:
             "processors": [
                 _guarded(s.processor.name, functools.partial(self._processor, s)) for s in self.processors
             ],
+            "kv": [_guarded(s.topic, functools.partial(self._kv, s)) for s in self.kv],
+            "gateways": [_guarded(url, functools.partial(gateway_part, url)) for url in self.gateways],
         }
 
     def _relay(self) -> Part:
@@ -139,6 +148,23 @@ class ConsoleSources:
         )
         return part
 
+    def _kv(self, source: KVStatusSource) -> Part:
+        """A KV store's topic: its partitions and whether it is compacted (a reader's own state is
+        on its daemon's endpoints)."""
+        status = source.read()
+        part = status.to_json()
+        policy = status.compaction.get("cleanup.policy", "")
+        records = sum(p.high - p.low for p in status.partitions)
+        if "compact" in policy.split(","):
+            part["state"], part["summary"] = (
+                "ok",
+                f"{records} records on {len(status.partitions)} partition(s)",
+            )
+        else:
+            part["state"] = "bad"
+            part["summary"] = f"cleanup.policy={policy or '?'}: not compacted, deleted keys can come back"
+        return part
+
     def _dead_letters(self, projector: Projector) -> int:
         """Records in the projector's dead-letter topics (an upper bound: transaction markers count)."""
         topics = {projector.config.dead_letter_topic.replace("{topic}", t) for t in projector.topics}
@@ -165,10 +191,48 @@ class ConsoleSources:
         return {"done": done, "total": total, "percent": round(100 * done / total, 1)}
 
 
+def gateway_part(url: str) -> Part:
+    """A gateway, through its own endpoints at `url` (`outbox gateway run --metrics-port`):
+    /healthz, and the connection and message counts of /metrics."""
+    base = url.rstrip("/")
+    with httpx.Client(timeout=5) as client:
+        health = client.get(f"{base}/healthz")
+        metrics = client.get(f"{base}/metrics")
+    metrics.raise_for_status()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics.text):
+        for sample in family.samples:
+            if sample.name in GATEWAY_SAMPLES:
+                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    body = health.json()
+    part: Part = {
+        "url": base,
+        "health": body,
+        "connections": int(values.get("outbox_gateway_connections", 0)),
+        "pushed": int(values.get("outbox_gateway_messages_pushed_total", 0)),
+        "drops": int(values.get("outbox_gateway_drops_total", 0)),
+    }
+    healthy = health.status_code == 200
+    part["state"] = "ok" if healthy else "bad"
+    part["summary"] = (
+        f"{part['connections']} connection(s), {part['pushed']} pushed, {part['drops']} dropped"
+        if healthy
+        else f"{body.get('status')}: {body.get('reason')}"
+    )
+    return part
+
+
+GATEWAY_SAMPLES = (
+    "outbox_gateway_connections",
+    "outbox_gateway_messages_pushed_total",
+    "outbox_gateway_drops_total",
+)
+
+
 def _guarded(what: str, read: Callable[[], Part]) -> Part:
     try:
         return read()
-    except (OutboxError, psycopg.Error, KafkaException) as err:
+    except (OutboxError, psycopg.Error, KafkaException, httpx.HTTPError) as err:
         return {"state": "bad", "error": mask_url(str(err)), "summary": f"{what}: cannot read"}
     except Exception as err:  # a bug: show it, log it, keep the console up
         log.exception("reading %s failed", what)
@@ -182,5 +246,7 @@ def describe(sources: ConsoleSources) -> dict[str, Any]:
         "kafka": sources.kafka.describe(),
         "projectors": [p.name for p, _ in sources.projectors],
         "processors": [s.processor.name for s in sources.processors],
+        "kv": [s.topic for s in sources.kv],
+        "gateways": list(sources.gateways),
         "cdc": sources.cdc.connector_name if sources.cdc else None,
     }

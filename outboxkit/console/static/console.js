@@ -87,6 +87,23 @@ function renderOverview(snapshot) {
     ];
     cards.push(card(`processor-${p.processor || "?"}`, `Processor ${p.processor || ""}`, p, facts));
   }
+  for (const k of snapshot.kv || []) {
+    const facts = k.error ? [] : [
+      ["partitions", String(k.partitions.length)],
+      ["cleanup.policy", k.compaction["cleanup.policy"] || "?"],
+      ["delete.retention.ms", k.compaction["delete.retention.ms"] || "?"],
+    ];
+    cards.push(card(`kv-${k.topic || "?"}`, `KV store ${k.topic || ""}`, k, facts));
+  }
+  for (const g of snapshot.gateways || []) {
+    const facts = g.error ? [] : [
+      ["connections", String(g.connections)],
+      ["pushed", String(g.pushed)],
+      ["dropped", String(g.drops)],
+      ["health", g.health.status],
+    ];
+    cards.push(card(`gateway-${g.url || "?"}`, `Gateway ${g.url || ""}`, g, facts));
+  }
   document.getElementById("overview").replaceChildren(...cards);
 }
 
@@ -266,7 +283,8 @@ function connect() {
     const w = hello.watching;
     document.getElementById("watching").textContent =
       `database ${w.database} · kafka ${w.kafka}` + (w.cdc ? ` · connector ${w.cdc}` : "") +
-      ` · ${w.projectors.length} projector(s) · ${(w.processors || []).length} processor(s)`;
+      ` · ${w.projectors.length} projector(s) · ${(w.processors || []).length} processor(s)` +
+      ` · ${(w.kv || []).length} KV store(s) · ${(w.gateways || []).length} gateway(s)`;
     document.getElementById("actions-note").textContent = actionsEnabled
       ? "Actions are on: requeue or discard asks for the console's token; each action is logged."
       : "Read-only console (start it with --allow-actions and a token to requeue or discard).";

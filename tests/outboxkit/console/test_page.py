@@ -100,6 +100,7 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
     # A processor behind its input: 20 events it never handled.
     processor_input, processor = new_topic("console-input"), unique("console-processor")
     Feed(bootstrap_servers, processor_input).write(20)
+    kv_topic = new_topic("console-kv", config={"cleanup.policy": "compact"})  # a sound KV store topic
 
     env = {
         "OUTBOX_DATABASE_URL": url,
@@ -122,6 +123,8 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
         REFERENCE,
         "--processor",
         PROCESSOR,
+        "--kv-topic",
+        kv_topic,
         "--stuck-after",
         "1",
         "--lag-threshold",
@@ -149,6 +152,7 @@ def test_the_page_shows_trouble_live_and_clears_when_it_is_resolved(
                 30,
                 "the processor shown lagging",
             )
+            assert state(driver, f"kv-{kv_topic}") == "ok"
             page = text(driver)
             assert "stuck: 6 events wait" in page, page
             assert "exceeds the 2048-byte limit" in page and "30 behind" in page and "20 behind" in page, page

@@ -4,6 +4,7 @@ letters, a component that cannot answer; and the chart's history."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -17,6 +18,7 @@ from projectors import ProjectorConfig
 from projectors.rebuild import rebuild as rebuild_read_model
 from relay.status import CdcStatusSource, RelayStatusSource
 from tests.isolated import free_port
+from tests.outboxkit.gateway.conftest import Gateway
 from tests.processors.target import build
 from tests.projectors.conftest import running, stored_total, wait_until
 
@@ -28,6 +30,8 @@ def sources(
     projectors: list[Any],
     cdc: CdcStatusSource | None = None,
     processors: tuple[Any, ...] = (),
+    kv_topics: tuple[str, ...] = (),
+    gateways: tuple[str, ...] = (),
 ) -> ConsoleSources:
     return ConsoleSources(
         url,
@@ -37,6 +41,8 @@ def sources(
         cdc=cdc,
         projectors=projectors,
         processors=processors,
+        kv_topics=kv_topics,
+        gateways=gateways,
         thresholds=Thresholds(stuck_after=5, lag=50),
     )
 
@@ -112,3 +118,30 @@ def test_a_processor_behind_its_input_is_shown_lagging(
     [part] = sources(url, engine, bootstrap_servers, [], processors=(processor,)).read()["processors"]  # type: ignore[misc]
     assert part["processor"] == processor.name and part["total_lag"] == 60, part
     assert part["state"] == "bad" and part["summary"] == "60 behind" and part["hanging_transactions"] == 0
+
+
+def test_kv_topics_show_whether_they_are_compacted_and_gateways_their_health(
+    database: tuple[str, Engine], bootstrap_servers: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    url, engine = database
+    compacted = new_topic("console-kv", partitions=2, config={"cleanup.policy": "compact"})
+    plain = new_topic("console-not-kv")
+    status = new_topic("console-gateway-status", partitions=1)
+    gateway = Gateway(bootstrap_servers, status, tmp_path / "gateway.log").start()
+    address = f"http://127.0.0.1:{gateway.metrics_port}"
+    try:
+        console = sources(
+            url, engine, bootstrap_servers, [], kv_topics=(compacted, plain), gateways=(address,)
+        )
+        snapshot = console.read()
+    finally:
+        gateway.stop()
+    good, bad = snapshot["kv"]  # type: ignore[misc]
+    assert good["state"] == "ok" and good["summary"] == "0 records on 2 partition(s)", good
+    assert bad["state"] == "bad" and "not compacted" in bad["summary"], bad
+    [served] = snapshot["gateways"]  # type: ignore[misc]
+    assert served["state"] == "ok" and served["connections"] == 0 and served["health"]["status"] == "ok", (
+        served
+    )
+    [gone] = console.read()["gateways"]  # type: ignore[index]
+    assert gone["state"] == "bad" and gone["summary"].endswith("cannot read"), gone

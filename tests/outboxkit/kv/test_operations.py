@@ -54,7 +54,11 @@ def test_the_commands_put_get_delete_dump_and_status(
     def run(*args: str, code: int = 0) -> str:
         result = cli.invoke(main, ["kv", *args], env=env)
         assert result.exit_code == code, result.output
-        return result.output
+        if args[0] in ("get", "dump") and code == 0:  # the load's progress, on stderr (not a terminal: lines)
+            assert any(line.startswith(f"loading {topic}: ") for line in result.stderr.splitlines()), (
+                result.stderr
+            )
+        return result.stdout if code == 0 else result.output
 
     assert run("put", topic, "site:1", '{"theme": "dark"}').strip().count("@") == 1
     run("put", topic, "banner", "Hello", "--text")
