@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
-import threading
 from typing import Any
 
 import click
 import orjson
 
 from outbox.errors import OutboxError
+from outboxkit.cli.daemon import endpoints, stopped_by_signals
 from outboxkit.cli.imports import APP_DIR, import_reference
 from outboxkit.cli.settings import CONFIG, JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
 
@@ -79,7 +78,6 @@ def run(
     Logs are JSON lines on stderr; a processor that cannot go on logs why and exits with code 1.
     """
     from outboxkit.ops import logs
-    from outboxkit.ops.endpoints import serve
     from outboxkit.ops.health import Heartbeat
     from outboxkit.processors.metrics import ProcessorMetrics
     from outboxkit.processors.running import runner_for
@@ -93,35 +91,27 @@ def run(
         transaction_records=transaction_records,
         on_failure=on_failure,
     )
+    if definition.mode == "database":  # it writes there: no silent fall-back to the default URL
+        loaded.database_url(changes=True, say=False)
     logs.configure(log_level)
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    if definition.mode == "database":
+        loaded.log_database(log)
     metrics = ProcessorMetrics()
     health = Heartbeat(max(stale_after, 3 * definition.config.transaction_ms / 1000))
     fields = {"processor": definition.name, "mode": definition.mode, "group": definition.group_id}
+    status = ProcessorStatusSource(definition, loaded.kafka, database_url=loaded.outbox.database_url)
     try:
-        with runner_for(definition, loaded.outbox, loaded.kafka, metrics=metrics, health=health) as runner:
-            server = None
-            if metrics_port:
-                status = ProcessorStatusSource(
-                    definition, loaded.kafka, database_url=loaded.outbox.database_url
-                )
-                server = serve(
-                    metrics_host, metrics_port, registry=metrics.registry, health=health, status=status
-                )
+        with (
+            stopped_by_signals() as stop,
+            runner_for(definition, loaded.outbox, loaded.kafka, metrics=metrics, health=health) as runner,
+            endpoints(metrics_host, metrics_port, registry=metrics.registry, health=health, status=status),
+        ):
             log.info("processor starting", extra=fields)
-            try:
-                runner.run(stop)
-            finally:
-                if server is not None:
-                    server.close()
+            runner.run(stop)
         log.info("processor stopped", extra=fields)
     except OutboxError as err:
         log.error("processor cannot go on: %s", err, extra=fields)
         ctx.exit(1)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @processor.command()

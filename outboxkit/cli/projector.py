@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ import orjson
 
 from outbox.config import OutboxSettings
 from outbox.errors import OutboxError
+from outboxkit.cli.daemon import endpoints, stopped_by_signals
 from outboxkit.cli.imports import APP_DIR, import_reference
 from outboxkit.cli.progress import Progress
 from outboxkit.cli.settings import (
@@ -102,7 +101,6 @@ def run(
     Logs are JSON lines on stderr; a projector that cannot go on logs why and exits with code 1.
     """
     from outboxkit.ops import logs
-    from outboxkit.ops.endpoints import serve
     from outboxkit.ops.health import Heartbeat
     from projectors.metrics import ProjectorMetrics
     from projectors.runtime import ProjectorRunner
@@ -114,31 +112,22 @@ def run(
     definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
     logs.configure(log_level)
     loaded.log_database(log)
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     metrics = ProjectorMetrics()
     health = Heartbeat(max(stale_after, 3 * definition.config.batch_timeout))
     try:
-        with database(settings) as engine:
-            server = None
-            if metrics_port:
-                status = ProjectorStatusSource(definition, engine, kafka)
-                server = serve(
-                    metrics_host, metrics_port, registry=metrics.registry, health=health, status=status
+        with stopped_by_signals() as stop, database(settings) as engine:
+            status = ProjectorStatusSource(definition, engine, kafka)
+            with endpoints(
+                metrics_host, metrics_port, registry=metrics.registry, health=health, status=status
+            ):
+                log.info(
+                    "projector starting", extra={"projector": definition.name, "group": definition.group_id}
                 )
-            log.info("projector starting", extra={"projector": definition.name, "group": definition.group_id})
-            try:
                 ProjectorRunner(definition, engine, kafka, metrics=metrics, health=health).run(stop)
-            finally:
-                if server is not None:
-                    server.close()
         log.info("projector stopped", extra={"projector": definition.name})
     except OutboxError as err:
         log.error("projector cannot go on: %s", err, extra={"projector": definition.name})
         ctx.exit(1)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @projector.command()

@@ -6,6 +6,9 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from outboxkit.cli import main
 from tests.consumers.workload import Feed
 from tests.daemons import http_get, http_json, json_log
 from tests.processors.conftest import wait_for
@@ -56,3 +59,22 @@ def test_the_daemon_serves_metrics_health_and_status_and_logs_json(
     entries = json_log(instance.log.read_text())
     assert any(e["message"] == "processor starting" and e["mode"] == "kafka" for e in entries)
     assert entries[-1]["message"] == "processor stopped"
+
+
+def test_a_database_mode_processor_refuses_the_default_database_url(
+    bootstrap_servers: str, unique: Callable[[str], str]
+) -> None:
+    """It writes there (issue 13 item 8): without a URL it says so instead of using the local stack's."""
+    env = {
+        "PROCESSOR_NAME": unique("no-url"),
+        "PROCESSOR_MODE": "database",
+        "PROCESSOR_TOPIC": "unused",
+        "PROCESSOR_OUTPUT": "unused",
+        "PROCESSOR_DLQ": "unused-dlq",
+        "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "OUTBOX_DATABASE_URL": None,  # unset for the command
+    }
+    result = CliRunner().invoke(
+        main, ["processor", "run", "tests.processors.target:from_environment"], env=env
+    )
+    assert result.exit_code == 1 and "no database URL given" in result.output, result.output
