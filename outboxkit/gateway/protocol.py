@@ -1,4 +1,5 @@
-"""The wire protocol (docs/gateway.md): JSON text frames, one message each, with a `type`.
+"""The wire protocol (docs/gateway.md): JSON text frames, one message each, with a `type`; a client
+that asked for batches in its `connect` also gets frames holding a JSON array of messages, in order.
 
 Client -> gateway: `connect` (first, with the token), `subscribe` (a channel, optionally `since`
 positions to resume from), `unsubscribe`, `refresh` (a new token before the old one expires).
@@ -9,6 +10,7 @@ A connection the gateway ends gets one of the close codes below.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -106,3 +108,26 @@ def event_message(channel: str, event: ReceivedEvent) -> str:
             },
         }
     ).decode()
+
+
+BATCH_BYTES = 64 * 1024
+"""A batched frame stops growing at this many characters (a client's frame limit is often 1 MiB)."""
+
+
+def batched_frames(messages: Sequence[str], limit: int = BATCH_BYTES) -> Iterator[str]:
+    """Encoded messages as few frames: runs of them as a JSON array of at most `limit` characters,
+    in order; a message alone (or larger than `limit`) as itself, so one message is never an array."""
+    run: list[str] = []
+    size = 1
+    for data in messages:
+        if run and size + len(data) + 1 > limit:
+            yield _frame(run)
+            run, size = [], 1
+        run.append(data)
+        size += len(data) + 1
+    if run:
+        yield _frame(run)
+
+
+def _frame(run: list[str]) -> str:
+    return run[0] if len(run) == 1 else "[" + ",".join(run) + "]"

@@ -1,8 +1,10 @@
 """A real gateway (`outbox gateway run` as a child process), status events written to real Kafka
-in transactions, and raw WebSocket clients (the `websockets` library's synchronous client)."""
+in transactions, and raw WebSocket clients (the `websockets` library's synchronous client) that ask
+for batched frames unless told not to, and hand out one message at a time."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import signal
 import subprocess
@@ -161,24 +163,51 @@ class Gateway:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(20)
 
-    def client(self, token: str | None, **options: Any) -> ClientConnection:
-        """A connected client (the `connect` message sent when `token` is given)."""
+    def client(self, token: str | None, *, batch: bool = True, **options: Any) -> Client:
+        """A connected client (the `connect` message sent when `token` is given; with `batch`, it
+        asks for batched frames)."""
         ws = self.clients.enter_context(connect(self.url, open_timeout=10, **options))
         if token is not None:
-            ws.send(orjson.dumps({"type": "connect", "token": token}).decode())
-        return ws
+            ws.send(orjson.dumps({"type": "connect", "token": token, "batch": batch}).decode())
+        return Client(ws)
+
+
+class Client:
+    """A raw client whose `recv` hands out one message (encoded) at a time, also from a frame that
+    holds a JSON array of them; `frames` counts the messages of each frame it read."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.pending: collections.deque[str] = collections.deque()
+        self.frames: list[int] = []
+
+    def recv(self, timeout: float | None = None) -> str:
+        if not self.pending:
+            frame = self.ws.recv(timeout=timeout)
+            assert isinstance(frame, str), f"a binary frame: {frame!r}"
+            batched = frame.startswith("[")
+            parts = [orjson.dumps(m).decode() for m in orjson.loads(frame)] if batched else [frame]
+            self.frames.append(len(parts))
+            self.pending.extend(parts)
+        return self.pending.popleft()
+
+    def send(self, data: str) -> None:
+        self.ws.send(data)
+
+    def close(self) -> None:
+        self.ws.close()
 
 
 def token(user: str, ttl: float = 600.0, **kwargs: Any) -> str:
     return issue_token(SECRET, user, ttl=ttl, **kwargs)
 
 
-def receive(ws: ClientConnection, timeout: float = 10.0) -> dict[str, Any]:
+def receive(ws: Client, timeout: float = 10.0) -> dict[str, Any]:
     return orjson.loads(ws.recv(timeout=timeout))  # type: ignore[no-any-return]
 
 
 def receive_until(
-    ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
+    ws: Client, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
 ) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -189,7 +218,7 @@ def receive_until(
     return got
 
 
-def subscribe(ws: ClientConnection, channel: str, since: list[list[Any]] | None = None) -> None:
+def subscribe(ws: Client, channel: str, since: list[list[Any]] | None = None) -> None:
     ws.send(orjson.dumps({"type": "subscribe", "channel": channel, "since": since}).decode())
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from outbox.errors import ConfigurationError
 from outboxkit.gateway.config import GatewayConfig
-from outboxkit.gateway.protocol import ProtocolError, event_message, parse, subscribe_of
+from outboxkit.gateway.protocol import ProtocolError, batched_frames, event_message, parse, subscribe_of
 from outboxkit.gateway.routing import Routing
 from outboxkit.gateway.tokens import Grant, TokenRefusedError, issue_token, verify_token
 from outboxkit.kafka.records import ReceivedEvent
@@ -101,3 +101,15 @@ def test_settings_are_checked_when_made() -> None:
         GatewayConfig(topics=(), secret=SECRET)
     with pytest.raises(ConfigurationError, match="queue_size"):
         GatewayConfig(topics=("jobs",), secret=SECRET, queue_size=0)
+
+
+def test_queued_messages_make_frames_of_one_message_or_json_arrays_in_order_within_the_byte_limit() -> None:
+    messages = [orjson.dumps({"type": "event", "n": n, "pad": "x" * 40}).decode() for n in range(10)]
+    frames = list(batched_frames(messages, limit=200))
+    unpacked = [m for f in frames for m in (orjson.loads(f) if f.startswith("[") else [orjson.loads(f)])]
+    assert [m["n"] for m in unpacked] == list(range(10))
+    assert all(len(f) <= 200 for f in frames if f.startswith("["))
+    assert any(f.startswith("[") for f in frames), frames
+    assert list(batched_frames(messages[:1], limit=200)) == messages[:1]  # one message: no array
+    big = "x" * 500
+    assert list(batched_frames([big, big], limit=200)) == [big, big]  # over the limit alone: alone

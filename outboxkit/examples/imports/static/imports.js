@@ -84,7 +84,12 @@ function applyEvent(message) {
 }
 
 async function handle(frame) {
-  const message = JSON.parse(frame.data);
+  // the page asks for batched frames in connect: a frame is one message or an array of them, in order
+  const parsed = JSON.parse(frame.data);
+  for (const message of Array.isArray(parsed) ? parsed : [parsed]) await handleMessage(message);
+}
+
+async function handleMessage(message) {
   if (message.type === "connected") {
     subscribe();
   } else if (message.type === "event") {
@@ -108,7 +113,7 @@ async function handle(frame) {
 function connect() {
   setConnection("connecting", "connecting…");
   socket = new WebSocket(session.gateway);
-  socket.onopen = () => socket.send(JSON.stringify({ type: "connect", token: session.token }));
+  socket.onopen = () => socket.send(JSON.stringify({ type: "connect", token: session.token, batch: true }));
   socket.onmessage = handle;
   socket.onclose = async (event) => {
     setConnection("offline", `offline (${event.code}), reconnecting…`);
