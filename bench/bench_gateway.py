@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--client-processes", type=int, default=3)
+    parser.add_argument("--no-batch", action="store_true", help="clients do not ask for batched frames")
     parser.add_argument(
         "--gateway-arg", action="append", default=[], help="an extra option for `outbox gateway run`"
     )
@@ -277,7 +278,7 @@ def main() -> None:
             "partitioner": "murmur2_random",
         }
     )
-    spec = Spec(f"ws://127.0.0.1:{port}/ws", SECRET, [], "user:{user}")
+    spec = Spec(f"ws://127.0.0.1:{port}/ws", SECRET, [], "user:{user}", batch=not args.no_batch)
     load_before = os.getloadavg()
     try:
         for _ in range(300):
@@ -314,7 +315,10 @@ def main() -> None:
         return latencies[min(int(len(latencies) * q), len(latencies) - 1)] * 1000
 
     procs = args.client_processes
-    print(f"gateway options: {' '.join(args.gateway_arg) or '(defaults)'}; clients in {procs} processes")
+    print(
+        f"gateway options: {' '.join(args.gateway_arg) or '(defaults)'}; clients in {procs} processes,"
+        f" {'one message per frame' if args.no_batch else 'batched frames'}"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n")
     print("| measure | value |\n|---|---|")
     print(f"| connections held (of {args.hold}) | {held} in {hold_seconds:.1f} s |")

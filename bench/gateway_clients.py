@@ -46,6 +46,8 @@ class Spec:
     """Events all the process's connections must receive before it reports (0: until "stop")."""
     deadline: float = 120.0
     deflate: bool = True
+    batch: bool = True
+    """Ask for batched frames in `connect`."""
 
 
 @dataclass
@@ -91,7 +93,7 @@ class Client(asyncio.Protocol):
                     self._fail(f"handshake refused: {event.status_code}")
                     continue
                 token = issue_token(self.spec.secret, self.user, channels=self.spec.grants)
-                self._send({"type": "connect", "token": token})
+                self._send({"type": "connect", "token": token, "batch": self.spec.batch})
                 channel = self.spec.channel.format(user=self.user)
                 self._send({"type": "subscribe", "channel": channel})
             elif event.opcode is Opcode.TEXT:

@@ -48,6 +48,13 @@ def gateway() -> None:
     help="Seconds between WebSocket pings; no pong within as long: the client is dropped.",
 )
 @click.option(
+    "--per-message-deflate/--no-per-message-deflate",
+    default=False,
+    show_default=True,
+    help="Accept a client's offer to compress frames (every browser offers it): each frame is then"
+    " compressed for each connection on its own, which costs the gateway CPU per client.",
+)
+@click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics and /healthz."
 )
 @click.option("--metrics-port", type=int, help="Serve /metrics and /healthz on this port.")
@@ -63,6 +70,7 @@ def run(
     subject_prefix: str,
     queue_size: int,
     ping_interval: float,
+    per_message_deflate: bool,
     metrics_host: str,
     metrics_port: int | None,
     log_level: str,
@@ -103,7 +111,7 @@ def run(
         endpoints = serve(metrics_host, metrics_port, registry=metrics.registry, health=heartbeat)
     log.info("gateway serving", extra={"address": f"ws://{host}:{port}/ws", "topics": list(names)})
     try:
-        run_asgi(app, host, port, ping_interval=ping_interval)
+        run_asgi(app, host, port, ping_interval=ping_interval, per_message_deflate=per_message_deflate)
     finally:
         if endpoints is not None:
             endpoints.close()

@@ -9,7 +9,6 @@ record below its own position: docs/gateway.md, "Resume").
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -85,8 +84,9 @@ class Held:
     timestamp: float | None
 
 
-SLICE = 0.005
-"""Seconds the hub routes before the senders get their turn (the delivery latency it may add)."""
+TURN_OFFERS = 20_000
+"""Messages the hub queues (over all connections) before the senders get their turn: a few ms of
+routing, the delivery latency it may add when the gateway is busy."""
 
 
 class Hub:
@@ -108,11 +108,11 @@ class Hub:
                 del self.subscribers[subscription.channel]
 
     async def dispatch(self, records: Sequence[LiveRecord]) -> None:
-        """Route a batch. The senders get their turn every `SLICE` seconds of routing, when a
-        connection's queue is half full, and at the end: each sender then writes what piled up
-        for it at once (a frame per message or batched frames), instead of waking per event,
-        and a client that keeps up never sees its queue fill however large Kafka's batches are."""
-        routed, since = False, time.monotonic()
+        """Route a batch. The senders get their turn after `TURN_OFFERS` messages were queued,
+        when a connection's queue is half full, and at the end: each sender then writes what
+        piled up for it at once (batched frames, or a frame per message), instead of waking per
+        event; a client that keeps up never sees its queue fill however large Kafka's batches are."""
+        offers = 0
         for record in records:
             self.live[(record.topic, record.partition)] = record.offset + 1
             event = record.event
@@ -133,11 +133,10 @@ class Hub:
                 )
                 for subscription in list(found):
                     subscription.offer(held)
-                routed = True
-            if routed and (self.pressed or time.monotonic() - since >= SLICE):
-                self.pressed, routed = False, False
+                offers += len(found)
+            if offers and (self.pressed or offers >= TURN_OFFERS):
+                self.pressed, offers = False, 0
                 await asyncio.sleep(0)
-                since = time.monotonic()
-        if routed:  # the next batch may be waiting already: its get() would not yield
+        if offers:  # the next batch may be waiting already: its get() would not yield
             self.pressed = False
             await asyncio.sleep(0)
