@@ -38,21 +38,54 @@ def gateway() -> None:
     default=1000,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Messages waiting for one client before it is cut off as too slow (close code 4008).",
+    envvar="OUTBOX_GATEWAY_QUEUE_SIZE",
+    help="Messages waiting for one client before it is cut off as too slow (close code 4008)"
+    " [env OUTBOX_GATEWAY_QUEUE_SIZE].",
 )
 @click.option(
     "--ping-interval",
     default=20.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="Seconds between WebSocket pings; no pong within as long: the client is dropped.",
+    envvar="OUTBOX_GATEWAY_PING_INTERVAL",
+    help="Seconds between WebSocket pings; no pong within as long: the client is dropped"
+    " [env OUTBOX_GATEWAY_PING_INTERVAL].",
+)
+@click.option(
+    "--connect-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="OUTBOX_GATEWAY_CONNECT_TIMEOUT",
+    help="Seconds a client has to send its `connect` message; then close code 4001"
+    " [env OUTBOX_GATEWAY_CONNECT_TIMEOUT].",
+)
+@click.option(
+    "--max-subscriptions",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="OUTBOX_GATEWAY_MAX_SUBSCRIPTIONS",
+    help="Channels one connection may subscribe to; more: error `too_many`"
+    " [env OUTBOX_GATEWAY_MAX_SUBSCRIPTIONS].",
+)
+@click.option(
+    "--replay-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="OUTBOX_GATEWAY_REPLAY_TIMEOUT",
+    help="Seconds a resume's replay may wait for Kafka before answering `recovered: false`"
+    " [env OUTBOX_GATEWAY_REPLAY_TIMEOUT].",
 )
 @click.option(
     "--per-message-deflate/--no-per-message-deflate",
     default=False,
     show_default=True,
+    envvar="OUTBOX_GATEWAY_PER_MESSAGE_DEFLATE",
     help="Accept a client's offer to compress frames (every browser offers it): each frame is then"
-    " compressed for each connection on its own, which costs the gateway CPU per client.",
+    " compressed for each connection on its own, which costs the gateway CPU per client"
+    " [env OUTBOX_GATEWAY_PER_MESSAGE_DEFLATE].",
 )
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics and /healthz."
@@ -70,6 +103,9 @@ def run(
     subject_prefix: str,
     queue_size: int,
     ping_interval: float,
+    connect_timeout: float,
+    max_subscriptions: int,
+    replay_timeout: float,
     per_message_deflate: bool,
     metrics_host: str,
     metrics_port: int | None,
@@ -99,6 +135,9 @@ def run(
             subject_prefix=subject_prefix,
             queue_size=queue_size,
             ping_interval=ping_interval,
+            connect_timeout=connect_timeout,
+            max_subscriptions=max_subscriptions,
+            replay_timeout=replay_timeout,
         )
     except ConfigurationError as err:
         raise click.UsageError(str(err)) from err

@@ -38,6 +38,10 @@ class GatewayConfig:
     max_subscriptions: int = 100
     """Channels one connection may subscribe to."""
 
+    replay_timeout: float = 30.0
+    """Seconds a resume's replay may wait for Kafka (to say where a partition begins, or to make
+    progress reading the gap) before the gateway answers `recovered: false`."""
+
     def __post_init__(self) -> None:
         if not self.topics:
             raise ConfigurationError("the gateway needs at least one status topic (--topic)")
@@ -49,6 +53,6 @@ class GatewayConfig:
         for name in ("queue_size", "max_subscriptions"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("connect_timeout", "ping_interval"):
+        for name in ("connect_timeout", "ping_interval", "replay_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, not {getattr(self, name)}")

@@ -17,9 +17,6 @@ from outboxkit.kafka.errors import KafkaUnavailableError, UndecodableRecordError
 from outboxkit.kafka.records import ReceivedEvent, decode_message
 from outboxkit.kafka.settings import KafkaSettings
 
-REPLAY_TIMEOUT = 30.0
-"""Seconds a replay may make no progress before the gateway answers that it cannot recover."""
-
 
 @dataclass
 class Gap:
@@ -37,21 +34,23 @@ def read_gap(
     targets: Mapping[Position, int],
     *,
     limit: int,
+    timeout: float,
 ) -> Gap:
     """The events on `channel` from `starts` up to `targets` (both per partition); at most `limit`
-    of them, else a reason. Blocking: run it in a thread."""
+    of them, else a reason; also a reason when Kafka does not answer, or the reading makes no
+    progress, for `timeout` seconds. Blocking: run it in a thread."""
     wanted = {tp: offset for tp, offset in starts.items() if offset < targets[tp]}
     consumer = clients.consumer(kafka, "outbox-gateway-replay", {"enable.partition.eof": True})
     try:
         # also where nothing is to be replayed (a client ahead of this gateway's live stream):
         # records the client has not seen may be gone
-        gone = _beyond_retention(consumer, starts)
+        gone = _beyond_retention(consumer, starts, timeout)
         if gone or not wanted:
             return Gap(reason=gone)
         gap = Gap()
         try:
             for records, _progress in read_to_end(
-                consumer, wanted, targets={tp: targets[tp] for tp in wanted}, timeout=REPLAY_TIMEOUT
+                consumer, wanted, targets={tp: targets[tp] for tp in wanted}, timeout=timeout
             ):
                 for record in records:
                     try:
@@ -65,16 +64,16 @@ def read_gap(
         except KafkaUnavailableError as err:
             return Gap(reason=f"Kafka did not hand out the gap: {err}")
         # retention may have removed the start while we read (the consumer then skips ahead)
-        gone = _beyond_retention(consumer, wanted)
+        gone = _beyond_retention(consumer, wanted, timeout)
         return Gap(reason=gone) if gone else gap
     finally:
         consumer.close()
 
 
-def _beyond_retention(consumer: Consumer, starts: Mapping[Position, int]) -> str | None:
+def _beyond_retention(consumer: Consumer, starts: Mapping[Position, int], timeout: float) -> str | None:
     for (topic, partition), offset in sorted(starts.items()):
         try:
-            low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
         except Exception as err:  # KafkaException: the broker did not answer
             return f"cannot read where {topic}[{partition}] begins: {err}"
         if offset < low:

@@ -316,7 +316,14 @@ class Session:
     async def _read_gap(self, channel: str, since: dict[Position, int], targets: dict[Position, int]) -> Gap:
         limit = self.config.queue_size * REPLAY_LIMIT_FACTOR
         return await asyncio.to_thread(
-            read_gap, self.kafka, self.hub.routing, channel, since, targets, limit=limit
+            read_gap,
+            self.kafka,
+            self.hub.routing,
+            channel,
+            since,
+            targets,
+            limit=limit,
+            timeout=self.config.replay_timeout,
         )
 
     async def _send_gap(self, subscription: Subscription, gap: Gap) -> None:

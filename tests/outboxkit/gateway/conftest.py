@@ -98,6 +98,8 @@ class Gateway:
     topic: str
     log: Path
     extra: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment variables for the gateway process."""
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -124,6 +126,7 @@ class Gateway:
             "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "OUTBOX_GATEWAY_SECRET": SECRET,
             "PATH": "/usr/bin:/bin",
+            **self.env,
         }
         with open(self.log, "ab") as stderr:
             self.proc = subprocess.Popen(command, env=env, cwd=REPO, stderr=stderr, stdout=subprocess.DEVNULL)

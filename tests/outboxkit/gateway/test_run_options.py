@@ -1,0 +1,110 @@
+"""`outbox gateway run`'s tuning flags (and their OUTBOX_GATEWAY_... variables) take effect."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.outboxkit.gateway.conftest import (
+    REPO,
+    Gateway,
+    StatusWriter,
+    receive,
+    receive_until,
+    subscribe,
+    token,
+)
+
+
+def started(bootstrap_servers: str, writer: StatusWriter, tmp_path: Path, *extra: str, **env: str) -> Gateway:
+    return Gateway(bootstrap_servers, writer.topic, tmp_path / "gateway.log", extra, env=env).start()
+
+
+def test_connect_timeout_closes_a_silent_connection_sooner(
+    bootstrap_servers: str, writer: StatusWriter, tmp_path: Path
+) -> None:
+    gateway = started(bootstrap_servers, writer, tmp_path, "--connect-timeout", "1")
+    try:
+        silent = gateway.client(None)
+        began = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            silent.recv(timeout=8)  # the default, 10 s, would not close it within this
+        assert time.monotonic() - began < 5
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+        assert "within 1 s" in closed.value.rcvd.reason
+    finally:
+        gateway.clients.close()
+        assert gateway.stop() == 0
+
+
+def test_max_subscriptions_from_the_environment_bounds_the_channels_of_a_connection(
+    bootstrap_servers: str, writer: StatusWriter, tmp_path: Path
+) -> None:
+    gateway = started(bootstrap_servers, writer, tmp_path, OUTBOX_GATEWAY_MAX_SUBSCRIPTIONS="2")
+    try:
+        client = gateway.client(token("alice"))
+        assert receive(client)["type"] == "connected"
+        for channel in ("user:alice", "job:1", "job:2"):
+            subscribe(client, channel)
+        answers = [receive(client) for _ in range(3)]
+        assert [a["type"] for a in answers] == ["subscribed", "subscribed", "error"]
+        assert answers[2]["code"] == "too_many" and "at most 2" in answers[2]["message"]
+    finally:
+        gateway.clients.close()
+        assert gateway.stop() == 0
+
+
+def broker_pid() -> int:
+    """The local stack's Kafka broker (`stack/stack status`), the one these tests run against."""
+    status = subprocess.run(
+        [str(REPO / "stack" / "stack"), "status"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    found = re.search(r"^kafka\s+up\s+pid=(\d+)", status, re.MULTILINE)
+    assert found, f"no running Kafka broker in `stack/stack status`:\n{status}"
+    return int(found.group(1))
+
+
+@contextlib.contextmanager
+def broker_paused() -> Iterator[None]:
+    """Kafka stops answering (SIGSTOP: a frozen VM, a long GC pause) and wakes up afterwards."""
+    pid = broker_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_replay_timeout_bounds_how_long_a_resume_waits_for_kafka(
+    bootstrap_servers: str, writer: StatusWriter, tmp_path: Path
+) -> None:
+    gateway = started(bootstrap_servers, writer, tmp_path, "--replay-timeout", "1")
+    try:
+        landed = writer.write(*[("a", "alice", {"step": step}) for step in range(3)])
+        gateway.wait_for_live(landed)
+        client = gateway.client(token("alice"))
+        assert receive(client)["type"] == "connected"
+        partition, offset = landed[0]
+        with broker_paused():
+            began = time.monotonic()
+            subscribe(client, "job:a", [[writer.topic, partition, offset]])
+            answer = receive(client, timeout=20)
+            waited = time.monotonic() - began
+        # the default (30 s) would keep the client waiting; the hard-coded 10 s of before, too
+        assert waited < 6, f"answered after {waited:.1f} s"
+        assert answer["type"] == "subscribed" and answer["recovered"] is False, answer
+        subscribe(client, "job:a", [[writer.topic, partition, offset]])  # Kafka is back: it recovers
+        got = receive_until(client, lambda got: bool(got) and got[-1]["type"] == "subscribed", timeout=40)
+        assert got[-1] == {"type": "subscribed", "channel": "job:a", "recovered": True, "replayed": 3}
+    finally:
+        gateway.clients.close()
+        assert gateway.stop() == 0
