@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -12,6 +14,23 @@ from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSetti
 log = logging.getLogger("outboxkit.gateway")
 
 SECRET_VARIABLE = "OUTBOX_GATEWAY_SECRET"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tuning(flag: str, default: float | bool, help: str) -> Callable[[F], F]:
+    """An option with an OUTBOX_GATEWAY_<NAME> variable; an int or float default takes values >= 1
+    or > 0 (the checks of GatewayConfig, so that a bad value is refused before anything starts)."""
+    name = flag.split("/", maxsplit=1)[0].removeprefix("--").replace("-", "_").upper()
+    kind: click.FloatRange | click.IntRange | None = None
+    if isinstance(default, float):
+        kind = click.FloatRange(min=0, min_open=True)
+    elif not isinstance(default, bool):
+        kind = click.IntRange(min=1)
+    variable = f"OUTBOX_GATEWAY_{name}"
+    return click.option(
+        flag, default=default, show_default=True, type=kind, envvar=variable, help=f"{help} [env {variable}]"
+    )
 
 
 @click.group("gateway", cls=CommandGroup)
@@ -33,59 +52,16 @@ def gateway() -> None:
 @click.option("--port", default=8070, show_default=True, type=click.IntRange(1, 65535), help="Its port.")
 @click.option("--owner-field", default="user_id", show_default=True, help="Payload field naming the user.")
 @click.option("--subject-prefix", default="job", show_default=True, help="Channel `<prefix>:<ce_subject>`.")
-@click.option(
-    "--queue-size",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    envvar="OUTBOX_GATEWAY_QUEUE_SIZE",
-    help="Messages waiting for one client before it is cut off as too slow (close code 4008)"
-    " [env OUTBOX_GATEWAY_QUEUE_SIZE].",
-)
-@click.option(
-    "--ping-interval",
-    default=20.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    envvar="OUTBOX_GATEWAY_PING_INTERVAL",
-    help="Seconds between WebSocket pings; no pong within as long: the client is dropped"
-    " [env OUTBOX_GATEWAY_PING_INTERVAL].",
-)
-@click.option(
-    "--connect-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    envvar="OUTBOX_GATEWAY_CONNECT_TIMEOUT",
-    help="Seconds a client has to send its `connect` message; then close code 4001"
-    " [env OUTBOX_GATEWAY_CONNECT_TIMEOUT].",
-)
-@click.option(
-    "--max-subscriptions",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=1),
-    envvar="OUTBOX_GATEWAY_MAX_SUBSCRIPTIONS",
-    help="Channels one connection may subscribe to; more: error `too_many`"
-    " [env OUTBOX_GATEWAY_MAX_SUBSCRIPTIONS].",
-)
-@click.option(
-    "--replay-timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    envvar="OUTBOX_GATEWAY_REPLAY_TIMEOUT",
-    help="Seconds a resume's replay may wait for Kafka before answering `recovered: false`"
-    " [env OUTBOX_GATEWAY_REPLAY_TIMEOUT].",
-)
-@click.option(
+@tuning("--queue-size", 1000, "Messages waiting for one client before it is cut off as too slow (4008).")
+@tuning("--ping-interval", 20.0, "Seconds between WebSocket pings; no pong within as long: dropped.")
+@tuning("--connect-timeout", 10.0, "Seconds a client has to send its `connect` message; then 4001.")
+@tuning("--max-subscriptions", 100, "Channels one connection may subscribe to; more: error `too_many`.")
+@tuning("--replay-timeout", 30.0, "Seconds a resume's replay may wait for Kafka; then `recovered: false`.")
+@tuning(
     "--per-message-deflate/--no-per-message-deflate",
-    default=False,
-    show_default=True,
-    envvar="OUTBOX_GATEWAY_PER_MESSAGE_DEFLATE",
-    help="Accept a client's offer to compress frames (every browser offers it): each frame is then"
-    " compressed for each connection on its own, which costs the gateway CPU per client"
-    " [env OUTBOX_GATEWAY_PER_MESSAGE_DEFLATE].",
+    False,
+    "Accept a client's offer to compress frames (every browser offers it): each frame is then"
+    " compressed for each connection on its own, which costs the gateway CPU per client.",
 )
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address of /metrics and /healthz."

@@ -108,3 +108,18 @@ def test_replay_timeout_bounds_how_long_a_resume_waits_for_kafka(
     finally:
         gateway.clients.close()
         assert gateway.stop() == 0
+
+
+def test_compression_is_declined_unless_per_message_deflate_is_on(
+    bootstrap_servers: str, writer: StatusWriter, tmp_path: Path
+) -> None:
+    plain = started(bootstrap_servers, writer, tmp_path)
+    compressing = started(bootstrap_servers, writer, tmp_path, OUTBOX_GATEWAY_PER_MESSAGE_DEFLATE="true")
+    try:
+        # the websockets client offers permessage-deflate, as every browser does
+        assert plain.client(None).ws.protocol.extensions == []
+        assert [e.name for e in compressing.client(None).ws.protocol.extensions] == ["permessage-deflate"]
+    finally:
+        for gateway in (plain, compressing):
+            gateway.clients.close()
+            assert gateway.stop() == 0
