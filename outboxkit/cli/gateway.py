@@ -57,6 +57,7 @@ def gateway() -> None:
 @tuning("--connect-timeout", 10.0, "Seconds a client has to send its `connect` message; then 4001.")
 @tuning("--max-subscriptions", 100, "Channels one connection may subscribe to; more: error `too_many`.")
 @tuning("--replay-timeout", 30.0, "Seconds a resume's replay may wait for Kafka; then `recovered: false`.")
+@tuning("--partition-check-interval", 30.0, "Seconds between looks for partitions added to the topics.")
 @tuning(
     "--per-message-deflate/--no-per-message-deflate",
     False,
@@ -82,6 +83,7 @@ def run(
     connect_timeout: float,
     max_subscriptions: int,
     replay_timeout: float,
+    partition_check_interval: float,
     per_message_deflate: bool,
     metrics_host: str,
     metrics_port: int | None,
@@ -114,6 +116,7 @@ def run(
             connect_timeout=connect_timeout,
             max_subscriptions=max_subscriptions,
             replay_timeout=replay_timeout,
+            partition_check_interval=partition_check_interval,
         )
     except ConfigurationError as err:
         raise click.UsageError(str(err)) from err

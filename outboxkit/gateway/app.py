@@ -37,12 +37,12 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     heartbeat = heartbeat or Heartbeat()
     hub = Hub(Routing(config.owner_field, config.subject_prefix))
-    follower = Follower(kafka, config.topics, metrics, heartbeat)
+    follower = Follower(kafka, config.topics, metrics, heartbeat, config.partition_check_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         hub.live.update(await asyncio.to_thread(follower.open))
-        following = asyncio.create_task(follower.follow(hub.dispatch))
+        following = asyncio.create_task(follower.follow(hub.dispatch, hub.add_partitions))
         try:
             yield
         finally:

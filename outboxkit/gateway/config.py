@@ -42,6 +42,9 @@ class GatewayConfig:
     """Seconds a resume's replay may wait for Kafka (to say where a partition begins, or to make
     progress reading the gap) before the gateway answers `recovered: false`."""
 
+    partition_check_interval: float = 30.0
+    """Seconds between looks at the topics' metadata for partitions added since the start."""
+
     def __post_init__(self) -> None:
         if not self.topics:
             raise ConfigurationError("the gateway needs at least one status topic (--topic)")
@@ -53,6 +56,6 @@ class GatewayConfig:
         for name in ("queue_size", "max_subscriptions"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("connect_timeout", "ping_interval", "replay_timeout"):
+        for name in ("connect_timeout", "ping_interval", "replay_timeout", "partition_check_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, not {getattr(self, name)}")

@@ -3,6 +3,11 @@ from their end at start-up, handing each batch to the hub in the event loop's th
 
 No consumer group coordinates gateways: each process reads everything (docs/gateway.md, "Scaling"),
 so a client may resume on any of them. The consumer commits nothing; its group id is its own.
+
+Partitions added to a topic later are found by a look at the metadata every
+`partition_check_interval` seconds and read from their beginning (their first offset still in the
+log): the records written to them before the look are not lost. The hub learns of them (their
+start becomes its live position) before any of their records.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -20,7 +26,7 @@ from outboxkit.gateway.metrics import GatewayMetrics
 from outboxkit.gateway.protocol import Position
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import partition_counts
-from outboxkit.kafka.catchup import end_offsets
+from outboxkit.kafka.catchup import end_offsets, watermarks
 from outboxkit.kafka.errors import UndecodableRecordError
 from outboxkit.kafka.records import decode_message
 from outboxkit.kafka.settings import KafkaSettings
@@ -45,14 +51,17 @@ class Follower:
         topics: Sequence[str],
         metrics: GatewayMetrics,
         heartbeat: Heartbeat,
+        partition_check_interval: float = 30.0,
     ) -> None:
         self.kafka = kafka
         self.topics = tuple(topics)
         self.metrics = metrics
         self.heartbeat = heartbeat
+        self.partition_check_interval = partition_check_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
+        self._assigned: set[Position] = set()
 
     def open(self) -> dict[Position, int]:
         """Assign every partition at its end (read_committed) and return those starting points."""
@@ -62,12 +71,18 @@ class Follower:
         starts = end_offsets(consumer, partitions)
         consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in partitions])
         self._consumer = consumer
+        self._assigned = set(partitions)
         return starts
 
-    async def follow(self, dispatch: Callable[[list[LiveRecord]], Awaitable[None]]) -> None:
+    async def follow(
+        self,
+        dispatch: Callable[[list[LiveRecord]], Awaitable[None]],
+        added: Callable[[dict[Position, int]], None],
+    ) -> None:
         """Read in a thread, dispatch in the loop, one batch after the other; at most
-        `QUEUED_BATCHES` wait, then the reading thread waits too (memory stays bounded)."""
-        batches: asyncio.Queue[list[LiveRecord]] = asyncio.Queue(QUEUED_BATCHES)
+        `QUEUED_BATCHES` wait, then the reading thread waits too (memory stays bounded).
+        `added` gets the partitions found later, with the offset each is read from."""
+        batches: asyncio.Queue[list[LiveRecord] | dict[Position, int]] = asyncio.Queue(QUEUED_BATCHES)
         loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
             target=self._run, args=(loop, batches), name="gateway-follower", daemon=True
@@ -75,16 +90,29 @@ class Follower:
         self._thread.start()
         while True:
             batch = await batches.get()
+            if isinstance(batch, dict):
+                added(batch)
+                continue
             try:
                 await dispatch(batch)
             except Exception:  # a bug in routing must not stop every connection's stream
                 log.exception("routing a batch failed")
 
-    def _run(self, loop: asyncio.AbstractEventLoop, batches: asyncio.Queue[list[LiveRecord]]) -> None:
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batches: asyncio.Queue[list[LiveRecord] | dict[Position, int]],
+    ) -> None:
         consumer = self._consumer
         assert consumer is not None, "open() first"
         fields: dict[str, JSON] = {"topics": list(self.topics)}
+        next_check = time.monotonic() + self.partition_check_interval
         while not self._stop.is_set():
+            if time.monotonic() >= next_check:
+                found = self._new_partitions(consumer)
+                if found:
+                    self._hand(loop, batches, found)
+                next_check = time.monotonic() + self.partition_check_interval
             try:
                 # poll waits for the first record only; consume(n, timeout) would wait until n
                 # records or the timeout, adding up to the whole timeout to every delivery
@@ -108,13 +136,38 @@ class Follower:
                 batch.append(_live(message, self.metrics))
             if batch:
                 self.metrics.records.inc(len(batch))
-                handed = asyncio.run_coroutine_threadsafe(batches.put(batch), loop)
-                while not self._stop.is_set():
-                    try:
-                        handed.result(timeout=0.5)
-                        break
-                    except TimeoutError:
-                        continue
+                self._hand(loop, batches, batch)
+
+    def _hand(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batches: asyncio.Queue[list[LiveRecord] | dict[Position, int]],
+        item: list[LiveRecord] | dict[Position, int],
+    ) -> None:
+        handed = asyncio.run_coroutine_threadsafe(batches.put(item), loop)
+        while not self._stop.is_set():
+            try:
+                handed.result(timeout=0.5)
+                return
+            except TimeoutError:
+                continue
+
+    def _new_partitions(self, consumer: Consumer) -> dict[Position, int]:
+        """Partitions of the topics not followed yet, assigned from their beginning; {} when
+        there are none or the metadata could not be read (tried again at the next look)."""
+        try:
+            counts = partition_counts(consumer, self.topics, timeout=10)
+            new = [(t, p) for t in self.topics for p in range(counts[t]) if (t, p) not in self._assigned]
+            if not new:
+                return {}
+            starts = {tp: low for tp, (low, _high) in watermarks(consumer, new, timeout=10).items()}
+        except Exception as err:  # KafkaUnavailableError, TopicNotFoundError (deleted meanwhile)
+            log.warning("cannot look for new partitions of %s: %s", list(self.topics), err)
+            return {}
+        consumer.incremental_assign([TopicPartition(t, p, starts[(t, p)]) for t, p in new])
+        self._assigned.update(new)
+        log.info("following new partitions", extra={"partitions": [f"{t}[{p}]" for t, p in new]})
+        return starts
 
     def stop(self) -> None:
         self._stop.set()

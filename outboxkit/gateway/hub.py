@@ -97,6 +97,11 @@ class Hub:
         self.pressed = False
         """Set by a connection whose queue is half full: its sender gets its turn after this event."""
 
+    def add_partitions(self, starts: dict[Position, int]) -> None:
+        """Partitions the follower reads from now on, from these offsets (before any record)."""
+        for position, offset in starts.items():
+            self.live.setdefault(position, offset)
+
     def add(self, subscription: Subscription) -> None:
         self.subscribers.setdefault(subscription.channel, set()).add(subscription)
 
