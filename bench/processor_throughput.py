@@ -1,12 +1,14 @@
 """Exactly-once processors: throughput and latency of a 1 KB JSON transform (docs/processors.md).
 
     python bench/processor_throughput.py [--bootstrap-servers HOST:PORT] [--database-url URL]
-        [--events 20000] [--rounds 2] [--latency-seconds 10] [--rate 1000]
+        [--events 20000] [--rounds 2] [--latency-seconds 10] [--rate 1000] [--peer-python PYTHON]
 
 1. Throughput, one instance, events preloaded on a 3-partition topic, in alternating rounds
    (medians): at-least-once (the same handler and encoding, an idempotent producer, offsets
    committed every 100 ms after the outputs were flushed) against mode kafka with transactions
-   of 10, 100 and 1,000 ms. Timed from start to the group's committed offsets at the end.
+   of 10, 100 and 1,000 ms. Timed from start to the group's committed offsets at the end. With
+   `--peer-python` (a virtualenv with quixstreams), Quix Streams in exactly-once mode with 100 ms
+   checkpoints runs the same transform in the same rounds (bench/processor_peer_quix.py).
 2. End-to-end latency at `--rate` events/s: the input's send time (in the payload) to the moment
    a read_committed reader of the outputs receives it; p50 and p99 per transaction size.
 3. Mode database (with `--database-url`): events/s of a handler that writes one row and publishes
@@ -19,17 +21,18 @@ import argparse
 import functools
 import os
 import statistics
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from outbox import Event, Outbox, TopicRouter, migrations
-from outbox.envelope import to_kafka
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import ensure_topic
 from outboxkit.kafka.records import ReceivedEvent
@@ -39,6 +42,7 @@ from outboxkit.processors.handling import InputHandler
 from outboxkit.processors.kafka_mode import KafkaProcessorRunner
 
 PARTITIONS = 3
+PEER = "Quix Streams 100 ms"
 FILLER = "x" * 900  # with the other fields, a ~1 KB JSON payload
 
 
@@ -55,6 +59,7 @@ def payload(n: int) -> dict[str, Any]:
 def produce(bootstrap: str, topic: str, count: int, *, rate: float | None = None, start: int = 0) -> None:
     outbox = Outbox(router=TopicRouter(topic), source="bench")
     producer = clients.producer(bootstrap, {"linger.ms": 5})
+    producer.list_topics(topic, timeout=30)  # connected, before any event's send time is taken
     began = time.monotonic()
     for n in range(start, start + count):
         if rate is not None:
@@ -64,7 +69,7 @@ def produce(bootstrap: str, topic: str, count: int, *, rate: float | None = None
         event = Event(
             type="bench.in", aggregate_type="bench", aggregate_id=f"k-{n % 500}", payload=payload(n)
         )
-        record = to_kafka(outbox.prepare(event))
+        record = outbox.record(event)
         while True:
             try:
                 producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
@@ -134,7 +139,7 @@ def at_least_once(bootstrap: str, processor: Processor, stop: threading.Event) -
                 if message.error() is not None:
                     continue
                 for output in handler.handle(message).outputs:
-                    record = to_kafka(outbox.prepare(output))
+                    record = outbox.record(output)
                     while True:
                         try:
                             producer.produce(
@@ -154,7 +159,33 @@ def at_least_once(bootstrap: str, processor: Processor, stop: threading.Event) -
         consumer.close()
 
 
-def throughput(bootstrap: str, events: int, rounds: int) -> None:
+def peer_timed(python: str, bootstrap: str, topics: tuple[str, str], group: str, total: int) -> float:
+    """Seconds Quix Streams (bench/processor_peer_quix.py, exactly-once, 100 ms checkpoints) takes
+    from its application being made to its group's committed offsets at the end of `source`."""
+    source, output = topics
+    script = Path(__file__).with_name("processor_peer_quix.py")
+    command = [python, str(script), "--input", source, "--output", output, "--group", group]
+    peer = subprocess.Popen(
+        [*command, "--bootstrap-servers", bootstrap, "--commit-interval", "0.1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert peer.stdout is not None
+        if peer.stdout.readline().strip() != "started":
+            raise RuntimeError("the Quix Streams peer did not start")
+        began = time.monotonic()
+        while committed_sum(bootstrap, group, source) < total:
+            if peer.poll() is not None:
+                raise RuntimeError(f"the Quix Streams peer exited with {peer.returncode}")
+            time.sleep(0.05)
+        return time.monotonic() - began
+    finally:
+        peer.terminate()
+        peer.wait(60)
+
+
+def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None = None) -> None:
     source = new_topic(bootstrap, "in")
     produce(bootstrap, source, events)
     total = ends(bootstrap, source)
@@ -165,9 +196,16 @@ def throughput(bootstrap: str, events: int, rounds: int) -> None:
             ("exactly-once 10 ms", 10),
             ("exactly-once 100 ms", 100),
             ("exactly-once 1000 ms", 1000),
+            *([(PEER, 100)] if peer_python else []),
         ]:
             output = new_topic(bootstrap, "out")
             name = f"bench-{uuid.uuid4().hex[:8]}"
+            if label == PEER:
+                assert peer_python is not None
+                group = f"outboxkit-processor-{name}"
+                took = peer_timed(peer_python, bootstrap, (source, output), group, total)
+                scenarios.setdefault(label, []).append(events / took)
+                continue
             if size is None:
                 processor = transform(name, source, output)
                 run: Callable[[threading.Event], None] = functools.partial(
@@ -185,6 +223,9 @@ def throughput(bootstrap: str, events: int, rounds: int) -> None:
     for label, values in scenarios.items():
         median = statistics.median(values)
         print(f"| {label:<22} | {median:>9,.0f} | {median / base:>15.2f}x |")
+    if PEER in scenarios:
+        ours = statistics.median(scenarios["exactly-once 100 ms"]) / statistics.median(scenarios[PEER])
+        print(f"exactly-once at 100 ms against {PEER}: {ours:.2f}x")
 
 
 def latency(bootstrap: str, seconds: float, rate: float) -> None:
@@ -209,7 +250,15 @@ def latency(bootstrap: str, seconds: float, rate: float) -> None:
             bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}", {"fetch.wait.max.ms": 10}
         )
         reader.subscribe([output])
-        produce(bootstrap, source, int(rate), rate=rate)  # warm-up: the group joins, the reader too
+        # Warm-up: the processor's group joins and the reader takes its partitions (a reader that
+        # joins only when the timed part begins counts its own join as the processor's latency).
+        warm_up = int(2 * rate)
+        warming = threading.Thread(target=produce, args=(bootstrap, source, warm_up), kwargs={"rate": rate})
+        warming.start()
+        warmed, give_up = 0, time.monotonic() + 60
+        while warmed < warm_up and time.monotonic() < give_up:
+            warmed += sum(1 for m in reader.consume(500, 0.05) if m.error() is None)
+        warming.join()
         delays: list[float] = []
         feeding = threading.Thread(
             target=produce,
@@ -219,7 +268,8 @@ def latency(bootstrap: str, seconds: float, rate: float) -> None:
         feeding.start()
         deadline = time.monotonic() + seconds + 15
         while time.monotonic() < deadline and len(delays) < int(rate * seconds):
-            for message in reader.consume(500, 0.1):
+            # What is there now, else the first record within 50 ms: never wait to fill a batch.
+            for message in reader.consume(500, 0) or reader.consume(1, 0.05):
                 if message.error() is None:
                     data = orjson.loads(message.value() or b"{}")
                     if data["n"] >= 10**7:
@@ -292,10 +342,14 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--parts", default="throughput,latency,database", help="Which parts to run.")
+    parser.add_argument(
+        "--peer-python",
+        help="Python of a virtualenv with quixstreams: also time bench/processor_peer_quix.py (exactly-once)",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "throughput" in parts:
-        throughput(args.bootstrap_servers, args.events, args.rounds)
+        throughput(args.bootstrap_servers, args.events, args.rounds, args.peer_python)
     if "latency" in parts:
         latency(args.bootstrap_servers, args.latency_seconds, args.rate)
     if args.database_url and "database" in parts:

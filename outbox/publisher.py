@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from outbox.config import KAFKA_DEFAULT_MAX_RECORD_BYTES, OutboxSettings, Retention
-from outbox.envelope import StoredEvent, to_kafka
+from outbox.envelope import KafkaRecord, StoredEvent, to_kafka
 from outbox.errors import (
     EventTooLargeError,
     InvalidEventError,
@@ -75,6 +75,15 @@ class Outbox:
 
     def prepare(self, event: Event) -> StoredEvent:
         """Check `event` and render the row the relays read; raises an InvalidEventError subclass."""
+        return self._checked(event)[0]
+
+    def record(self, event: Event) -> KafkaRecord:
+        """Check `event` as `prepare` does and return the Kafka record a relay would send for it
+        (`to_kafka(prepare(event))`, encoded once): for components that produce events themselves,
+        e.g. a Kafka-to-Kafka processor inside its Kafka transaction."""
+        return self._checked(event)[1]
+
+    def _checked(self, event: Event) -> tuple[StoredEvent, KafkaRecord]:
         if not isinstance(event, Event):
             several = "; for several events, call publish_many()" if isinstance(event, list | tuple) else ""
             raise InvalidEventError(
@@ -103,7 +112,8 @@ class Outbox:
             headers=checked_headers(event.headers),
             traceparent=checked_traceparent(event.traceparent),
         )
-        size = to_kafka(stored).size()
+        record = to_kafka(stored)
+        size = record.size()
         if size > self.max_record_bytes:
             raise EventTooLargeError(
                 f"event {event_type!r} for {aggregate_type} {aggregate_id!r} would be a Kafka "
@@ -111,7 +121,7 @@ class Outbox:
                 "data elsewhere and send a reference, or raise max_record_bytes together with "
                 "Kafka's message.max.bytes"
             )
-        return stored
+        return stored, record
 
     @overload
     def publish_many(self, target: SyncTarget, events: Iterable[Event]) -> None: ...

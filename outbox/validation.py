@@ -18,6 +18,18 @@ MAX_TEXT = 1024
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 
+_KNOWN_LIMIT = 4096
+"""How many passed texts and header names are remembered (publish() sees the same event types,
+aggregate types, sources and header names over and over: a set lookup instead of the checks)."""
+_passed_texts: set[str] = set()
+_passed_header_names: set[str] = set()
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) < _KNOWN_LIMIT:
+        known.add(value)
+
+
 def _encodable(text: str) -> bool:
     # PostgreSQL text and jsonb cannot hold NUL; lone surrogates cannot be encoded as UTF-8.
     if "\x00" in text:
@@ -31,6 +43,8 @@ def _encodable(text: str) -> bool:
 
 def required_text(field: str, value: Any) -> str:
     """`value` as non-empty, storable text of at most MAX_TEXT characters."""
+    if type(value) is str and value in _passed_texts:
+        return value
     if isinstance(value, int | UUID) and not isinstance(value, bool):
         value = str(value)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -48,6 +62,7 @@ def required_text(field: str, value: Any) -> str:
             f"event {field} {value[:80]!r}... must be at most {MAX_TEXT} characters of UTF-8 text "
             "without NUL characters"
         )
+    _remember(_passed_texts, value)
     return value
 
 
@@ -59,16 +74,20 @@ def checked_headers(headers: Any) -> dict[str, str]:
         )
     result: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        if type(name) is str and name in _passed_header_names:
+            pass
+        elif not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidHeaderError(
                 f"header name {name!r} is not allowed: use 1-255 characters of [A-Za-z0-9._-], "
                 "starting with a letter or digit"
             )
-        if name.lower() in RESERVED_HEADERS or name.lower().startswith("ce_"):
+        elif name.lower() in RESERVED_HEADERS or name.lower().startswith("ce_"):
             raise InvalidHeaderError(
                 f"header name {name!r} belongs to the CloudEvents envelope; set the matching "
                 "Event field instead, or rename the header"
             )
+        else:
+            _remember(_passed_header_names, name)
         if not isinstance(value, str) or not _encodable(value):
             raise InvalidHeaderError(
                 f"header {name!r} must have a str value of UTF-8 text without NUL characters, "

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from outbox import Outbox, TopicRouter
-from outbox.envelope import to_kafka
 from outboxkit.kafka import clients, transactions
 from outboxkit.kafka.dead_letter import dead_letter_headers
 from outboxkit.kafka.errors import KafkaUnavailableError
@@ -213,7 +212,7 @@ class KafkaProcessorRunner:
             )
             return
         for output in outcome.outputs:
-            record = to_kafka(self.outbox.prepare(output))
+            record = self.outbox.record(output)
             self._produce(producer, record.topic, record.key, record.value, list(record.headers))
         self.metrics.outputs.labels(self.processor.name).inc(len(outcome.outputs))
 

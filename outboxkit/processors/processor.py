@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -21,6 +22,9 @@ from outboxkit.processors.lineage import idempotency_key
 Mode = Literal["kafka", "database"]
 MODES: tuple[Mode, ...] = ("kafka", "database")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+UNLINKED = uuid.UUID(int=0)
+"""The id of an emitted output until its lineage gives it the id derived from its input (making
+a fresh UUIDv7 first would be work thrown away on every output)."""
 
 
 @dataclass
@@ -59,6 +63,7 @@ class Context:
             payload=payload,
             topic=topic,
             headers=headers or {},
+            id=UNLINKED,
             traceparent=None,
         )
         self.outputs.append(output)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from confluent_kafka import Message
 from outbox import Event, Outbox, TopicRouter
 from outbox.envelope import to_kafka
 from outbox.errors import ConfigurationError
+from outboxkit.kafka.records import decode_message
 from outboxkit.processors import (
     CAUSATION_ID,
     CORRELATION_ID,
@@ -20,7 +23,7 @@ from outboxkit.processors import (
     ProcessorConfig,
 )
 from outboxkit.processors.handling import InputHandler
-from outboxkit.processors.lineage import idempotency_key
+from outboxkit.processors.lineage import NAMESPACE, idempotency_key, linked
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -100,8 +103,6 @@ def test_a_correlation_id_is_passed_on_and_the_idempotency_key_is_stable_per_pro
     assert {o.headers[CORRELATION_ID] for o in outcome.outputs} == {"flow-9"}
     key = outcome.outputs[0].payload["key"]
     assert key == InputHandler(payments()).handle(message).outputs[0].payload["key"]
-    from outboxkit.kafka.records import decode_message
-
     event = decode_message(message)
     assert idempotency_key("payments", event) == key != idempotency_key("inventory", event)
     uuid.UUID(key)
@@ -160,3 +161,26 @@ def test_load_processor_by_import_path(monkeypatch: pytest.MonkeyPatch) -> None:
         load_processor("tests.nowhere:processor")
     with pytest.raises(ProcessorNotFoundError, match="not a Processor"):
         load_processor("tests.processors.target:OUTPUT_TYPE")
+
+
+def test_lineage_carries_every_field_of_the_output_over() -> None:
+    """linked() builds the output field by field: a field added to Event must be carried too."""
+    output = Event(
+        type="t.done",
+        aggregate_type="things",
+        aggregate_id=42,
+        payload={"p": 1},
+        headers={"mine": "kept", CORRELATION_ID: "set-by-the-handler"},
+        occurred_at=datetime(2026, 1, 2, tzinfo=UTC),
+        source="its-own-source",
+        traceparent=TRACE,
+        topic="elsewhere",
+    )
+    event = decode_message(record({"amount": 5}))
+    made = linked("payments", event, output, 3)
+    changed = {"id", "headers"}
+    for field in dataclasses.fields(Event):
+        if field.name not in changed:
+            assert getattr(made, field.name) == getattr(output, field.name), field.name
+    assert made.headers == {CAUSATION_ID: str(event.id), CORRELATION_ID: "set-by-the-handler", "mine": "kept"}
+    assert made.id == uuid.uuid5(NAMESPACE, f"payments/{event.id}/3")
