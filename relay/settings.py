@@ -115,9 +115,9 @@ class RelaySettings(BaseSettings):
         return value
 
 
-SECTIONS = ("kafka", "relay", "cdc")
+SECTIONS = ("kafka", "relay", "cdc", "gateway")
 """Tables of the config file besides the top level: `[kafka]` (outboxkit.kafka's KafkaSettings),
-`[relay]` (RelaySettings), `[cdc]` (CdcSettings)."""
+`[relay]` (RelaySettings), `[cdc]` (CdcSettings), `[gateway]` (`outbox gateway run`'s options)."""
 
 
 def read_config_file(config_file: Path | None) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.settings import CONFIG, LOG_LEVEL, CommandGroup, CommandSettings, file_defaults
 
 log = logging.getLogger("outboxkit.gateway")
 
@@ -44,7 +44,6 @@ def gateway() -> None:
     "--topic",
     "topics",
     multiple=True,
-    required=True,
     envvar="OUTBOX_GATEWAY_TOPICS",
     help="A status topic to follow, all partitions (repeatable) [env OUTBOX_GATEWAY_TOPICS].",
 )
@@ -70,30 +69,13 @@ def gateway() -> None:
 @click.option("--metrics-port", type=int, help="Serve /metrics and /healthz on this port.")
 @LOG_LEVEL
 @click.pass_context
-def run(
-    ctx: click.Context,
-    *,
-    topics: tuple[str, ...],
-    host: str,
-    port: int,
-    owner_field: str,
-    subject_prefix: str,
-    queue_size: int,
-    ping_interval: float,
-    connect_timeout: float,
-    max_subscriptions: int,
-    replay_timeout: float,
-    partition_check_interval: float,
-    per_message_deflate: bool,
-    metrics_host: str,
-    metrics_port: int | None,
-    log_level: str,
-) -> None:
+def run(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the gateway until SIGTERM/SIGINT (exit code 0).
 
     Tokens are JWT (HS256) signed with the secret in OUTBOX_GATEWAY_SECRET (at least 32 bytes),
     naming the user in `sub`. Each process follows every partition of the --topic topics, so any
-    number of them can stand behind a load balancer.
+    number of them can stand behind a load balancer. Every option can also be set in the config
+    file's `[gateway]` table (`queue_size = 500`; flags and variables win over it).
     """
     from outbox.errors import ConfigurationError
     from outboxkit.gateway.app import create_app
@@ -104,32 +86,43 @@ def run(
     from outboxkit.ops.endpoints import serve
     from outboxkit.ops.health import Heartbeat
 
-    names = tuple(name for given in topics for name in given.split())
+    settings = CommandSettings(ctx)
+    options = file_defaults(ctx, settings, "gateway", flags)
+    names = tuple(name for given in options["topics"] for name in given.split())
     try:
         config = GatewayConfig(
             topics=names,
             secret=os.environ.get(SECRET_VARIABLE, ""),
-            owner_field=owner_field,
-            subject_prefix=subject_prefix,
-            queue_size=queue_size,
-            ping_interval=ping_interval,
-            connect_timeout=connect_timeout,
-            max_subscriptions=max_subscriptions,
-            replay_timeout=replay_timeout,
-            partition_check_interval=partition_check_interval,
+            owner_field=options["owner_field"],
+            subject_prefix=options["subject_prefix"],
+            queue_size=options["queue_size"],
+            ping_interval=options["ping_interval"],
+            connect_timeout=options["connect_timeout"],
+            max_subscriptions=options["max_subscriptions"],
+            replay_timeout=options["replay_timeout"],
+            partition_check_interval=options["partition_check_interval"],
         )
     except ConfigurationError as err:
         raise click.UsageError(str(err)) from err
-    kafka = CommandSettings(ctx).kafka
-    logs.configure(log_level)
+    kafka = settings.kafka
+    logs.configure(options["log_level"])
     metrics, heartbeat = GatewayMetrics(), Heartbeat()
     app = create_app(config, kafka, metrics, heartbeat)
     endpoints = None
-    if metrics_port is not None:
-        endpoints = serve(metrics_host, metrics_port, registry=metrics.registry, health=heartbeat)
+    if options["metrics_port"] is not None:
+        endpoints = serve(
+            options["metrics_host"], options["metrics_port"], registry=metrics.registry, health=heartbeat
+        )
+    host, port = options["host"], options["port"]
     log.info("gateway serving", extra={"address": f"ws://{host}:{port}/ws", "topics": list(names)})
     try:
-        run_asgi(app, host, port, ping_interval=ping_interval, per_message_deflate=per_message_deflate)
+        run_asgi(
+            app,
+            host,
+            port,
+            ping_interval=options["ping_interval"],
+            per_message_deflate=options["per_message_deflate"],
+        )
     finally:
         if endpoints is not None:
             endpoints.close()

@@ -1,8 +1,8 @@
 """How every `outbox` command gets its settings and reports what went wrong.
 
 Settings, for every command: flags > OUTBOX_... environment variables > the config file
-(`--config FILE`, TOML: outbox settings at the top level, `[kafka]`, `[relay]` and `[cdc]`
-tables) >
+(`--config FILE`, TOML: outbox settings at the top level, `[kafka]`, `[relay]`, `[cdc]` and
+`[gateway]` tables) >
 defaults. Flags of the `outbox` group (`--database-url`, `--bootstrap-servers`) and of the command
 itself both count as flags; the command's win.
 
@@ -79,7 +79,8 @@ CONFIG = remembered_option(
     "--config",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="TOML file: outbox settings at the top level, the Kafka login under [kafka], relay settings "
-    "under [relay], CDC settings under [cdc] (flags and OUTBOX_... variables override it).",
+    "under [relay], CDC settings under [cdc], the gateway's options under [gateway] (flags and "
+    "OUTBOX_... variables override it).",
 )
 """The `--config FILE` option; a group or command that takes it needs no parameter for it.
 Every command of a CommandGroup gets it by itself."""
@@ -170,7 +171,38 @@ class CommandSettings:
             extra={"database": mask_url(self.outbox.database_url), "from": self.database_source or "default"},
         )
 
+    def table(self, name: str) -> dict[str, Any]:
+        """The config file's `[name]` table as written (empty without a file or table)."""
+        return dict(self._file.get(name, {}))
+
     def section(self, name: str, cls: type[T], **flags: Any) -> T:
         """A component's settings from the config file's `[name]` table, its OUTBOX_<NAME>_...
         variables and the command's `flags` (None: not given)."""
         return layered(cls, self._file.get(name, {}), flags)
+
+
+def file_defaults(
+    ctx: click.Context, settings: CommandSettings, name: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """A command's option `values` with the config file's `[name]` table filling those that came
+    from their defaults: flags and their variables win over the file, the file over the defaults. A key
+    that names no option, or a value the option refuses, is an error naming the file and the key."""
+    table, config_file = settings.table(name), settings.config_file
+    options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option) and p.name in values}
+    unknown = sorted(set(table) - set(options))
+    if unknown:
+        raise ConfigurationError(
+            f"{config_file}: unknown keys in [{name}]: {unknown}; the keys are the options"
+            f" of `{ctx.command_path}` with _ for -: {sorted(options)}"
+        )
+    merged = dict(values)
+    for key, written in table.items():
+        if ctx.get_parameter_source(key) is not click.core.ParameterSource.DEFAULT:
+            continue
+        option = options[key]
+        value = [written] if option.multiple and isinstance(written, str) else written
+        try:
+            merged[key] = option.type_cast_value(ctx, value)
+        except click.BadParameter as err:
+            raise ConfigurationError(f"{config_file}: {key} = {value!r} is refused: {err.message}") from err
+    return merged

@@ -100,6 +100,8 @@ class Gateway:
     extra: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     """More environment variables for the gateway process."""
+    topic_flag: bool = True
+    """Name the topic with --topic (False: the config file in `extra` names it)."""
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -114,8 +116,7 @@ class Gateway:
             "outboxkit",
             "gateway",
             "run",
-            "--topic",
-            self.topic,
+            *(("--topic", self.topic) if self.topic_flag else ()),
             "--port",
             str(self.port),
             "--metrics-port",

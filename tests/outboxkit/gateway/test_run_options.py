@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,62 @@ def test_max_subscriptions_from_the_environment_bounds_the_channels_of_a_connect
     finally:
         gateway.clients.close()
         assert gateway.stop() == 0
+
+
+def test_the_config_files_gateway_table_sets_options_that_flags_and_variables_override(
+    bootstrap_servers: str, writer: StatusWriter, tmp_path: Path
+) -> None:
+    config = tmp_path / "outbox.toml"
+    config.write_text(
+        f'[gateway]\ntopics = ["{writer.topic}"]\nconnect_timeout = 30.0\nmax_subscriptions = 1\n'
+    )
+    gateway = Gateway(
+        bootstrap_servers,
+        writer.topic,
+        tmp_path / "gateway.log",
+        ("--config", str(config), "--connect-timeout", "1"),
+        env={"OUTBOX_GATEWAY_MAX_SUBSCRIPTIONS": "2"},
+        topic_flag=False,
+    ).start()
+    try:
+        client = gateway.client(token("alice"))
+        assert receive(client)["type"] == "connected"
+        for channel in ("user:alice", "job:1", "job:2"):  # the variable's 2, not the file's 1
+            subscribe(client, channel)
+        answers = [receive(client) for _ in range(3)]
+        assert [a["type"] for a in answers] == ["subscribed", "subscribed", "error"]
+        landed = writer.write(("1", "alice", {"step": 1}))  # the topic named in the file is followed
+        assert receive(client)["version"]["offset"] == landed[0][1]
+        silent = gateway.client(None)
+        with pytest.raises(ConnectionClosed) as closed:
+            silent.recv(timeout=8)
+        assert closed.value.rcvd is not None and "within 1 s" in closed.value.rcvd.reason  # the flag's
+    finally:
+        gateway.clients.close()
+        assert gateway.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ("queue_sise = 5", "unknown keys in [gateway]: ['queue_sise']"),
+        ("queue_size = 0", "queue_size = 0 is refused"),
+        ('ping_interval = "soon"', "ping_interval = 'soon' is refused"),
+    ],
+)
+def test_a_bad_gateway_table_is_refused_before_anything_starts(tmp_path: Path, table: str, said: str) -> None:
+    config = tmp_path / "outbox.toml"
+    config.write_text(f"[gateway]\n{table}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "outboxkit", "gateway", "run", "--config", str(config), "--topic", "t"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "OUTBOX_GATEWAY_SECRET": "s" * 32},
+        timeout=30,
+    )
+    assert done.returncode == 1, done
+    assert said in done.stderr and str(config) in done.stderr, done.stderr
 
 
 def broker_pid() -> int:
