@@ -22,10 +22,8 @@ of every case, the feed rate and the kill rounds (and the patience of every wait
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from tests.consumers.workload import (
     InputRecord,
     Tally,
     event_id,
+    flowing,
     read_expected,
     tally,
 )
@@ -184,27 +183,6 @@ class Case:
         return inside
 
 
-@contextlib.contextmanager
-def records_flowing(c: Case) -> Iterator[None]:
-    """About 400 more records a second on the case's topic while the block runs (the feed stays
-    the case's: `c.expected()` afterwards has them all)."""
-    flowing = threading.Event()
-    flowing.set()
-
-    def produce() -> None:
-        while flowing.is_set():
-            c.feed.send(c.feed.numbered(100 * SCALE))
-            time.sleep(0.25)
-
-    feeding = threading.Thread(target=produce)
-    feeding.start()
-    try:
-        yield
-    finally:
-        flowing.clear()
-        feeding.join(60)
-
-
 def assert_clean(found: Tally, *, duplicates_allowed: bool = False) -> None:
     """Nothing lost, reordered, invented or wrong; nothing duplicated unless `duplicates_allowed`."""
     counts = found.counts()
@@ -301,7 +279,7 @@ class ConsumerConformance:
         c.feed.write(500 * SCALE)
         chance = random.Random(11)
         inside: list[bool | None] = []
-        with records_flowing(c):
+        with flowing(c.feed, 400 * SCALE):
             for _ in range(rounds):
                 # The same identity each time: the restarted instance takes the partitions back at once.
                 target = c.progress() + chance.randrange(50, 400)
@@ -332,7 +310,7 @@ class ConsumerConformance:
             has_worked = lambda: any(a.instance == instance.name for a in c.component.effects().applied)  # noqa: E731
             c.wait(has_worked, f"{instance.name} to apply records", running, timeout=60)
 
-        with records_flowing(c):  # until the last change of members
+        with flowing(c.feed, 400 * SCALE):  # until the last change of members
             a = c.start()
             working(a, [a])
             b, d = c.start(), c.start()  # two join at once: one rebalance, both get partitions

@@ -16,9 +16,12 @@ duplicated, reordered, applied though never committed, and the keys whose final 
 from __future__ import annotations
 
 import random
+import threading
+import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,3 +338,23 @@ class Feed:
                 return
             except BufferError:
                 producer.poll(0.1)
+
+
+@contextmanager
+def flowing(feed: Feed, per_second: int) -> Iterator[None]:
+    """Feed `per_second` events a second in a thread for the duration of the block."""
+    running = threading.Event()
+    running.set()
+
+    def produce() -> None:
+        while running.is_set():
+            feed.send(feed.numbered(per_second // 4))
+            time.sleep(0.25)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        yield
+    finally:
+        running.clear()
+        thread.join(60)

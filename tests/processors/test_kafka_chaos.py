@@ -18,8 +18,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.consumers.conformance import assert_clean
-from tests.consumers.workload import Feed, read_expected, tally
-from tests.processors.conftest import flowing, wait_for
+from tests.consumers.workload import Feed, flowing, read_expected, tally
+from tests.processors.conftest import wait_for
 from tests.processors.harness import (
     OpenTransactions,
     Processes,
