@@ -92,13 +92,25 @@ def transform(name: str, topic: str, output: str, **config: Any) -> Processor:
     return processor
 
 
-def committed_sum(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30)
-    finally:
-        consumer.close()
-    return sum(max(f.offset, 0) for f in found)
+class Committed:
+    """The sum of group `group`'s committed offsets on `topic`, asked with one consumer (a new
+    consumer each look cost the timed process CPU)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+
+    def __call__(self) -> int:
+        return sum(max(f.offset, 0) for f in self.consumer.committed(self.partitions, timeout=30))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ends(bootstrap: str, topic: str) -> int:
@@ -111,17 +123,19 @@ def ends(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def timed(run: Callable[[threading.Event], None], done: Callable[[], bool]) -> float:
+def timed(run: Callable[[threading.Event], None], done: Callable[[], bool]) -> tuple[float, float]:
+    """Seconds until `done`, and the CPU seconds this process used meanwhile (the run's thread
+    and librdkafka's; the looks at `done` are a few ms of it)."""
     stop = threading.Event()
     thread = threading.Thread(target=run, args=(stop,), daemon=True)
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     thread.start()
     while not done():
         time.sleep(0.05)
-    took = time.monotonic() - began
+    took, used = time.monotonic() - began, time.process_time() - cpu
     stop.set()
     thread.join(60)
-    return took
+    return took, used
 
 
 def at_least_once(bootstrap: str, processor: Processor, stop: threading.Event) -> None:
@@ -159,9 +173,12 @@ def at_least_once(bootstrap: str, processor: Processor, stop: threading.Event) -
         consumer.close()
 
 
-def peer_timed(python: str, bootstrap: str, topics: tuple[str, str], group: str, total: int) -> float:
+def peer_timed(
+    python: str, bootstrap: str, topics: tuple[str, str], group: str, total: int
+) -> tuple[float, float]:
     """Seconds Quix Streams (bench/processor_peer_quix.py, exactly-once, 100 ms checkpoints) takes
-    from its application being made to its group's committed offsets at the end of `source`."""
+    from its application being made to its group's committed offsets at the end of `source`, and
+    the CPU seconds its process used meanwhile."""
     source, output = topics
     script = Path(__file__).with_name("processor_peer_quix.py")
     command = [python, str(script), "--input", source, "--output", output, "--group", group]
@@ -174,12 +191,16 @@ def peer_timed(python: str, bootstrap: str, topics: tuple[str, str], group: str,
         assert peer.stdout is not None
         if peer.stdout.readline().strip() != "started":
             raise RuntimeError("the Quix Streams peer did not start")
-        began = time.monotonic()
-        while committed_sum(bootstrap, group, source) < total:
-            if peer.poll() is not None:
-                raise RuntimeError(f"the Quix Streams peer exited with {peer.returncode}")
-            time.sleep(0.05)
-        return time.monotonic() - began
+        began, cpu = time.monotonic(), process_cpu(peer.pid)
+        committed = Committed(bootstrap, group, source)
+        try:
+            while committed() < total:
+                if peer.poll() is not None:
+                    raise RuntimeError(f"the Quix Streams peer exited with {peer.returncode}")
+                time.sleep(0.05)
+        finally:
+            committed.close()
+        return time.monotonic() - began, process_cpu(peer.pid) - cpu
     finally:
         peer.terminate()
         peer.wait(60)
@@ -190,6 +211,7 @@ def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None
     produce(bootstrap, source, events)
     total = ends(bootstrap, source)
     scenarios: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     for _ in range(rounds):
         for label, size in [
             ("at-least-once", None),
@@ -203,8 +225,9 @@ def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None
             if label == PEER:
                 assert peer_python is not None
                 group = f"outboxkit-processor-{name}"
-                took = peer_timed(peer_python, bootstrap, (source, output), group, total)
+                took, cpu = peer_timed(peer_python, bootstrap, (source, output), group, total)
                 scenarios.setdefault(label, []).append(events / took)
+                cpus.setdefault(label, []).append(cpu / events * 1e6)
                 continue
             if size is None:
                 processor = transform(name, source, output)
@@ -214,18 +237,27 @@ def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None
             else:
                 processor = transform(name, source, output, transaction_ms=size, transaction_records=100_000)
                 run = KafkaProcessorRunner(processor, bootstrap).run
-            took = timed(run, lambda p=processor: committed_sum(bootstrap, p.group_id, source) >= total)
+            committed = Committed(bootstrap, processor.group_id, source)
+            try:
+                took, cpu = timed(run, lambda: committed() >= total)  # noqa: B023 (called at once)
+            finally:
+                committed.close()
             scenarios.setdefault(label, []).append(events / took)
+            cpus.setdefault(label, []).append(cpu / events * 1e6)
     base = statistics.median(scenarios["at-least-once"])
     print(f"\nthroughput, {events} events of ~1 KB, one instance, {rounds} alternating rounds (medians)")
-    print(f"| {'scenario':<22} | {'events/s':>9} | {'vs at-least-once':>16} |")
-    print(f"|{'-' * 24}|{'-' * 11}:|{'-' * 18}:|")
+    print(f"| {'scenario':<22} | {'events/s':>9} | {'vs at-least-once':>16} | {'CPU µs/event':>12} |")
+    print(f"|{'-' * 24}|{'-' * 11}:|{'-' * 18}:|{'-' * 14}:|")
     for label, values in scenarios.items():
         median = statistics.median(values)
-        print(f"| {label:<22} | {median:>9,.0f} | {median / base:>15.2f}x |")
+        cpu = statistics.median(cpus[label])
+        print(f"| {label:<22} | {median:>9,.0f} | {median / base:>15.2f}x | {cpu:>12.1f} |")
     if PEER in scenarios:
         ours = statistics.median(scenarios["exactly-once 100 ms"]) / statistics.median(scenarios[PEER])
-        print(f"exactly-once at 100 ms against {PEER}: {ours:.2f}x")
+        cpu = statistics.median(cpus[PEER]) / statistics.median(cpus["exactly-once 100 ms"])
+        print(
+            f"exactly-once at 100 ms against {PEER}: {ours:.2f}x the events/s, {cpu:.2f}x less CPU an event"
+        )
 
 
 def latency(bootstrap: str, seconds: float, rate: float) -> None:
@@ -322,13 +354,16 @@ def database_mode(bootstrap: str, database_url: str, events: int, *, writes: boo
             )
         return int(stored or 0) >= events
 
-    took = timed(DatabaseProcessorRunner(processor, engine, bootstrap).run, done)
+    took, cpu = timed(DatabaseProcessorRunner(processor, engine, bootstrap).run, done)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM outbox_events WHERE ce_source = :p"), {"p": name})
         conn.execute(table.delete())
     engine.dispose()
     what = "one row + one outbox event each" if writes else "one outbox event each, no row of its own"
-    print(f"\nmode database: {events} events ({what}, 500 per transaction): {events / took:,.0f} events/s")
+    print(
+        f"\nmode database: {events} events ({what}, 500 per transaction): {events / took:,.0f} events/s,"
+        f" {cpu / events * 1e6:.0f} µs CPU an event (this process; PostgreSQL's not counted)"
+    )
 
 
 def main() -> None:

@@ -70,6 +70,16 @@ def check_producer_config(config: ClientSettings, source: str) -> None:
     made.flush(0)
 
 
+TRANSACTIONAL_DEFAULTS: Mapping[str, Any] = {
+    # A transaction's AddOffsetsToTxn / AddPartitionsToTxn right after the previous commit is
+    # answered CONCURRENT_TRANSACTIONS until the broker has written the markers (a few ms), and
+    # librdkafka retries it after retry.backoff.ms: its default, 100 ms, made that wait most of a
+    # short transaction (send_offsets_to_transaction p50 88 ms with 100 ms transactions, 11 ms
+    # with 10 ms). Retries back off exponentially from here to retry.backoff.max.ms (1 s).
+    "retry.backoff.ms": 10,
+}
+
+
 def transactional_producer(
     kafka: KafkaSettings | str,
     transactional_id: str,
@@ -80,7 +90,7 @@ def transactional_producer(
 ) -> Producer:
     """A producer with `transactional.id`, its transactions initialised: making it fences every
     earlier producer of the same id (a zombie) and aborts the transaction that one left open."""
-    config = producer_config(kafka, settings)
+    config = {**producer_config(kafka), **TRANSACTIONAL_DEFAULTS, **(settings or {})}
     config["transactional.id"] = transactional_id
     config["transaction.timeout.ms"] = transaction_timeout_ms
     made = Producer(config)

@@ -106,13 +106,16 @@ class GroupConsumer:
         handle: Callable[[Sequence[Message]], None],
         *,
         batch_size: int = 500,
-        batch_timeout: float = 0.1,
+        batch_timeout: float | Callable[[], float] = 0.1,
         on_turn: Callable[[], None] | None = None,
         on_stop: Callable[[Consumer], None] | None = None,
     ) -> None:
         """Consume until `stop` is set, passing each batch of records of owned partitions at or
-        above their positions to `handle` (which moves positions on with `advance`). `on_turn`
-        runs after every consume; `on_stop` once `stop` is set, before the consumer leaves."""
+        above their positions to `handle` (which moves positions on with `advance`). A batch is
+        what has arrived, up to `batch_size`; with nothing there, the loop waits up to
+        `batch_timeout` seconds (or what the callable says each time) for the first record.
+        `on_turn` runs after every consume; `on_stop` once `stop` is set, before the consumer
+        leaves."""
         consumer = self.open()
         try:
             consumer.subscribe(
@@ -121,8 +124,16 @@ class GroupConsumer:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
+            wait = batch_timeout if callable(batch_timeout) else lambda: batch_timeout
             while not stop.is_set():
-                messages = consumer.consume(batch_size, batch_timeout)
+                # consume(n, t) waits all of t until n records have come: under a trickle every
+                # batch would cost t of latency. So: what is there, else the first to come, then
+                # what came with it.
+                messages = consumer.consume(batch_size, 0)
+                if not messages:
+                    messages = consumer.consume(1, wait())
+                    if messages and batch_size > 1:
+                        messages += consumer.consume(batch_size - 1, 0)
                 if self._error is not None:
                     raise self._error
                 records = self._owned(messages)

@@ -130,7 +130,7 @@ class KafkaProcessorRunner:
                 stop,
                 self._handle,
                 batch_size=min(500, config.transaction_records),
-                batch_timeout=min(0.1, config.transaction_ms / 1000),
+                batch_timeout=self._wait,
                 on_turn=self._turn,
                 on_stop=lambda _consumer: self._stopping(),
             )
@@ -252,6 +252,14 @@ class KafkaProcessorRunner:
             self._commit(final=True)
         else:
             self._commit_passed_positions()
+
+    def _wait(self) -> float:
+        """How long a consume may wait for records: not past the open transaction's due time."""
+        wait = min(0.1, self.config.transaction_ms / 1000)
+        if self._open_since is None:
+            return wait
+        left = self._open_since + self.config.transaction_ms / 1000 - time.monotonic()
+        return max(0.0, min(wait, left))
 
     def _due(self) -> bool:
         return self._open_since is not None and (
