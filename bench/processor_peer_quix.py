@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 from typing import Any
 
 from quixstreams import Application
@@ -31,7 +32,9 @@ def main() -> None:
     parser.add_argument("--bootstrap-servers", required=True)
     parser.add_argument("--commit-interval", type=float, default=0.1)
     args = parser.parse_args()
+    state = tempfile.TemporaryDirectory(prefix="quix-state-")  # not ./state in the caller's directory
     app = Application(
+        state_dir=state.name,
         broker_address=args.bootstrap_servers,
         consumer_group=args.group,
         auto_offset_reset="earliest",
