@@ -47,22 +47,11 @@ class Checkpoint:
     """When the store was last known to be in step with the topic (seconds since the epoch)."""
 
 
-Entry = tuple[Any, int, int, int, int]
-"""What stores keep: (value, partition, offset, timestamp, size), the fields of `Versioned`.
-
-A plain tuple, not a `Versioned` (a tuple subclass) nor a dataclass: Python's cyclic garbage
-collector stops tracking a plain tuple of atomic values, and then a dict of them, so a million
-entries add nothing to its collections. A tracked object per key made every full collection walk
-them all (tens of milliseconds at 1M keys: the tail of the propagation figure, bench/README.md).
-"""
+Entry = bytes
+"""What stores are given and keep per key: a packed entry (header and value bytes, `entry.py`)."""
 
 Change = tuple[str, Entry | None]
 """A key and its new entry; None deletes it."""
-
-
-def versioned(entry: Entry) -> Versioned:
-    """An entry as readers see it."""
-    return tuple.__new__(Versioned, entry)
 
 
 class Store(ABC):
