@@ -77,8 +77,9 @@ def kv() -> None:
 @click.argument("topic")
 @DISK
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, help="Seconds per Kafka request (5).")
 @click.pass_context
-def status(ctx: click.Context, topic: str, disk: Path | None, as_json: bool) -> None:
+def status(ctx: click.Context, topic: str, disk: Path | None, as_json: bool, timeout: float) -> None:
     """The topic's partitions and compaction settings; with --disk, the disk store's keys, lag and
     whether a restart would read on from its checkpoint. Exit status 1 when Kafka is unreachable
     (what is known locally is printed, with the reason)."""
@@ -87,7 +88,7 @@ def status(ctx: click.Context, topic: str, disk: Path | None, as_json: bool) -> 
 
     store = DiskStore(disk, read_only=True, cache_size=0) if disk is not None else None
     try:
-        now = KVStatusSource(topic, CommandSettings(ctx).kafka, store=store).read()
+        now = KVStatusSource(topic, CommandSettings(ctx).kafka, store=store).read(timeout)
     finally:
         if store is not None:
             store.close()

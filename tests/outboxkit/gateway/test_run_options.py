@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.outboxkit.gateway.conftest import (
-    REPO,
     Gateway,
     StatusWriter,
     receive,
@@ -23,6 +16,7 @@ from tests.outboxkit.gateway.conftest import (
     subscribe,
     token,
 )
+from tests.services import broker_paused
 
 
 def started(bootstrap_servers: str, writer: StatusWriter, tmp_path: Path, *extra: str, **env: str) -> Gateway:
@@ -61,27 +55,6 @@ def test_max_subscriptions_from_the_environment_bounds_the_channels_of_a_connect
     finally:
         gateway.clients.close()
         assert gateway.stop() == 0
-
-
-def broker_pid() -> int:
-    """The local stack's Kafka broker (`stack/stack status`), the one these tests run against."""
-    status = subprocess.run(
-        [str(REPO / "stack" / "stack"), "status"], capture_output=True, text=True, check=True, cwd=REPO
-    ).stdout
-    found = re.search(r"^kafka\s+up\s+pid=(\d+)", status, re.MULTILINE)
-    assert found, f"no running Kafka broker in `stack/stack status`:\n{status}"
-    return int(found.group(1))
-
-
-@contextlib.contextmanager
-def broker_paused() -> Iterator[None]:
-    """Kafka stops answering (SIGSTOP: a frozen VM, a long GC pause) and wakes up afterwards."""
-    pid = broker_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_replay_timeout_bounds_how_long_a_resume_waits_for_kafka(
