@@ -5,8 +5,9 @@ and skipped: a reader never stops on data (its position moves past it like past 
 This loop runs once per record of a load (a million records at 1M keys): it does the least it can.
 Per record it asks the message for its key, value, partition, offset and timestamp, and its headers
 only when values are decoded by content type; it makes the key's text and the one entry object
-(and the (key, entry) pair). Error and end-of-partition events (no key) are handed back as they
-are; positions come from the consumer once per batch, not from each record.
+(no pair of them: keys and entries go to two lists, `Changes`). Error and end-of-partition events
+(no key) are handed back as they are; positions come from the consumer once per batch, not from
+each record.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import orjson
 from confluent_kafka import Message
 
-from outboxkit.kv.stores.base import Change
+from outboxkit.kv.stores.base import Changes
 from outboxkit.kv.stores.entry import BYTES, JSON, pack_header
 from outboxkit.kv.values import ValueFormat, content_type_of, is_json
 
@@ -29,7 +30,7 @@ log = logging.getLogger("outboxkit.kv")
 class Decoded:
     """What one batch of records comes to."""
 
-    changes: list[Change] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
     events: list[Message] = field(default_factory=list)
     """Error and end-of-partition events of the batch, in order."""
     skipped: int = 0
@@ -38,7 +39,7 @@ class Decoded:
 def decode_batch(messages: Sequence[Message], values: ValueFormat) -> Decoded:
     """The batch's changes in record order (several of one key stay: callbacks see each)."""
     out = Decoded()
-    append = out.changes.append
+    add_key, add_entry = out.changes.keys.append, out.changes.entries.append
     by_header = values == "auto"
     form = JSON if values == "json" else BYTES
     loads = orjson.loads
@@ -62,7 +63,8 @@ def decode_batch(messages: Sequence[Message], values: ValueFormat) -> Decoded:
             continue
         data = message.value()
         if data is None:
-            append((key, None))
+            add_key(key)
+            add_entry(None)
             continue
         if by_header:
             form = JSON if is_json(content_type_of(message.headers())) else BYTES
@@ -78,7 +80,8 @@ def decode_batch(messages: Sequence[Message], values: ValueFormat) -> Decoded:
                 )
                 continue
         header = pack_header(message.partition() or 0, message.offset() or 0, message.timestamp()[1], form)
-        append((key, header + data))
+        add_key(key)
+        add_entry(header + data)
     return out
 
 

@@ -14,7 +14,7 @@ Contract of a `Store`:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -54,6 +54,30 @@ Change = tuple[str, Entry | None]
 """A key and its new entry; None deletes it."""
 
 
+@dataclass
+class Changes:
+    """A batch's changes in record order, as two lists of the same length: `entries[i]` is the new
+    entry of `keys[i]` (None deletes it). Not a list of pairs: a load makes a million of them, and
+    each pair would be one more object to allocate and for the garbage collector to count."""
+
+    keys: list[str] = field(default_factory=list)
+    entries: list[Entry | None] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, pairs: Iterable[Change]) -> Changes:
+        changes = cls()
+        for key, entry in pairs:
+            changes.keys.append(key)
+            changes.entries.append(entry)
+        return changes
+
+    def __iter__(self) -> Iterator[Change]:
+        return zip(self.keys, self.entries, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 class Store(ABC):
     """A KV reader's keys and values (see the module's contract)."""
 
@@ -76,7 +100,7 @@ class Store(ABC):
         """A consistent snapshot of every key, in no particular order."""
 
     @abstractmethod
-    def apply(self, changes: Sequence[Change], checkpoint: Checkpoint) -> None:
+    def apply(self, changes: Changes, checkpoint: Checkpoint) -> None:
         """Apply `changes` in order and move the checkpoint, in one atomic step."""
 
     @abstractmethod

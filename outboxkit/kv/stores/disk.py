@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,7 +23,7 @@ import lmdb
 import orjson
 
 from outbox.errors import ConfigurationError
-from outboxkit.kv.stores.base import Change, Checkpoint, Store, Versioned
+from outboxkit.kv.stores.base import Changes, Checkpoint, Store, Versioned
 from outboxkit.kv.stores.cache import HotKeys
 from outboxkit.kv.stores.entry import HEADER_SIZE, unpacked
 
@@ -91,7 +91,7 @@ class DiskStore(Store):
         with self._env.begin(db=self._data) as txn:  # one read transaction: one snapshot
             return [(key.decode(), unpacked(key.decode(), raw)) for key, raw in txn.cursor()]
 
-    def apply(self, changes: Sequence[Change], checkpoint: Checkpoint) -> None:
+    def apply(self, changes: Changes, checkpoint: Checkpoint) -> None:
         with self._env.begin(write=True) as txn:
             size = int(txn.get(_SIZE, b"0", db=self._meta))
             for key, entry in changes:
@@ -108,7 +108,7 @@ class DiskStore(Store):
             txn.put(_SIZE, str(size).encode(), db=self._meta)
             txn.put(_CHECKPOINT, _checkpoint_bytes(checkpoint), db=self._meta)
         if changes:
-            self.cache.written(key for key, _entry in changes)
+            self.cache.written(changes.keys)
 
     def checkpoint(self) -> Checkpoint | None:
         with self._env.begin(db=self._meta) as txn:

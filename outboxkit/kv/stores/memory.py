@@ -5,12 +5,11 @@ also takes, so a snapshot sees whole batches."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from outboxkit.kv.stores.base import Change, Checkpoint, Entry, Store, Versioned
+from outboxkit.kv.stores.base import Changes, Checkpoint, Entry, Store, Versioned
 from outboxkit.kv.stores.entry import BYTES, HEADER_SIZE, key_size, unpacked
 
 _FORM = HEADER_SIZE - 1
@@ -48,7 +47,7 @@ class MemoryStore(Store):
             entries = list(self._data.items())
         return [(key, unpacked(key, entry)) for key, entry in entries]
 
-    def apply(self, changes: Sequence[Change], checkpoint: Checkpoint) -> None:
+    def apply(self, changes: Changes, checkpoint: Checkpoint) -> None:
         del checkpoint  # kept by the reader; nothing survives a restart here
         data = self._data
         grown = 0
