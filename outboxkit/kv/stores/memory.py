@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from outboxkit.kv.stores.base import Changes, Checkpoint, Entry, Store, Versioned
-from outboxkit.kv.stores.entry import BYTES, HEADER_SIZE, key_size, unpacked
+from outboxkit.kv.stores.entry import BYTES, HEADER_SIZE, unpacked
 
 _FORM = HEADER_SIZE - 1
 
@@ -50,19 +50,23 @@ class MemoryStore(Store):
     def apply(self, changes: Changes, checkpoint: Checkpoint) -> None:
         del checkpoint  # kept by the reader; nothing survives a restart here
         data = self._data
+        get, pop = data.get, data.pop
         grown = 0
+        # Once per record of a load: the byte count is kept by differences, and a key's UTF-8
+        # length (entry.key_size) is written out here, not called.
         with self._lock:
-            for key, entry in changes:
-                old = data.pop(key, None) if entry is None else data.get(key)
+            for key, entry in zip(changes.keys, changes.entries, strict=True):
                 if entry is not None:
+                    old = get(key)
                     data[key] = entry
-                    grown += len(entry) - HEADER_SIZE
                     if old is None:
-                        grown += key_size(key)
-                if old is not None:
-                    grown -= len(old) - HEADER_SIZE
-                    if entry is None:
-                        grown -= key_size(key)
+                        grown += len(entry) - HEADER_SIZE + (len(key) if key.isascii() else len(key.encode()))
+                    else:
+                        grown += len(entry) - len(old)
+                else:
+                    old = pop(key, None)
+                    if old is not None:
+                        grown -= len(old) - HEADER_SIZE + (len(key) if key.isascii() else len(key.encode()))
             self._bytes += grown
 
     def checkpoint(self) -> Checkpoint | None:
