@@ -256,8 +256,6 @@ class Follower:
         timeout = max(min(5.0, self.partition_check_seconds), 1.0)
         try:
             count = partition_counts(consumer, [self.topic], timeout=timeout)[self.topic]
-            new = [(self.topic, p) for p in range(count) if p not in self.positions]
-            found = watermarks(consumer, new, timeout=timeout) if new else {}
         except KafkaUnavailableError as err:
             self._away(str(err))
             return
@@ -266,7 +264,13 @@ class Follower:
             log.warning("cannot look for new partitions of %s: %s", self.topic, err)
             return
         self._back()
-        if not found:
+        new = [(self.topic, p) for p in range(count) if p not in self.positions]
+        if not new:
+            return
+        try:
+            found = watermarks(consumer, new, timeout=timeout)
+        except KafkaUnavailableError as err:  # e.g. no leader yet: Kafka itself answers
+            log.warning("cannot read where new partitions of %s begin, next look: %s", self.topic, err)
             return
         starts = {p: low for (_t, p), (low, _high) in found.items()}
         consumer.incremental_assign([TopicPartition(self.topic, p, o) for p, o in sorted(starts.items())])
