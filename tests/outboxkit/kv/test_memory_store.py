@@ -33,6 +33,10 @@ def test_puts_deletes_and_the_byte_count() -> None:
     assert dict(snapshot)["a"].value == b"22", "a snapshot stays as it was"
     store.apply(Changes.of([("ü", packed(b"xy", 0, 9, 13))]), Checkpoint(None))
     assert store.size_bytes() == 8 + 2 + 2, "a key counts its UTF-8 bytes"
+    store.apply(
+        Changes.of([("b", packed(b"1234", 1, 8, 14)), ("ü", packed(b"z", 0, 10, 15))]), Checkpoint(None)
+    )
+    assert store.size_bytes() == (1 + 4) + (2 + 1) and store.value("b") == b"1234" and len(store) == 2
     store.reset()
     assert len(store) == 0 and store.size_bytes() == 0 and store.checkpoint() is None
 
