@@ -98,7 +98,7 @@ class KVStatus:
             parts.append(f"{self.keys} keys, {self.bytes} bytes")
         if self.reader:
             parts.append("ready" if self.reader.get("ready") else "loading")
-        if self.total_lag is not None:
+        if self.total_lag is not None and self.partitions:
             parts.append(f"lag {self.total_lag}")
         if self.checkpoint:
             trusted = self.checkpoint.get("trusted")
@@ -107,7 +107,9 @@ class KVStatus:
                 if trusted
                 else f"checkpoint would be discarded: {self.checkpoint.get('reason')}"
             )
-        parts.append(", ".join(f"{k}={self.compaction[k]}" for k in COMPACTION_KEYS if k in self.compaction))
+        settings = [f"{k}={self.compaction[k]}" for k in COMPACTION_KEYS if k in self.compaction]
+        if settings:
+            parts.append(", ".join(settings))
         return "; ".join(parts)
 
 
