@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,3 +178,25 @@ def wait_for_partitions(consumer: Consumer, topic: str, deadline: float) -> list
             return sorted(metadata.partitions)
         time.sleep(0.2)
     return None
+
+
+def broker_pid() -> int:
+    """The local stack's Kafka broker (`stack/stack status`), the one these tests run against."""
+    repo = Path(__file__).resolve().parents[1]
+    status = subprocess.run(
+        [str(repo / "stack" / "stack"), "status"], capture_output=True, text=True, check=True, cwd=repo
+    ).stdout
+    found = re.search(r"^kafka\s+up\s+pid=(\d+)", status, re.MULTILINE)
+    assert found, f"no running Kafka broker in `stack/stack status`:\n{status}"
+    return int(found.group(1))
+
+
+@contextlib.contextmanager
+def broker_paused() -> Iterator[None]:
+    """Kafka stops answering (SIGSTOP: a frozen VM, a long GC pause) and wakes up afterwards."""
+    pid = broker_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -77,28 +77,31 @@ def kv() -> None:
 @click.argument("topic")
 @DISK
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, help="Seconds per Kafka request (5).")
 @click.pass_context
-def status(ctx: click.Context, topic: str, disk: Path | None, as_json: bool) -> None:
+def status(ctx: click.Context, topic: str, disk: Path | None, as_json: bool, timeout: float) -> None:
     """The topic's partitions and compaction settings; with --disk, the disk store's keys, lag and
-    whether a restart would read on from its checkpoint."""
+    whether a restart would read on from its checkpoint. Exit status 1 when Kafka is unreachable
+    (what is known locally is printed, with the reason)."""
     from outboxkit.kv.status import KVStatusSource
     from outboxkit.kv.stores.disk import DiskStore
 
     store = DiskStore(disk, read_only=True, cache_size=0) if disk is not None else None
     try:
-        now = KVStatusSource(topic, CommandSettings(ctx).kafka, store=store).read()
+        now = KVStatusSource(topic, CommandSettings(ctx).kafka, store=store).read(timeout)
     finally:
         if store is not None:
             store.close()
     if as_json:
         click.echo(orjson.dumps(now.to_json()).decode())
-        return
-    click.echo(now.line())
-    click.echo(f"{'partition':>9} {'low':>12} {'high':>12} {'position':>12} {'lag':>10}")
-    for row in now.partitions:
-        position = "-" if row.position is None else str(row.position)
-        lag = "-" if row.lag is None else str(row.lag)
-        click.echo(f"{row.partition:>9} {row.low:>12} {row.high:>12} {position:>12} {lag:>10}")
+    else:
+        click.echo(now.line())
+        click.echo(f"{'partition':>9} {'low':>12} {'high':>12} {'position':>12} {'lag':>10}")
+        for row in now.partitions:
+            low, position, lag = ("-" if n is None else str(n) for n in (row.low, row.position, row.lag))
+            click.echo(f"{row.partition:>9} {low:>12} {row.high:>12} {position:>12} {lag:>10}")
+    if now.kafka_problem is not None:
+        ctx.exit(1)  # the status is printed; scripts see that Kafka could not be asked
 
 
 @kv.command()

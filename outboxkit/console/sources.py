@@ -154,8 +154,10 @@ class ConsoleSources:
         status = source.read()
         part = status.to_json()
         policy = status.compaction.get("cleanup.policy", "")
-        records = sum(p.high - p.low for p in status.partitions)
-        if "compact" in policy.split(","):
+        records = sum(p.high - (p.low or 0) for p in status.partitions)
+        if status.kafka_problem is not None:
+            part["state"], part["summary"] = "bad", f"Kafka unreachable: {status.kafka_problem}"
+        elif "compact" in policy.split(","):
             part["state"], part["summary"] = (
                 "ok",
                 f"{records} records on {len(status.partitions)} partition(s)",

@@ -14,7 +14,7 @@ log. Three things break that, and each makes the reader rebuild from the topic's
 Why `saved_at` is "last in step", not "last written": a record past the checkpoint was written
 after the moment the reader had read everything, so its tombstone lives at least
 delete.retention.ms from then. A store written while catching up keeps the older moment; the
-reader takes a margin off each moment (reader.IN_STEP_MARGIN) for records in flight.
+reader takes a margin off each moment (follow.IN_STEP_MARGIN) for records in flight.
 """
 
 from __future__ import annotations

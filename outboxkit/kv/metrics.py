@@ -3,6 +3,7 @@
 - `outbox_kv_keys`, `outbox_kv_bytes`: keys held, and bytes of their keys and values;
 - `outbox_kv_lag_offsets{partition}`: offsets between the applied position and the end last seen;
 - `outbox_kv_load_seconds`: how long loading took (absent until ready); `outbox_kv_ready`;
+- `outbox_kv_kafka_reachable`: 0 while the reader cannot reach Kafka (it serves what it has), else 1;
 - `outbox_kv_updates_total`, `outbox_kv_skipped_total`: changes applied, bad records skipped
   (`rate()` of the first is updates/s); `outbox_kv_updates_per_second`: the same over 10 s.
 """
@@ -54,7 +55,11 @@ class KVMetrics(Collector):
             "outbox_kv_updates_per_second", "Changes applied per second (10 s)", labels=labels
         )
         rate.add_metric(topic, reader.updates_per_second())
-        yield from (keys, size, lag, ready, updates, skipped, rate)
+        reachable = GaugeMetricFamily(
+            "outbox_kv_kafka_reachable", "0 while Kafka is unreachable (reads go on), else 1", labels=labels
+        )
+        reachable.add_metric(topic, 1.0 if reader.kafka_reachable else 0.0)
+        yield from (keys, size, lag, ready, updates, skipped, rate, reachable)
         if reader.load_seconds is not None:
             load = GaugeMetricFamily("outbox_kv_load_seconds", "How long loading took", labels=labels)
             load.add_metric(topic, reader.load_seconds)

@@ -54,18 +54,22 @@ _JSON_TYPES: dict[str, bool] = {}
 """content type -> whether it is JSON (a reader sees few distinct ones: decided once each)."""
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a value of this content type is JSON (a JSON type, or none at all)."""
+    if content_type is None:
+        return True
+    found = _JSON_TYPES.get(content_type)
+    if found is None:
+        base = content_type.split(";", 1)[0].strip().lower()
+        found = base == JSON or base.endswith("+json")
+        if len(_JSON_TYPES) < 1000:
+            _JSON_TYPES[content_type] = found
+    return found
+
+
 def decode_value(data: bytes, content_type: str | None) -> Any:
     """A JSON content type (or none) is parsed; anything else is bytes."""
-    if content_type is None:
-        is_json = True
-    else:
-        is_json = _JSON_TYPES.get(content_type)  # type: ignore[assignment]
-        if is_json is None:
-            base = content_type.split(";", 1)[0].strip().lower()
-            is_json = base == JSON or base.endswith("+json")
-            if len(_JSON_TYPES) < 1000:
-                _JSON_TYPES[content_type] = is_json
-    return parse_json(data) if is_json else data
+    return parse_json(data) if is_json(content_type) else data
 
 
 def parse_json(data: bytes) -> Any:

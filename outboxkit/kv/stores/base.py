@@ -14,7 +14,7 @@ Contract of a `Store`:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -47,22 +47,35 @@ class Checkpoint:
     """When the store was last known to be in step with the topic (seconds since the epoch)."""
 
 
-Entry = tuple[Any, int, int, int, int]
-"""What stores keep: (value, partition, offset, timestamp, size), the fields of `Versioned`.
-
-A plain tuple, not a `Versioned` (a tuple subclass) nor a dataclass: Python's cyclic garbage
-collector stops tracking a plain tuple of atomic values, and then a dict of them, so a million
-entries add nothing to its collections. A tracked object per key made every full collection walk
-them all (tens of milliseconds at 1M keys: the tail of the propagation figure, bench/README.md).
-"""
+Entry = bytes
+"""What stores are given and keep per key: a packed entry (header and value bytes, `entry.py`)."""
 
 Change = tuple[str, Entry | None]
 """A key and its new entry; None deletes it."""
 
 
-def versioned(entry: Entry) -> Versioned:
-    """An entry as readers see it."""
-    return tuple.__new__(Versioned, entry)
+@dataclass
+class Changes:
+    """A batch's changes in record order, as two lists of the same length: `entries[i]` is the new
+    entry of `keys[i]` (None deletes it). Not a list of pairs: a load makes a million of them, and
+    each pair would be one more object to allocate and for the garbage collector to count."""
+
+    keys: list[str] = field(default_factory=list)
+    entries: list[Entry | None] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, pairs: Iterable[Change]) -> Changes:
+        changes = cls()
+        for key, entry in pairs:
+            changes.keys.append(key)
+            changes.entries.append(entry)
+        return changes
+
+    def __iter__(self) -> Iterator[Change]:
+        return zip(self.keys, self.entries, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 class Store(ABC):
@@ -87,7 +100,7 @@ class Store(ABC):
         """A consistent snapshot of every key, in no particular order."""
 
     @abstractmethod
-    def apply(self, changes: Sequence[Change], checkpoint: Checkpoint) -> None:
+    def apply(self, changes: Changes, checkpoint: Checkpoint) -> None:
         """Apply `changes` in order and move the checkpoint, in one atomic step."""
 
     @abstractmethod

@@ -2,8 +2,8 @@
 through rocksdict and 5x faster than SQLite at 1M keys, writes fast enough, reopens in under a
 millisecond), with an LRU cache of hot keys (`cache.HotKeys`) in front.
 
-Layout: one LMDB environment in a directory; database `data` holds key -> entry (a fixed header
-with partition, offset, timestamp, size and the value's form, then the value bytes), database
+Layout: one LMDB environment in a directory; database `data` holds key -> the packed entry as the
+memory store keeps it (`entry.py`: partition, offset, timestamp and form, then the value), database
 `meta` the checkpoint and the byte count. `apply` writes the changes, the byte count and the
 checkpoint in one LMDB write transaction: after kill -9 the store is exactly at its checkpoint.
 `metasync=False`: a power loss may lose the last transactions but never leaves the store
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,28 +23,11 @@ import lmdb
 import orjson
 
 from outbox.errors import ConfigurationError
-from outboxkit.kv.stores.base import Change, Checkpoint, Entry, Store, Versioned
+from outboxkit.kv.stores.base import Changes, Checkpoint, Store, Versioned
 from outboxkit.kv.stores.cache import HotKeys
+from outboxkit.kv.stores.entry import HEADER_SIZE, unpacked
 
-_HEADER = struct.Struct(">iqqiB")  # partition, offset, timestamp, size, form
-_BYTES, _JSON = 0, 1
 _CHECKPOINT, _SIZE = b"checkpoint", b"bytes"
-
-
-def _encode(entry: Entry) -> bytes:
-    value, partition, offset, timestamp, size = entry
-    if isinstance(value, bytes):
-        form, data = _BYTES, value
-    else:
-        form, data = _JSON, orjson.dumps(value)
-    return _HEADER.pack(partition, offset, timestamp, size, form) + data
-
-
-def _decode(raw: bytes) -> Versioned:
-    partition, offset, timestamp, size, form = _HEADER.unpack_from(raw)
-    data = raw[_HEADER.size :]
-    value = data if form == _BYTES else orjson.loads(data)
-    return Versioned(value, partition, offset, timestamp, size)
 
 
 class DiskStore(Store):
@@ -97,7 +79,7 @@ class DiskStore(Store):
             raw = txn.get(key.encode())
         if raw is None:
             return None
-        entry = _decode(raw)
+        entry = unpacked(key, raw)
         self.cache.put(key, entry, generation)
         return entry
 
@@ -107,9 +89,9 @@ class DiskStore(Store):
 
     def items(self) -> list[tuple[str, Versioned]]:
         with self._env.begin(db=self._data) as txn:  # one read transaction: one snapshot
-            return [(key.decode(), _decode(raw)) for key, raw in txn.cursor()]
+            return [(key.decode(), unpacked(key.decode(), raw)) for key, raw in txn.cursor()]
 
-    def apply(self, changes: Sequence[Change], checkpoint: Checkpoint) -> None:
+    def apply(self, changes: Changes, checkpoint: Checkpoint) -> None:
         with self._env.begin(write=True) as txn:
             size = int(txn.get(_SIZE, b"0", db=self._meta))
             for key, entry in changes:
@@ -117,16 +99,16 @@ class DiskStore(Store):
                 old = (
                     txn.pop(raw_key, db=self._data)
                     if entry is None
-                    else txn.replace(raw_key, _encode(entry), db=self._data)
+                    else txn.replace(raw_key, entry, db=self._data)
                 )
                 if old is not None:
-                    size -= _HEADER.unpack_from(old)[3]
+                    size -= len(raw_key) + len(old) - HEADER_SIZE
                 if entry is not None:
-                    size += entry[4]
+                    size += len(raw_key) + len(entry) - HEADER_SIZE
             txn.put(_SIZE, str(size).encode(), db=self._meta)
             txn.put(_CHECKPOINT, _checkpoint_bytes(checkpoint), db=self._meta)
         if changes:
-            self.cache.written(key for key, _entry in changes)
+            self.cache.written(changes.keys)
 
     def checkpoint(self) -> Checkpoint | None:
         with self._env.begin(db=self._meta) as txn:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +19,7 @@ from tests.outboxkit.gateway.conftest import (
     subscribe,
     token,
 )
+from tests.services import broker_paused
 
 
 def started(bootstrap_servers: str, writer: StatusWriter, tmp_path: Path, *extra: str, **env: str) -> Gateway:
@@ -118,27 +114,6 @@ def test_a_bad_gateway_table_is_refused_before_anything_starts(tmp_path: Path, t
     )
     assert done.returncode == 1, done
     assert said in done.stderr and str(config) in done.stderr, done.stderr
-
-
-def broker_pid() -> int:
-    """The local stack's Kafka broker (`stack/stack status`), the one these tests run against."""
-    status = subprocess.run(
-        [str(REPO / "stack" / "stack"), "status"], capture_output=True, text=True, check=True, cwd=REPO
-    ).stdout
-    found = re.search(r"^kafka\s+up\s+pid=(\d+)", status, re.MULTILINE)
-    assert found, f"no running Kafka broker in `stack/stack status`:\n{status}"
-    return int(found.group(1))
-
-
-@contextlib.contextmanager
-def broker_paused() -> Iterator[None]:
-    """Kafka stops answering (SIGSTOP: a frozen VM, a long GC pause) and wakes up afterwards."""
-    pid = broker_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_replay_timeout_bounds_how_long_a_resume_waits_for_kafka(
