@@ -35,7 +35,7 @@ from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.kafka.transactions import ProducerFencedError, TransactionAbortedError
 from outboxkit.processors.errors import ProcessorError
-from outboxkit.processors.handling import InputHandler, Outcome
+from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
 from outboxkit.processors.metrics import ProcessorMetrics
 from outboxkit.processors.processor import Processor
 
@@ -202,14 +202,7 @@ class KafkaProcessorRunner:
             )
             self._produce(producer, topic, message.key(), message.value(), headers)
             self.metrics.dead_lettered.labels(self.processor.name).inc()
-            log.error(
-                "dead-lettering %s[%d]@%d to %s after %d attempts: %s",
-                *where(message),
-                message.offset(),
-                topic,
-                outcome.attempts,
-                outcome.failure,
-            )
+            log_dead_letter(message, topic, outcome)
             return
         for output in outcome.outputs:
             record = self.outbox.record(output)
