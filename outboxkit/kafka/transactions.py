@@ -10,18 +10,66 @@ What a failed call means is decided here, once, from librdkafka's error flags:
 - retriable: the same call may be made again (a coordinator moving, a timeout);
 - requires abort: abort the transaction, rewind the inputs to the committed offsets, go on;
 - anything else (fenced producer, a fatal error): this producer can do nothing more.
+
+A call that does not return at all (librdkafka can block in a transactional call past its timeout)
+ends the process: see `hang_guard`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from outbox.errors import OutboxError
 from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.records import Partition
+
+log = logging.getLogger(__name__)
+
+HUNG_EXIT_STATUS = 75
+"""Exit status of a process ended by `hang_guard` (EX_TEMPFAIL: starting it again recovers)."""
+HANG_MARGIN_SECONDS = 5.0
+"""How long past its own timeout a call may block before it counts as hung."""
+
+
+@contextmanager
+def hang_guard(what: str, seconds: float) -> Iterator[None]:
+    """End the process (status 75) when the block has not finished `seconds` after it began.
+
+    librdkafka's transactional calls can block past their timeout, for good, when a coordinator
+    went away under them: a coordinator request's timeout is never checked, and the request is
+    tried again only on a broker state change that may never come (librdkafka issues #5456 and
+    #5511; seen here in send_offsets_to_transaction when the only broker restarted). Such a call
+    cannot be interrupted, and its producer can neither be used nor closed meanwhile, so the
+    process ends itself at once, as kill -9 would end it: nothing the open transaction held
+    becomes visible (the broker aborts it at the transaction timeout, or the restarted
+    instance's init_transactions at once), and whoever supervises the process starts it again.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        if not done.wait(seconds):
+            log.critical(
+                "%s did not return in %.0f s: the Kafka client hangs (librdkafka issues #5456, "
+                "#5511); the process exits with status %d so that a restart recovers, and nothing "
+                "of the open transaction becomes visible",
+                what,
+                seconds,
+                HUNG_EXIT_STATUS,
+            )
+            os._exit(HUNG_EXIT_STATUS)
+
+    threading.Thread(target=watch, name=f"hang-guard {what}", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 class TransactionAbortedError(OutboxError):
@@ -77,20 +125,21 @@ def commit(
     try:
         if listed:
             _retrying(
+                "send_offsets_to_transaction",
                 lambda: producer.send_offsets_to_transaction(
                     listed, consumer.consumer_group_metadata(), timeout
                 ),
                 timeout,
             )
-        _retrying(lambda: producer.commit_transaction(timeout), timeout)
+        _retrying("commit_transaction", lambda: producer.commit_transaction(timeout), timeout)
     except KafkaException as err:
-        raise _failed(producer, err, "commit") from err
+        raise _failed(producer, err, "commit", timeout) from err
 
 
 def abort(producer: Producer, *, timeout: float = 30.0) -> None:
     """Abort the open transaction (what it produced is never visible to read_committed readers)."""
     try:
-        _retrying(lambda: producer.abort_transaction(timeout), timeout)
+        _retrying("abort_transaction", lambda: producer.abort_transaction(timeout), timeout)
     except KafkaException as err:
         raise ProducerFencedError(f"cannot abort the transaction: {err}") from err
 
@@ -102,12 +151,14 @@ def begin(producer: Producer) -> None:
         raise ProducerFencedError(f"cannot begin a transaction: {err}") from err
 
 
-def _retrying(call: Callable[[], object], timeout: float) -> None:
-    """Call until it does not fail with a retriable error, at most `timeout` seconds."""
+def _retrying(what: str, call: Callable[[], object], timeout: float) -> None:
+    """Call until it does not fail with a retriable error, at most `timeout` seconds (each call
+    is given `timeout` too: one that blocks well past it ends the process, `hang_guard`)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            call()
+            with hang_guard(what, timeout + HANG_MARGIN_SECONDS):
+                call()
             return
         except KafkaException as err:
             error: KafkaError = err.args[0]
@@ -116,10 +167,10 @@ def _retrying(call: Callable[[], object], timeout: float) -> None:
             time.sleep(0.1)
 
 
-def _failed(producer: Producer, err: KafkaException, what: str) -> OutboxError:
+def _failed(producer: Producer, err: KafkaException, what: str, timeout: float) -> OutboxError:
     error: KafkaError = err.args[0]
     if error.txn_requires_abort() or error.retriable():
-        abort(producer)
+        abort(producer, timeout=timeout)
         kind = TransactionAbortedError if error.txn_requires_abort() else KafkaUnavailableError
         return kind(f"the transaction could not {what} and was aborted: {error.str()}")
     return ProducerFencedError(

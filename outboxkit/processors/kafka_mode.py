@@ -282,7 +282,9 @@ class KafkaProcessorRunner:
                 offsets[tp] = max(offsets[tp], done)
         started = self._open_since
         try:
-            transactions.commit(self.producer, self.group.consumer, offsets)
+            # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
+            timeout = self.config.transaction_timeout_ms / 1000
+            transactions.commit(self.producer, self.group.consumer, offsets, timeout=timeout)
         except (TransactionAbortedError, KafkaUnavailableError) as err:
             self.metrics.transactions.labels(self.processor.name, "aborted").inc()
             log.warning("transaction aborted (%s); reading again from the committed offsets", err)
