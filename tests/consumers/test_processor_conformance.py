@@ -23,7 +23,7 @@ from outboxkit.processors.status import ProcessorStatusSource
 from relay.polling import PollingRelay
 from relay.settings import RelaySettings
 from tests.consumers.conformance import ComponentFactory, ConsumerConformance, Inputs
-from tests.consumers.workload import Applied, Effects, InputRecord, Version
+from tests.consumers.workload import Effects, InputRecord
 from tests.processors import target
 from tests.processors.conftest import wait_for
 from tests.processors.harness import (
@@ -31,7 +31,9 @@ from tests.processors.harness import (
     Processes,
     ProcessorInstance,
     committed_positions,
+    database_effects,
     output_effects,
+    stored_positions,
 )
 
 
@@ -160,31 +162,10 @@ class DatabaseProcessorUnderTest:
         return self.processes.start(identity, "--transaction-records", str(self.inputs.batch_size))
 
     def positions(self) -> dict[int, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT partition, next_offset FROM processor_offsets WHERE processor = :p AND topic = :t"
-                ),
-                {"p": self.inputs.name, "t": self.inputs.topic},
-            )
-            return {int(p): int(n) for p, n in rows}
+        return stored_positions(self.engine, self.inputs.name, self.inputs.topic)
 
     def effects(self) -> Effects:
-        log = target.applied
-        seen: set[str] = set()
-        applied = []
-        state = {}
-        with self.engine.connect() as conn:
-            query = sa.select(log).where(log.c.processor == self.inputs.name).order_by(log.c.id)
-            for r in conn.execute(query):
-                applied.append(
-                    Applied(
-                        r.event_id, r.key, r.seq, r.partition, r.offset, r.instance, r.event_id not in seen
-                    )
-                )
-                seen.add(r.event_id)
-                state[r.key] = Version(r.seq, r.partition, r.offset)
-        return Effects(applied, state)
+        return database_effects(self.engine, self.inputs.name)
 
     def rewind(self) -> None:
         with self.engine.begin() as conn:

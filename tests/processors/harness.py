@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import sqlalchemy as sa
 from confluent_kafka import Consumer, Message, TopicPartition
+from sqlalchemy import Engine
 
 from outboxkit.processors.lineage import CAUSATION_ID
 from tests.consumers.workload import Applied, Effects, Version
+from tests.processors import target
 from tests.services import read_all
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,3 +204,33 @@ def stable_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 def working(instance: ProcessorInstance) -> Callable[[], bool]:
     """Whether the instance was given partitions (its log says so)."""
     return lambda: "assigned [((" in instance.tail(100_000)
+
+
+def database_effects(engine: Engine, name: str) -> Effects:
+    """Every application a mode-database test processor committed (its `processor_test_applied`
+    rows, written in the transactions that moved its offsets), and the state they leave."""
+    log = target.applied
+    seen: set[str] = set()
+    applied = []
+    state = {}
+    with engine.connect() as conn:
+        query = sa.select(log).where(log.c.processor == name).order_by(log.c.id)
+        for r in conn.execute(query):
+            applied.append(
+                Applied(r.event_id, r.key, r.seq, r.partition, r.offset, r.instance, r.event_id not in seen)
+            )
+            seen.add(r.event_id)
+            state[r.key] = Version(r.seq, r.partition, r.offset)
+    return Effects(applied, state)
+
+
+def stored_positions(engine: Engine, name: str, topic: str) -> dict[int, int]:
+    """Partition -> next offset, as a mode-database processor stored it (`processor_offsets`)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT partition, next_offset FROM processor_offsets WHERE processor = :p AND topic = :t"
+            ),
+            {"p": name, "t": topic},
+        )
+        return {int(p): int(n) for p, n in rows}
