@@ -30,12 +30,12 @@ from sqlalchemy.dialects.postgresql import insert
 
 from outbox import Event, Outbox, TopicRouter
 from outbox.config import OutboxSettings
-from outbox.errors import StorageError
+from outbox.errors import EventTooLargeError, StorageError
 from outbox.urls import sqlalchemy_url
 from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
-from outboxkit.processors.dead_letters import dead_letter
+from outboxkit.processors.dead_letters import DeadLetter, dead_letter
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
 from outboxkit.processors.kafka_mode import IDLE_COMMIT_SECONDS, SEEK_SETTLE_SECONDS, consumer_settings
@@ -273,10 +273,14 @@ class DatabaseProcessorRunner:
         assert outcome.failure is not None
         topic = self.config.dead_letter_topic.replace("{topic}", message.topic() or "")
         letter = dead_letter(message, self.processor.name, outcome.failure, outcome.attempts, topic)
-        outbox = dataclasses.replace(self.outbox, serializer=letter.serializer)
         try:
-            with conn.begin_nested():
-                outbox.publish_many(conn, [letter.event])
+            try:
+                self._write(conn, letter)
+            except EventTooLargeError as err:  # refused before any SQL: nothing to roll back
+                log.warning(
+                    "dead letter %s is too large (%s): written without the value", letter.event.id, err
+                )
+                self._write(conn, letter.without_value())
         except StorageError as err:
             if DUPLICATE_ID not in str(err):
                 raise
@@ -284,6 +288,11 @@ class DatabaseProcessorRunner:
             return
         self.metrics.dead_lettered.labels(self.processor.name).inc()
         log_dead_letter(message, topic, outcome)
+
+    def _write(self, conn: Connection, letter: DeadLetter) -> None:
+        outbox = dataclasses.replace(self.outbox, serializer=letter.serializer)
+        with conn.begin_nested():
+            outbox.publish_many(conn, [letter.event])
 
     def _publish_new(self, conn: Connection, outputs: Sequence[Event]) -> None:
         """Outputs of an input handled again (a replay from older offsets): their derived ids are

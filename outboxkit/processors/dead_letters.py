@@ -11,7 +11,9 @@ own, while a Kafka record may hold any bytes; so the dead letter is the record i
   order), or `sha256` (longer than the outbox's 1,024 characters: its SHA-256, the whole key in
   hex in `dlq_key_hex`);
 - value: the record's value byte for byte (a null value stays null), with its `content-type`
-  (`application/octet-stream` when it has none that the outbox takes) and its `traceparent`;
+  (`application/octet-stream` when it has none that the outbox takes) and its `traceparent`; a
+  value that would take the dead letter over the outbox's `max_record_bytes` is left out
+  (`dlq_value_omitted: <size> bytes`);
 - headers: each original header under its name; one that the envelope owns (`ce_*`, and
   `content-type` or `traceparent` when they could not be kept as such) or that starts with `dlq_`
   as `dlq_<name>`; those that cannot travel as outbox text (a value that is null or not UTF-8 text,
@@ -28,6 +30,7 @@ own, while a Kafka record may hold any bytes; so the dead letter is the record i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -50,6 +53,7 @@ FALLBACK_CONTENT_TYPE = "application/octet-stream"
 KEY_ENCODING = "dlq_key_encoding"
 KEY_HEX = "dlq_key_hex"
 HEADERS_HEX = "dlq_headers_hex"
+VALUE_OMITTED = "dlq_value_omitted"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,15 @@ class DeadLetter:
     @property
     def serializer(self) -> BytesSerializer:
         return BytesSerializer(self.content_type)
+
+    def without_value(self) -> DeadLetter:
+        """The dead letter with an empty value and `dlq_value_omitted: <size> bytes`: for an input
+        so close to the record size limit that its dead letter (new envelope, reason headers)
+        would exceed it. A dead letter that cannot be written would stop the partition."""
+        payload = self.event.payload
+        size = 0 if payload is TOMBSTONE else len(payload)
+        headers = {**self.event.headers, VALUE_OMITTED: f"{size} bytes"}
+        return DeadLetter(dataclasses.replace(self.event, payload=b"", headers=headers), self.content_type)
 
 
 def dead_letter_id(processor: str, topic: str, partition: int, offset: int) -> uuid.UUID:

@@ -7,10 +7,12 @@ import hashlib
 from dataclasses import dataclass, field
 
 import orjson
+import pytest
 from confluent_kafka import Message
 
 from outbox import Event, Outbox
 from outbox.envelope import KafkaRecord, to_kafka
+from outbox.errors import EventTooLargeError
 from outboxkit.processors import PermanentError
 from outboxkit.processors.dead_letters import dead_letter, dead_letter_id
 
@@ -139,3 +141,15 @@ def test_a_record_without_content_type_is_octet_stream() -> None:
     out = sent(Record(_headers=[("ce_type", b"order.placed")]))
     assert dict(out.headers)["content-type"] == b"application/octet-stream"
     assert dict(out.headers)["dlq_ce_type"] == b"order.placed"
+
+
+def test_a_value_too_large_for_the_dead_letter_is_left_out_and_its_size_said() -> None:
+    message: Message = Record(_value=b"x" * 999_900)  # type: ignore[assignment]
+    letter = dead_letter(message, "billing", PermanentError("no"), 1, "orders.dlq")
+    with pytest.raises(EventTooLargeError):
+        Outbox(serializer=letter.serializer).record(letter.event)
+    smaller = letter.without_value()
+    out = Outbox(serializer=smaller.serializer).record(smaller.event)
+    assert (out.key, out.value) == (b"o-1", b"")
+    assert dict(out.headers)["dlq_value_omitted"] == b"999900 bytes"
+    assert dict(out.headers)["ce_id"] == dict(sent(Record()).headers)["ce_id"]
