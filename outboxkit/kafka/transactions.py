@@ -79,7 +79,31 @@ class TransactionAbortedError(OutboxError):
 
 class ProducerFencedError(OutboxError):
     """Another producer with this `transactional.id` took over, or the producer failed for good:
-    this instance must stop producing (a newer instance of it runs)."""
+    this producer can do nothing more. `replaceable`: nobody else took over (e.g. the broker
+    aborted a transaction that outlived its timeout while it was down, and the producer's state
+    no longer matches the coordinator's): a new producer of the same `transactional.id` may go on;
+    otherwise this instance must stop (a newer instance of it runs)."""
+
+    def __init__(self, message: str, *, replaceable: bool = False) -> None:
+        super().__init__(message)
+        self.replaceable = replaceable
+
+
+FENCING_CODES = frozenset(
+    {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+"""Errors that say another producer took over (or this one may not produce): never replaced."""
+
+
+def replaceable(error: KafkaError) -> bool:
+    """Whether a producer that failed with `error` may be replaced by a new one of its id."""
+    return error.code() not in FENCING_CODES
 
 
 def committed_offsets(
@@ -136,25 +160,35 @@ def commit(
         raise _failed(producer, err, "commit", timeout) from err
 
 
-def abort(producer: Producer, *, timeout: float = 30.0) -> None:
-    """Abort the open transaction (what it produced is never visible to read_committed readers)."""
+def abort(producer: Producer, *, timeout: float = 30.0, patient: bool = False) -> None:
+    """Abort the open transaction (what it produced is never visible to read_committed readers).
+
+    `patient`: while Kafka does not answer (retriable errors, e.g. a broker restarting), try
+    again for as long as that takes instead of for `timeout` s: the producer can begin no other
+    transaction before this one ended, so giving up would only end the process."""
     try:
-        _retrying("abort_transaction", lambda: producer.abort_transaction(timeout), timeout)
+        _retrying("abort_transaction", lambda: producer.abort_transaction(timeout), timeout, patient=patient)
     except KafkaException as err:
-        raise ProducerFencedError(f"cannot abort the transaction: {err}") from err
+        raise ProducerFencedError(
+            f"cannot abort the transaction: {err}", replaceable=replaceable(err.args[0])
+        ) from err
 
 
 def begin(producer: Producer) -> None:
     try:
         producer.begin_transaction()
     except KafkaException as err:
-        raise ProducerFencedError(f"cannot begin a transaction: {err}") from err
+        raise ProducerFencedError(
+            f"cannot begin a transaction: {err}", replaceable=replaceable(err.args[0])
+        ) from err
 
 
-def _retrying(what: str, call: Callable[[], object], timeout: float) -> None:
-    """Call until it does not fail with a retriable error, at most `timeout` seconds (each call
-    is given `timeout` too: one that blocks well past it ends the process, `hang_guard`)."""
+def _retrying(what: str, call: Callable[[], object], timeout: float, *, patient: bool = False) -> None:
+    """Call until it does not fail with a retriable error, at most `timeout` seconds (`patient`:
+    however long it takes). Each call is given `timeout` too: one that blocks well past it ends
+    the process (`hang_guard`)."""
     deadline = time.monotonic() + timeout
+    waited = False
     while True:
         try:
             with hang_guard(what, timeout + HANG_MARGIN_SECONDS):
@@ -162,18 +196,22 @@ def _retrying(what: str, call: Callable[[], object], timeout: float) -> None:
             return
         except KafkaException as err:
             error: KafkaError = err.args[0]
-            if not error.retriable() or time.monotonic() >= deadline:
+            if not error.retriable() or (time.monotonic() >= deadline and not patient):
                 raise
+            if patient and not waited and time.monotonic() >= deadline:
+                waited = True
+                log.warning("%s: Kafka does not answer (%s); trying until it does", what, error.str())
             time.sleep(0.1)
 
 
 def _failed(producer: Producer, err: KafkaException, what: str, timeout: float) -> OutboxError:
     error: KafkaError = err.args[0]
     if error.txn_requires_abort() or error.retriable():
-        abort(producer, timeout=timeout)
+        abort(producer, timeout=timeout, patient=True)
         kind = TransactionAbortedError if error.txn_requires_abort() else KafkaUnavailableError
         return kind(f"the transaction could not {what} and was aborted: {error.str()}")
     return ProducerFencedError(
         f"the transactional producer cannot go on ({error.name()}: {error.str()}): another instance "
-        "with its transactional.id took over, or it failed for good; this instance stops"
+        "with its transactional.id took over, or it failed for good",
+        replaceable=replaceable(error),
     )

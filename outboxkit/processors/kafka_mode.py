@@ -101,6 +101,7 @@ class KafkaProcessorRunner:
             ),
         )
         self.producer: Producer | None = None
+        self._transactional_id = transactional_id(processor)
         self.committed: dict[Partition, int] = {}
         """Per owned partition: the committed next offset (claimed, or sent in a committed transaction)."""
         self._done: dict[Partition, int] = {}
@@ -119,12 +120,7 @@ class KafkaProcessorRunner:
         """Consume, transform and produce until `stop` is set; raises ProcessorError (or an
         OutboxError of the Kafka layer) when the processor cannot go on."""
         config = self.config
-        self.producer = clients.transactional_producer(
-            self.kafka,
-            transactional_id(self.processor),
-            transaction_timeout_ms=config.transaction_timeout_ms,
-            settings=dict(config.producer_settings),
-        )
+        self.producer = self._new_producer()
         try:
             self.group.run(
                 stop,
@@ -137,7 +133,7 @@ class KafkaProcessorRunner:
         except Exception as err:
             if self.health is not None:
                 self.health.beat("failed", str(err))
-            self._abort_quietly()
+            self._abort_quietly(going_on=False)
             raise
         finally:
             try:
@@ -189,6 +185,12 @@ class KafkaProcessorRunner:
             self._abort_quietly()
             self._rewind = True
             return
+        except ProducerFencedError as err:
+            if not err.replaceable:
+                raise
+            self._replace_producer(err)
+            self._rewind = True
+            return
         self._inputs += len(records)
         self.metrics.processed.labels(self.processor.name).inc(len(records))
         if self._inputs >= self.config.transaction_records or self._due():
@@ -224,7 +226,8 @@ class KafkaProcessorRunner:
                 if error.fatal():
                     raise ProducerFencedError(
                         f"the transactional producer cannot go on ({error.str()}): another instance "
-                        "took over or the broker fenced it; this instance stops"
+                        "took over or the broker fenced it",
+                        replaceable=transactions.replaceable(error),
                     ) from err
                 raise TransactionAbortedError(f"cannot produce to {topic!r}: {error.str()}") from err
 
@@ -285,7 +288,11 @@ class KafkaProcessorRunner:
             # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
             timeout = self.config.transaction_timeout_ms / 1000
             transactions.commit(self.producer, self.group.consumer, offsets, timeout=timeout)
-        except (TransactionAbortedError, KafkaUnavailableError) as err:
+        except (TransactionAbortedError, KafkaUnavailableError, ProducerFencedError) as err:
+            if isinstance(err, ProducerFencedError):
+                if not err.replaceable:
+                    raise
+                self._replace_producer(err)
             self.metrics.transactions.labels(self.processor.name, "aborted").inc()
             log.warning("transaction aborted (%s); reading again from the committed offsets", err)
             self._closed()
@@ -315,12 +322,47 @@ class KafkaProcessorRunner:
         self._rewound_at = time.monotonic()
         return True
 
-    def _abort_quietly(self) -> None:
+    def _abort_quietly(self, *, going_on: bool = True) -> None:
+        """Abort the open transaction; `going_on` (the instance goes on): while Kafka does not
+        answer, keep trying (no other transaction can begin before this one ended); stopping: 10 s."""
         if self._open_since is None or self.producer is None:
             return
         try:
-            transactions.abort(self.producer, timeout=10)
-        except Exception as err:  # fenced or gone: the broker aborts it at its timeout
+            transactions.abort(self.producer, timeout=10, patient=going_on)
+        except ProducerFencedError as err:
+            if going_on and err.replaceable:
+                self._replace_producer(err)
+            else:  # fenced or gone: the broker aborts it at its timeout
+                log.warning("could not abort the open transaction: %s", err)
+        except Exception as err:
             log.warning("could not abort the open transaction: %s", err)
         self.metrics.transactions.labels(self.processor.name, "aborted").inc()
+        self._closed()
+
+    def _new_producer(self) -> Producer:
+        """A producer of this instance's transactional.id, its transactions initialised (which
+        fences and aborts whatever an earlier producer of the id left open)."""
+        return clients.transactional_producer(
+            self.kafka,
+            self._transactional_id,
+            transaction_timeout_ms=self.config.transaction_timeout_ms,
+            settings=dict(self.config.producer_settings),
+        )
+
+    def _replace_producer(self, failure: ProducerFencedError) -> None:
+        """The producer failed without anyone taking over (`failure.replaceable`): go on with a
+        new one of the same transactional.id. What the old one held is aborted by the new one's
+        init_transactions (or was aborted by the broker); the inputs are read again from the
+        committed offsets."""
+        log.warning("the transactional producer failed (%s): replacing it", failure)
+        deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 * 3
+        while True:
+            try:
+                self.producer = self._new_producer()
+                break
+            except KafkaException as err:
+                error = err.args[0]
+                if not error.retriable() or time.monotonic() >= deadline:
+                    raise ProducerFencedError(f"cannot replace the transactional producer: {err}") from err
+                time.sleep(0.5)
         self._closed()
