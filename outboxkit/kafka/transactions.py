@@ -56,7 +56,7 @@ def hang_guard(what: str, seconds: float) -> Iterator[None]:
     def watch() -> None:
         if not done.wait(seconds):
             log.critical(
-                "%s did not return in %.0f s: the Kafka client hangs (librdkafka issues #5456, "
+                "%s did not return in %.1f s: the Kafka client hangs (librdkafka issues #5456, "
                 "#5511); the process exits with status %d so that a restart recovers, and nothing "
                 "of the open transaction becomes visible",
                 what,

@@ -13,6 +13,10 @@ read again from its committed offset — the aborted outputs were never visible,
 doubled. A zombie (paused past its session timeout while another member took over) cannot commit:
 the coordinator refuses the offsets of a stale generation, and the broker aborts its transaction
 after `transaction_timeout_ms`.
+
+Across a broker outage an abort is tried until the broker answers; a producer that failed
+without being fenced (the broker aborted its timed-out transaction meanwhile) is replaced by a
+new one of the same transactional.id; a producer fenced by another is never replaced.
 """
 
 from __future__ import annotations
