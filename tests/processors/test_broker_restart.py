@@ -46,8 +46,9 @@ ARGS = ("--transaction-ms", "100")
 DOWN_SECONDS = 11
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def isolated() -> Iterator[IsolatedStack]:
+    """One broker for both modes (starting one takes about 10 s); each test restarts it."""
     stack = IsolatedStack()
     started = stack.up("kafka")
     assert started.returncode == 0, started.stderr
