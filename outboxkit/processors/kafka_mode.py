@@ -53,6 +53,12 @@ SEEK_SETTLE_SECONDS = 1.0
 over no record since: a seek is asynchronous, and until it is done a position may still name the
 offset before the rewind (committing it would skip the records in between)."""
 
+CLAIM_TIMEOUT_SECONDS = 120.0
+"""How long taking partitions waits for their committed offsets: the answer waits while the
+broker is away or a transaction holding offsets of the group is open (it ends at the latest at
+the transaction timeout once the broker is back). 30 s was not enough for a partition taken while
+the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s)."""
+
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
 records (an offsets-only transaction), so the group's lag reaches 0 when everything is handled."""
@@ -148,7 +154,7 @@ class KafkaProcessorRunner:
     # -- the position port (called from inside consume) --------------------------------------
 
     def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
-        found = transactions.committed_offsets(consumer, partitions)
+        found = transactions.committed_offsets(consumer, partitions, timeout=CLAIM_TIMEOUT_SECONDS)
         self.committed.update(found)
         return found
 
