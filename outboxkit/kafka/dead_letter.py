@@ -22,14 +22,13 @@ REASON_LIMIT = 4000
 """Longest `dlq_reason` header, in characters."""
 
 
-def dead_letter_headers(
+def reason_headers(
     message: Message, consumer: str, error: BaseException, attempts: int, kind: str = "projector"
-) -> list[tuple[str, str | bytes | None]]:
-    """The original headers followed by the `dlq_...` headers describing the failure."""
-    original = header_pairs(message.headers())
-    reason = f"{type(error).__name__}: {error}"[:REASON_LIMIT]
-    extra = {
-        "dlq_reason": reason,
+) -> dict[str, str]:
+    """The `dlq_...` headers describing the failure, as text (also for dead letters written
+    through the outbox, which carries text headers only)."""
+    return {
+        "dlq_reason": f"{type(error).__name__}: {error}"[:REASON_LIMIT],
         "dlq_exception": f"{type(error).__module__}.{type(error).__qualname__}",
         "dlq_topic": message.topic() or "",
         "dlq_partition": str(message.partition()),
@@ -39,6 +38,14 @@ def dead_letter_headers(
         "dlq_attempts": str(attempts),
         "dlq_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
+
+
+def dead_letter_headers(
+    message: Message, consumer: str, error: BaseException, attempts: int, kind: str = "projector"
+) -> list[tuple[str, str | bytes | None]]:
+    """The original headers followed by the `dlq_...` headers describing the failure."""
+    original = header_pairs(message.headers())
+    extra = reason_headers(message, consumer, error, attempts, kind)
     return [*original, *((k, v.encode()) for k, v in extra.items())]
 
 

@@ -175,7 +175,9 @@ class GroupConsumer:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.fatal():
+                # A fatal error (e.g. a static member fenced after a broker restart) comes as an
+                # event of code _FATAL whose own fatal flag is not set: the consumer is dead either way.
+                if error.fatal() or error.code() == KafkaError._FATAL:
                     raise KafkaUnavailableError(
                         f"the Kafka consumer of group {self.group_id!r} failed: {error}"
                     )

@@ -10,18 +10,66 @@ What a failed call means is decided here, once, from librdkafka's error flags:
 - retriable: the same call may be made again (a coordinator moving, a timeout);
 - requires abort: abort the transaction, rewind the inputs to the committed offsets, go on;
 - anything else (fenced producer, a fatal error): this producer can do nothing more.
+
+A call that does not return at all (librdkafka can block in a transactional call past its timeout)
+ends the process: see `hang_guard`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from outbox.errors import OutboxError
 from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.records import Partition
+
+log = logging.getLogger(__name__)
+
+HUNG_EXIT_STATUS = 75
+"""Exit status of a process ended by `hang_guard` (EX_TEMPFAIL: starting it again recovers)."""
+HANG_MARGIN_SECONDS = 5.0
+"""How long past its own timeout a call may block before it counts as hung."""
+
+
+@contextmanager
+def hang_guard(what: str, seconds: float) -> Iterator[None]:
+    """End the process (status 75) when the block has not finished `seconds` after it began.
+
+    librdkafka's transactional calls can block past their timeout, for good, when a coordinator
+    went away under them: a coordinator request's timeout is never checked, and the request is
+    tried again only on a broker state change that may never come (librdkafka issues #5456 and
+    #5511; seen here in send_offsets_to_transaction when the only broker restarted). Such a call
+    cannot be interrupted, and its producer can neither be used nor closed meanwhile, so the
+    process ends itself at once, as kill -9 would end it: nothing the open transaction held
+    becomes visible (the broker aborts it at the transaction timeout, or the restarted
+    instance's init_transactions at once), and whoever supervises the process starts it again.
+    """
+    done = threading.Event()
+
+    def watch() -> None:
+        if not done.wait(seconds):
+            log.critical(
+                "%s did not return in %.1f s: the Kafka client hangs (librdkafka issues #5456, "
+                "#5511); the process exits with status %d so that a restart recovers, and nothing "
+                "of the open transaction becomes visible",
+                what,
+                seconds,
+                HUNG_EXIT_STATUS,
+            )
+            os._exit(HUNG_EXIT_STATUS)
+
+    threading.Thread(target=watch, name=f"hang-guard {what}", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 class TransactionAbortedError(OutboxError):
@@ -31,7 +79,31 @@ class TransactionAbortedError(OutboxError):
 
 class ProducerFencedError(OutboxError):
     """Another producer with this `transactional.id` took over, or the producer failed for good:
-    this instance must stop producing (a newer instance of it runs)."""
+    this producer can do nothing more. `replaceable`: nobody else took over (e.g. the broker
+    aborted a transaction that outlived its timeout while it was down, and the producer's state
+    no longer matches the coordinator's): a new producer of the same `transactional.id` may go on;
+    otherwise this instance must stop (a newer instance of it runs)."""
+
+    def __init__(self, message: str, *, replaceable: bool = False) -> None:
+        super().__init__(message)
+        self.replaceable = replaceable
+
+
+FENCING_CODES = frozenset(
+    {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+"""Errors that say another producer took over (or this one may not produce): never replaced."""
+
+
+def replaceable(error: KafkaError) -> bool:
+    """Whether a producer that failed with `error` may be replaced by a new one of its id."""
+    return error.code() not in FENCING_CODES
 
 
 def committed_offsets(
@@ -77,52 +149,69 @@ def commit(
     try:
         if listed:
             _retrying(
+                "send_offsets_to_transaction",
                 lambda: producer.send_offsets_to_transaction(
                     listed, consumer.consumer_group_metadata(), timeout
                 ),
                 timeout,
             )
-        _retrying(lambda: producer.commit_transaction(timeout), timeout)
+        _retrying("commit_transaction", lambda: producer.commit_transaction(timeout), timeout)
     except KafkaException as err:
-        raise _failed(producer, err, "commit") from err
+        raise _failed(producer, err, "commit", timeout) from err
 
 
-def abort(producer: Producer, *, timeout: float = 30.0) -> None:
-    """Abort the open transaction (what it produced is never visible to read_committed readers)."""
+def abort(producer: Producer, *, timeout: float = 30.0, patient: bool = False) -> None:
+    """Abort the open transaction (what it produced is never visible to read_committed readers).
+
+    `patient`: while Kafka does not answer (retriable errors, e.g. a broker restarting), try
+    again for as long as that takes instead of for `timeout` s: the producer can begin no other
+    transaction before this one ended, so giving up would only end the process."""
     try:
-        _retrying(lambda: producer.abort_transaction(timeout), timeout)
+        _retrying("abort_transaction", lambda: producer.abort_transaction(timeout), timeout, patient=patient)
     except KafkaException as err:
-        raise ProducerFencedError(f"cannot abort the transaction: {err}") from err
+        raise ProducerFencedError(
+            f"cannot abort the transaction: {err}", replaceable=replaceable(err.args[0])
+        ) from err
 
 
 def begin(producer: Producer) -> None:
     try:
         producer.begin_transaction()
     except KafkaException as err:
-        raise ProducerFencedError(f"cannot begin a transaction: {err}") from err
+        raise ProducerFencedError(
+            f"cannot begin a transaction: {err}", replaceable=replaceable(err.args[0])
+        ) from err
 
 
-def _retrying(call: Callable[[], object], timeout: float) -> None:
-    """Call until it does not fail with a retriable error, at most `timeout` seconds."""
+def _retrying(what: str, call: Callable[[], object], timeout: float, *, patient: bool = False) -> None:
+    """Call until it does not fail with a retriable error, at most `timeout` seconds (`patient`:
+    however long it takes). Each call is given `timeout` too: one that blocks well past it ends
+    the process (`hang_guard`)."""
     deadline = time.monotonic() + timeout
+    waited = False
     while True:
         try:
-            call()
+            with hang_guard(what, timeout + HANG_MARGIN_SECONDS):
+                call()
             return
         except KafkaException as err:
             error: KafkaError = err.args[0]
-            if not error.retriable() or time.monotonic() >= deadline:
+            if not error.retriable() or (time.monotonic() >= deadline and not patient):
                 raise
+            if patient and not waited and time.monotonic() >= deadline:
+                waited = True
+                log.warning("%s: Kafka does not answer (%s); trying until it does", what, error.str())
             time.sleep(0.1)
 
 
-def _failed(producer: Producer, err: KafkaException, what: str) -> OutboxError:
+def _failed(producer: Producer, err: KafkaException, what: str, timeout: float) -> OutboxError:
     error: KafkaError = err.args[0]
     if error.txn_requires_abort() or error.retriable():
-        abort(producer)
+        abort(producer, timeout=timeout, patient=True)
         kind = TransactionAbortedError if error.txn_requires_abort() else KafkaUnavailableError
         return kind(f"the transaction could not {what} and was aborted: {error.str()}")
     return ProducerFencedError(
         f"the transactional producer cannot go on ({error.name()}: {error.str()}): another instance "
-        "with its transactional.id took over, or it failed for good; this instance stops"
+        "with its transactional.id took over, or it failed for good",
+        replaceable=replaceable(error),
     )

@@ -9,9 +9,9 @@ offset rows of its partitions and checks they hold what this instance expects: a
 that took a partition over (a rebalance, a paused zombie) has moved them, so this one commits
 nothing and reads the stored offsets again.
 
-A dead letter is published (synchronously) while the offset rows are locked, before the commit
-that moves past the input: a crash between the two dead-letters that input again on the restart
-(at least once to the dead-letter topic, as projectors do); the outputs stay exactly once.
+A dead letter is written through the outbox in the transaction that moves the offsets past its
+input (outboxkit.processors.dead_letters), so a relay publishes it if and only if that commits: a
+batch rolled back, or fenced, leaves none behind. Exactly once, like the outputs.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from outbox import Event, Outbox, TopicRouter
 from outbox.config import OutboxSettings
-from outbox.errors import StorageError
+from outbox.errors import EventTooLargeError, StorageError
 from outbox.urls import sqlalchemy_url
-from outboxkit.kafka.dead_letter import DeadLetterPublisher
 from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.processors.dead_letters import DeadLetter, dead_letter
 from outboxkit.processors.errors import ProcessorError
-from outboxkit.processors.handling import InputHandler, Outcome
+from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
 from outboxkit.processors.kafka_mode import IDLE_COMMIT_SECONDS, SEEK_SETTLE_SECONDS, consumer_settings
 from outboxkit.processors.metrics import ProcessorMetrics
 from outboxkit.processors.processor import Processor
@@ -116,9 +116,6 @@ class DatabaseProcessorRunner:
         self.outbox = dataclasses.replace(
             base, router=TopicRouter(self.config.output_topic), source=processor.name
         )
-        self.dead_letters = DeadLetterPublisher(
-            self.kafka, processor.name, self.config.dead_letter_topic, kind="processor"
-        )
         self.group = GroupConsumer(
             self.kafka,
             processor.group_id,
@@ -145,8 +142,6 @@ class DatabaseProcessorRunner:
             if self.health is not None:
                 self.health.beat("failed", str(err))
             raise
-        finally:
-            self.dead_letters.close()
 
     # -- the position port -------------------------------------------------------------------
 
@@ -262,16 +257,7 @@ class DatabaseProcessorRunner:
 
     def _send(self, conn: Connection, message: Message, outcome: Outcome) -> None:
         if outcome.failure is not None:
-            topic = self.dead_letters.send(message, outcome.failure, outcome.attempts)
-            self.metrics.dead_lettered.labels(self.processor.name).inc()
-            log.error(
-                "dead-lettered %s[%d]@%d to %s after %d attempts: %s",
-                *where(message),
-                message.offset(),
-                topic,
-                outcome.attempts,
-                outcome.failure,
-            )
+            self._dead_letter(conn, message, outcome)
             return
         if outcome.outputs:
             try:
@@ -282,6 +268,31 @@ class DatabaseProcessorRunner:
                     raise
                 self._publish_new(conn, outcome.outputs)
             self.metrics.outputs.labels(self.processor.name).inc(len(outcome.outputs))
+
+    def _dead_letter(self, conn: Connection, message: Message, outcome: Outcome) -> None:
+        assert outcome.failure is not None
+        topic = self.config.dead_letter_topic.replace("{topic}", message.topic() or "")
+        letter = dead_letter(message, self.processor.name, outcome.failure, outcome.attempts, topic)
+        try:
+            try:
+                self._write(conn, letter)
+            except EventTooLargeError as err:  # refused before any SQL: nothing to roll back
+                log.warning(
+                    "dead letter %s is too large (%s): written without the value", letter.event.id, err
+                )
+                self._write(conn, letter.without_value())
+        except StorageError as err:
+            if DUPLICATE_ID not in str(err):
+                raise
+            log.info("dead letter %s was written before (an input handled again): not again", letter.event.id)
+            return
+        self.metrics.dead_lettered.labels(self.processor.name).inc()
+        log_dead_letter(message, topic, outcome)
+
+    def _write(self, conn: Connection, letter: DeadLetter) -> None:
+        outbox = dataclasses.replace(self.outbox, serializer=letter.serializer)
+        with conn.begin_nested():
+            outbox.publish_many(conn, [letter.event])
 
     def _publish_new(self, conn: Connection, outputs: Sequence[Event]) -> None:
         """Outputs of an input handled again (a replay from older offsets): their derived ids are

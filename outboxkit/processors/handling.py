@@ -107,6 +107,19 @@ class InputHandler:
         return Outcome(tuple(linked(name, event, output, i) for i, output in enumerate(outputs)), attempts=1)
 
 
+def log_dead_letter(message: Message, topic: str, outcome: Outcome) -> None:
+    """The log line of both modes for an input dead-lettered (in the commit being made)."""
+    log.error(
+        "dead-lettering %s[%d]@%d to %s after %d attempts: %s",
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        topic,
+        outcome.attempts,
+        outcome.failure,
+    )
+
+
 def _events(returned: Iterable[object], processor: str) -> list[Event]:
     found = list(returned)
     wrong = [type(o).__name__ for o in found if not isinstance(o, Event)]

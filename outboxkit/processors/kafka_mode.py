@@ -13,6 +13,10 @@ read again from its committed offset — the aborted outputs were never visible,
 doubled. A zombie (paused past its session timeout while another member took over) cannot commit:
 the coordinator refuses the offsets of a stale generation, and the broker aborts its transaction
 after `transaction_timeout_ms`.
+
+Across a broker outage an abort is tried until the broker answers; a producer that failed
+without being fenced (the broker aborted its timed-out transaction meanwhile) is replaced by a
+new one of the same transactional.id; a producer fenced by another is never replaced.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.kafka.transactions import ProducerFencedError, TransactionAbortedError
 from outboxkit.processors.errors import ProcessorError
-from outboxkit.processors.handling import InputHandler, Outcome
+from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
 from outboxkit.processors.metrics import ProcessorMetrics
 from outboxkit.processors.processor import Processor
 
@@ -48,6 +52,12 @@ SEEK_SETTLE_SECONDS = 1.0
 """After a rewind, how long the consumer's positions are not trusted for partitions that handed
 over no record since: a seek is asynchronous, and until it is done a position may still name the
 offset before the rewind (committing it would skip the records in between)."""
+
+CLAIM_TIMEOUT_SECONDS = 120.0
+"""How long taking partitions waits for their committed offsets: the answer waits while the
+broker is away or a transaction holding offsets of the group is open (it ends at the latest at
+the transaction timeout once the broker is back). 30 s was not enough for a partition taken while
+the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s)."""
 
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
@@ -101,6 +111,7 @@ class KafkaProcessorRunner:
             ),
         )
         self.producer: Producer | None = None
+        self._transactional_id = transactional_id(processor)
         self.committed: dict[Partition, int] = {}
         """Per owned partition: the committed next offset (claimed, or sent in a committed transaction)."""
         self._done: dict[Partition, int] = {}
@@ -119,12 +130,7 @@ class KafkaProcessorRunner:
         """Consume, transform and produce until `stop` is set; raises ProcessorError (or an
         OutboxError of the Kafka layer) when the processor cannot go on."""
         config = self.config
-        self.producer = clients.transactional_producer(
-            self.kafka,
-            transactional_id(self.processor),
-            transaction_timeout_ms=config.transaction_timeout_ms,
-            settings=dict(config.producer_settings),
-        )
+        self.producer = self._new_producer()
         try:
             self.group.run(
                 stop,
@@ -137,7 +143,7 @@ class KafkaProcessorRunner:
         except Exception as err:
             if self.health is not None:
                 self.health.beat("failed", str(err))
-            self._abort_quietly()
+            self._abort_quietly(going_on=False)
             raise
         finally:
             try:
@@ -148,7 +154,7 @@ class KafkaProcessorRunner:
     # -- the position port (called from inside consume) --------------------------------------
 
     def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
-        found = transactions.committed_offsets(consumer, partitions)
+        found = transactions.committed_offsets(consumer, partitions, timeout=CLAIM_TIMEOUT_SECONDS)
         self.committed.update(found)
         return found
 
@@ -189,6 +195,12 @@ class KafkaProcessorRunner:
             self._abort_quietly()
             self._rewind = True
             return
+        except ProducerFencedError as err:
+            if not err.replaceable:
+                raise
+            self._replace_producer(err)
+            self._rewind = True
+            return
         self._inputs += len(records)
         self.metrics.processed.labels(self.processor.name).inc(len(records))
         if self._inputs >= self.config.transaction_records or self._due():
@@ -202,14 +214,7 @@ class KafkaProcessorRunner:
             )
             self._produce(producer, topic, message.key(), message.value(), headers)
             self.metrics.dead_lettered.labels(self.processor.name).inc()
-            log.error(
-                "dead-lettering %s[%d]@%d to %s after %d attempts: %s",
-                *where(message),
-                message.offset(),
-                topic,
-                outcome.attempts,
-                outcome.failure,
-            )
+            log_dead_letter(message, topic, outcome)
             return
         for output in outcome.outputs:
             record = self.outbox.record(output)
@@ -231,7 +236,8 @@ class KafkaProcessorRunner:
                 if error.fatal():
                     raise ProducerFencedError(
                         f"the transactional producer cannot go on ({error.str()}): another instance "
-                        "took over or the broker fenced it; this instance stops"
+                        "took over or the broker fenced it",
+                        replaceable=transactions.replaceable(error),
                     ) from err
                 raise TransactionAbortedError(f"cannot produce to {topic!r}: {error.str()}") from err
 
@@ -297,8 +303,14 @@ class KafkaProcessorRunner:
                 offsets[tp] = max(offsets[tp], done)
         started = self._open_since
         try:
-            transactions.commit(self.producer, self.group.consumer, offsets)
-        except (TransactionAbortedError, KafkaUnavailableError) as err:
+            # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
+            timeout = self.config.transaction_timeout_ms / 1000
+            transactions.commit(self.producer, self.group.consumer, offsets, timeout=timeout)
+        except (TransactionAbortedError, KafkaUnavailableError, ProducerFencedError) as err:
+            if isinstance(err, ProducerFencedError):
+                if not err.replaceable:
+                    raise
+                self._replace_producer(err)
             self.metrics.transactions.labels(self.processor.name, "aborted").inc()
             log.warning("transaction aborted (%s); reading again from the committed offsets", err)
             self._closed()
@@ -328,12 +340,47 @@ class KafkaProcessorRunner:
         self._rewound_at = time.monotonic()
         return True
 
-    def _abort_quietly(self) -> None:
+    def _abort_quietly(self, *, going_on: bool = True) -> None:
+        """Abort the open transaction; `going_on` (the instance goes on): while Kafka does not
+        answer, keep trying (no other transaction can begin before this one ended); stopping: 10 s."""
         if self._open_since is None or self.producer is None:
             return
         try:
-            transactions.abort(self.producer, timeout=10)
-        except Exception as err:  # fenced or gone: the broker aborts it at its timeout
+            transactions.abort(self.producer, timeout=10, patient=going_on)
+        except ProducerFencedError as err:
+            if going_on and err.replaceable:
+                self._replace_producer(err)
+            else:  # fenced or gone: the broker aborts it at its timeout
+                log.warning("could not abort the open transaction: %s", err)
+        except Exception as err:
             log.warning("could not abort the open transaction: %s", err)
         self.metrics.transactions.labels(self.processor.name, "aborted").inc()
+        self._closed()
+
+    def _new_producer(self) -> Producer:
+        """A producer of this instance's transactional.id, its transactions initialised (which
+        fences and aborts whatever an earlier producer of the id left open)."""
+        return clients.transactional_producer(
+            self.kafka,
+            self._transactional_id,
+            transaction_timeout_ms=self.config.transaction_timeout_ms,
+            settings=dict(self.config.producer_settings),
+        )
+
+    def _replace_producer(self, failure: ProducerFencedError) -> None:
+        """The producer failed without anyone taking over (`failure.replaceable`): go on with a
+        new one of the same transactional.id. What the old one held is aborted by the new one's
+        init_transactions (or was aborted by the broker); the inputs are read again from the
+        committed offsets."""
+        log.warning("the transactional producer failed (%s): replacing it", failure)
+        deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 * 3
+        while True:
+            try:
+                self.producer = self._new_producer()
+                break
+            except KafkaException as err:
+                error = err.args[0]
+                if not error.retriable() or time.monotonic() >= deadline:
+                    raise ProducerFencedError(f"cannot replace the transactional producer: {err}") from err
+                time.sleep(0.5)
         self._closed()

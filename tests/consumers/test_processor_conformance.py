@@ -4,6 +4,7 @@ what it did is read from its output topic (read_committed), each output naming i
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,17 +16,24 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from outbox import migrations
+from outbox import OutboxSettings, migrations
+from outbox.schema import TABLE
+from outboxkit.processors.dead_letters import dead_letter_id
 from outboxkit.processors.status import ProcessorStatusSource
+from relay.polling import PollingRelay
+from relay.settings import RelaySettings
 from tests.consumers.conformance import ComponentFactory, ConsumerConformance, Inputs
-from tests.consumers.workload import Applied, Effects, InputRecord, Version
+from tests.consumers.workload import Effects, InputRecord
 from tests.processors import target
+from tests.processors.conftest import wait_for
 from tests.processors.harness import (
     OpenTransactions,
     Processes,
     ProcessorInstance,
     committed_positions,
+    database_effects,
     output_effects,
+    stored_positions,
 )
 
 
@@ -78,22 +86,13 @@ class KafkaProcessorUnderTest:
             p.partition: p.lag for p in ProcessorStatusSource(definition, self.bootstrap).read().partitions
         }
 
+    def publish_dead_letters(self) -> None:
+        """Produced in the processor's transactions."""
+
     def check_dead_letter(self, letter: Message, record: InputRecord) -> None:
         headers = letter.headers() or []
-        found = dict(headers)
         assert headers[: len(record.headers)] == list(record.headers), "the original headers come first"
-        assert found["dlq_topic"] == self.inputs.topic.encode()
-        assert (found["dlq_partition"], found["dlq_offset"]) == (
-            b"%d" % record.partition,
-            b"%d" % record.offset,
-        )
-        assert found["dlq_processor"] == self.inputs.name.encode()
-        if record.seq is None:
-            assert b"UndecodableRecordError" in found["dlq_exception"]
-            assert found["dlq_attempts"] == b"1"
-        else:
-            assert found["dlq_exception"] == b"tests.processors.target.PoisonedEventError"
-            assert found["dlq_attempts"] == b"2"
+        check_reasons(dict(headers), self.inputs, record)
 
     def close(self) -> None:
         self.processes.close()
@@ -130,6 +129,19 @@ class TestKafkaProcessor(ConsumerConformance):
         yield make
 
 
+def check_reasons(found: dict[str, bytes], inputs: Inputs, record: InputRecord) -> None:
+    """The reason headers both modes put on a dead letter."""
+    assert found["dlq_topic"] == inputs.topic.encode()
+    assert (found["dlq_partition"], found["dlq_offset"]) == (b"%d" % record.partition, b"%d" % record.offset)
+    assert found["dlq_processor"] == inputs.name.encode()
+    if record.seq is None:
+        assert b"UndecodableRecordError" in found["dlq_exception"]
+        assert found["dlq_attempts"] == b"1"
+    else:
+        assert found["dlq_exception"] == b"tests.processors.target.PoisonedEventError"
+        assert found["dlq_attempts"] == b"2"
+
+
 def _partitions(bootstrap: str, topic: str) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "partitions"})
     try:
@@ -150,31 +162,10 @@ class DatabaseProcessorUnderTest:
         return self.processes.start(identity, "--transaction-records", str(self.inputs.batch_size))
 
     def positions(self) -> dict[int, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT partition, next_offset FROM processor_offsets WHERE processor = :p AND topic = :t"
-                ),
-                {"p": self.inputs.name, "t": self.inputs.topic},
-            )
-            return {int(p): int(n) for p, n in rows}
+        return stored_positions(self.engine, self.inputs.name, self.inputs.topic)
 
     def effects(self) -> Effects:
-        log = target.applied
-        seen: set[str] = set()
-        applied = []
-        state = {}
-        with self.engine.connect() as conn:
-            query = sa.select(log).where(log.c.processor == self.inputs.name).order_by(log.c.id)
-            for r in conn.execute(query):
-                applied.append(
-                    Applied(
-                        r.event_id, r.key, r.seq, r.partition, r.offset, r.instance, r.event_id not in seen
-                    )
-                )
-                seen.add(r.event_id)
-                state[r.key] = Version(r.seq, r.partition, r.offset)
-        return Effects(applied, state)
+        return database_effects(self.engine, self.inputs.name)
 
     def rewind(self) -> None:
         with self.engine.begin() as conn:
@@ -199,7 +190,40 @@ class DatabaseProcessorUnderTest:
         source = ProcessorStatusSource(definition, self.bootstrap, database_url=self.processes.database_url)
         return {p.partition: p.lag for p in source.read().partitions}
 
-    check_dead_letter = KafkaProcessorUnderTest.check_dead_letter
+    def publish_dead_letters(self) -> None:
+        """The dead letters are in the outbox (in the commits that moved past their inputs): a
+        polling relay sends them, and whatever else the outbox holds."""
+        waiting = sa.text(f"SELECT count(*) FROM {TABLE} WHERE topic = :t AND published_at IS NULL")
+        with self.engine.connect() as conn:
+            assert conn.execute(waiting, {"t": self.inputs.dead_letter_topic}).scalar_one() > 0
+        settings = OutboxSettings(
+            database_url=self.processes.database_url, kafka_bootstrap_servers=self.bootstrap
+        )
+        relay = PollingRelay(
+            settings, RelaySettings(group=f"{self.inputs.name}-relay", metrics_port=0, poll_interval=0.1)
+        )
+        thread = threading.Thread(target=relay.run, daemon=True)
+        thread.start()
+        try:
+            with self.engine.connect() as conn:
+                wait_for(
+                    lambda: conn.execute(waiting, {"t": self.inputs.dead_letter_topic}).scalar_one() == 0,
+                    "the relay to publish the dead letters",
+                    60,
+                )
+        finally:
+            relay.stop()
+            thread.join(30)
+
+    def check_dead_letter(self, letter: Message, record: InputRecord) -> None:
+        """The record in an envelope of its own (outboxkit.processors.dead_letters): its headers
+        under their names, those of its envelope as dlq_ce_*."""
+        found = dict(letter.headers() or [])
+        for name, value in record.headers:
+            assert found[f"dlq_{name}" if name.startswith("ce_") else name] == value, name
+        place = (self.inputs.name, self.inputs.topic, record.partition, record.offset)
+        assert found["ce_id"] == str(dead_letter_id(*place)).encode()
+        check_reasons(found, self.inputs, record)
 
     def close(self) -> None:
         self.processes.close()

@@ -140,6 +140,9 @@ class ProjectorUnderTest:
         )
         return {s.partition: s.lag for s in projector_status(definition, self.engine, self.bootstrap)}
 
+    def publish_dead_letters(self) -> None:
+        """Published by the projector itself."""
+
     def check_dead_letter(self, letter: Message, record: InputRecord) -> None:
         headers = letter.headers() or []
         found = dict(headers)

@@ -10,15 +10,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import sqlalchemy as sa
 from confluent_kafka import Consumer, Message, TopicPartition
+from sqlalchemy import Engine
 
 from outboxkit.processors.lineage import CAUSATION_ID
 from tests.consumers.workload import Applied, Effects, Version
+from tests.processors import target
 from tests.services import read_all
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,3 +162,75 @@ class OpenTransactions:
     def close(self) -> None:
         self.committed.close()
         self.uncommitted.close()
+
+
+def processes(
+    bootstrap: str, topic: str, output: str, dlq: str, name: str, logs: Path, **env: str
+) -> Processes:
+    base = {
+        "PROCESSOR_NAME": name,
+        "PROCESSOR_TOPIC": topic,
+        "PROCESSOR_OUTPUT": output,
+        "PROCESSOR_DLQ": dlq,
+    }
+    return Processes(bootstrap, {**base, **env}, logs)
+
+
+def caught_up(bootstrap: str, name: str, topic: str, partitions: int) -> Callable[[], bool]:
+    """Whether the group's committed positions reached the last stable offset of every partition
+    (an idle processor commits its positions past the last commit marker)."""
+    ends = stable_ends(bootstrap, topic, partitions)
+
+    def check() -> bool:
+        positions = committed_positions(bootstrap, f"outboxkit-processor-{name}", topic, partitions)
+        return all(positions.get(p, 0) >= end for p, end in ends.items())
+
+    return check
+
+
+def stable_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "ends", "isolation.level": "read_committed"}
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def working(instance: ProcessorInstance) -> Callable[[], bool]:
+    """Whether the instance was given partitions (its log says so)."""
+    return lambda: "assigned [((" in instance.tail(100_000)
+
+
+def database_effects(engine: Engine, name: str) -> Effects:
+    """Every application a mode-database test processor committed (its `processor_test_applied`
+    rows, written in the transactions that moved its offsets), and the state they leave."""
+    log = target.applied
+    seen: set[str] = set()
+    applied = []
+    state = {}
+    with engine.connect() as conn:
+        query = sa.select(log).where(log.c.processor == name).order_by(log.c.id)
+        for r in conn.execute(query):
+            applied.append(
+                Applied(r.event_id, r.key, r.seq, r.partition, r.offset, r.instance, r.event_id not in seen)
+            )
+            seen.add(r.event_id)
+            state[r.key] = Version(r.seq, r.partition, r.offset)
+    return Effects(applied, state)
+
+
+def stored_positions(engine: Engine, name: str, topic: str) -> dict[int, int]:
+    """Partition -> next offset, as a mode-database processor stored it (`processor_offsets`)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT partition, next_offset FROM processor_offsets WHERE processor = :p AND topic = :t"
+            ),
+            {"p": name, "t": topic},
+        )
+        return {int(p): int(n) for p, n in rows}

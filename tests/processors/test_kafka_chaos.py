@@ -15,62 +15,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from tests.consumers.conformance import assert_clean
 from tests.consumers.workload import Feed, flowing, read_expected, tally
 from tests.processors.conftest import wait_for
 from tests.processors.harness import (
     OpenTransactions,
-    Processes,
-    ProcessorInstance,
-    committed_positions,
+    caught_up,
     output_effects,
+    processes,
+    working,
 )
 
 ROUNDS = int(os.environ.get("OUTBOX_PROCESSOR_KILL_ROUNDS") or "24")
-
-
-def processes(
-    bootstrap: str, topic: str, output: str, dlq: str, name: str, logs: Path, **env: str
-) -> Processes:
-    base = {
-        "PROCESSOR_NAME": name,
-        "PROCESSOR_TOPIC": topic,
-        "PROCESSOR_OUTPUT": output,
-        "PROCESSOR_DLQ": dlq,
-    }
-    return Processes(bootstrap, {**base, **env}, logs)
-
-
-def caught_up(bootstrap: str, name: str, topic: str, partitions: int) -> Callable[[], bool]:
-    """Whether the group's committed positions reached the last stable offset of every partition
-    (an idle processor commits its positions past the last commit marker)."""
-    ends = stable_ends(bootstrap, topic, partitions)
-
-    def check() -> bool:
-        positions = committed_positions(bootstrap, f"outboxkit-processor-{name}", topic, partitions)
-        return all(positions.get(p, 0) >= end for p, end in ends.items())
-
-    return check
-
-
-def stable_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "ends", "isolation.level": "read_committed"}
-    )
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
-
-
-def working(instance: ProcessorInstance) -> Callable[[], bool]:
-    """Whether the instance was given partitions (its log says so)."""
-    return lambda: "assigned [((" in instance.tail(100_000)
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
