@@ -7,12 +7,14 @@ Produces KEYS keys x VALUE_BYTES bytes once (bytes values, the KV writer's wire 
 content-type header per record) to a fresh 3-partition compacted topic, then measures, in one run:
 a memory reader loading it; a disk reader loading it; the disk reader restarted after 1 % of the keys
 were overwritten; get() of random keys (memory; disk with hot keys in its cache, and with misses);
-RSS growth per key of the memory load; and propagation (produce() call -> on_change in the reader)
-at 1,000 updates/s for 10 s, split at the broker: the topic stamps each record with the time the
-broker appended it (message.timestamp.type=LogAppendTime), so produce() -> append (the writer's
-side) and append -> on_change (the reader's side) are measured apart, in ms as the broker stamps.
-A floor row times a bare dict.get of the same keys with the same timer, in the same run. Not a
-test: it prints a table (results in bench/README.md).
+RSS growth per key of the memory load; and propagation (KVWriter.put() in a process of its own,
+bench/kv_paced_writer.py, -> on_change in the reader) at 1,000 updates/s for 10 s, split at the
+broker: the topic stamps each record with the time the broker appended it
+(message.timestamp.type=LogAppendTime), so put() -> append (the writer's side) and append ->
+on_change (the reader's side) are measured apart, in ms as the broker stamps. Floor rows time an
+empty timer pair and a bare dict.get of the same keys with the same timer, in the same run; get()
+is timed on random keys of the whole store and on 1,000 hot keys (the working set of a request
+path). Not a test: it prints a table (results in bench/README.md).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import json
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from bench.kv_paced_writer import sent_at_ms
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import ensure_topic
 from outboxkit.kafka.settings import KafkaSettings
@@ -82,47 +86,59 @@ def get_latency(reader: KVStore | dict[str, bytes], keys: list[str], rounds: int
     return percentiles(samples)
 
 
+def timer_floor(rounds: int) -> tuple[float, float]:
+    """p50, p99 in microseconds of an empty perf_counter_ns pair: what the timer adds to a sample."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(rounds):
+        start = clock()
+        samples.append(clock() - start)
+    return percentiles(samples)
+
+
 def propagation(
     kafka: KafkaSettings, topic: str, reader: KVStore, rate: int, seconds: float, *, prefix: str = "live"
 ) -> dict[str, tuple[float, float]]:
-    """p50, p99 in ms at `rate` updates/s: "total" produce() -> on_change, "writer" produce() ->
-    the broker's append time, "reader" append time -> on_change; and how many arrived ("seen")."""
-    sent: dict[str, float] = {}
+    """p50, p99 in ms at `rate` updates/s made by bench/kv_paced_writer.py in its own process:
+    "total" put() -> on_change, "writer" put() -> the broker's append time, "reader" append time
+    -> on_change; how many arrived ("seen"), and the writer's put() p50/p99 ("put")."""
     total_ms: list[float] = []
     writer_ms: list[float] = []
     reader_ms: list[float] = []
+    mine = f"{prefix}-"
 
     def changed(key: str, _old: Versioned | None, new: Versioned | None) -> None:
-        at = sent.get(key)
-        if at is not None and new is not None:
+        if new is not None and key.startswith(mine):
             now = time.time() * 1000
+            at = sent_at_ms(new.value)
             total_ms.append(now - at)
             writer_ms.append(new.timestamp - at)  # LogAppendTime: the broker's clock, ms
             reader_ms.append(now - new.timestamp)
 
     reader.on_change(changed)
-    producer = clients.producer(kafka, {"linger.ms": 0})
-    producer.produce(topic, b"warm-up", "warm-up", headers=HEADERS)  # connect, producer id: not timed
-    producer.flush(30)
-    total = int(rate * seconds)
-    started = time.perf_counter()
-    for n in range(total):
-        key = f"{prefix}-{n}"
-        wait = started + n / rate - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-        sent[key] = time.time() * 1000
-        producer.produce(topic, b"x" * 100, key, headers=HEADERS)
-        producer.poll(0)
-    producer.flush(30)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.kv_paced_writer",
+            *("--topic", topic, "--rate", str(rate), "--seconds", str(seconds), "--prefix", prefix),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=seconds * 10 + 60,
+        env={**os.environ, "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    writer = json.loads(done.stdout.splitlines()[-1])
     deadline = time.monotonic() + 30
-    while len(total_ms) < total and time.monotonic() < deadline:
+    while len(total_ms) < writer["puts"] and time.monotonic() < deadline:
         time.sleep(0.05)
     found = {
         name: ms_percentiles(samples)
         for name, samples in (("total", total_ms), ("writer", writer_ms), ("reader", reader_ms))
     }
-    found["seen"] = (float(len(total_ms)), 0.0)
+    found["seen"] = (float(len(total_ms)), writer["puts"] / writer["seconds"])
+    found["put"] = (writer["put_p50_ms"], writer["put_p99_ms"])
     return found
 
 
@@ -133,9 +149,11 @@ def ms_percentiles(samples: list[float]) -> tuple[float, float]:
 
 def propagation_rows(name: str, found: dict[str, tuple[float, float]]) -> list[tuple[str, str]]:
     (p50, p99), (w50, w99), (r50, r99) = found["total"], found["writer"], found["reader"]
+    rate, (put50, put99) = found["seen"][1], found["put"]
     return [
         (name, f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({found['seen'][0]:.0f} seen)"),
-        ("  of it produce() -> broker append", f"p50 {w50:.1f} ms, p99 {w99:.1f} ms"),
+        ("  the writer's rate; its put() p50 / p99", f"{rate:,.0f}/s; {put50:.1f} / {put99:.1f} ms"),
+        ("  of it put() -> broker append", f"p50 {w50:.1f} ms, p99 {w99:.1f} ms"),
         ("  of it broker append -> on_change", f"p50 {r50:.1f} ms, p99 {r99:.1f} ms"),
     ]
 
@@ -211,6 +229,13 @@ def main() -> None:
         rows.append(("get() memory", f"p50 {p50:.2f} us, p99 {p99:.2f} us"))
         p50, p99 = get_latency(memory.store._data, lookups, 200_000)  # type: ignore[attr-defined]
         rows.append(("  floor: bare dict.get of the same keys", f"p50 {p50:.2f} us, p99 {p99:.2f} us"))
+        p50, p99 = timer_floor(200_000)
+        rows.append(("  floor: an empty timer pair", f"p50 {p50:.2f} us, p99 {p99:.2f} us"))
+        hot = lookups[:1000] * 200
+        p50, p99 = get_latency(memory, hot, 200_000)
+        rows.append(("get() memory, 1,000 hot keys", f"p50 {p50:.2f} us, p99 {p99:.2f} us"))
+        p50, p99 = get_latency(memory.store._data, hot, 200_000)  # type: ignore[attr-defined]
+        rows.append(("  floor: bare dict.get of the hot keys", f"p50 {p50:.2f} us, p99 {p99:.2f} us"))
         rows += propagation_rows(
             f"propagation at {args.rate}/s (memory)", propagation(kafka, topic, memory, args.rate, 10.0)
         )

@@ -324,6 +324,14 @@ class Follower:
             checkpoint = Checkpoint(self._topic_id, {**self.positions, **merged}, self._in_step_at)
             self.store.apply(changes, checkpoint)
             self._touched = time.monotonic()
+        # Callbacks run before the positions move: wait_for() returns once what they derive
+        # (a cache they invalidate) has seen the version too.
+        for key, old, new in events:
+            for callback in self.callbacks:
+                try:
+                    callback(key, old, new)
+                except Exception:
+                    log.exception("an on_change callback failed for key %r", key)
         with self.changed:
             self.positions.update(merged)
             for p, o in merged.items():
@@ -333,12 +341,6 @@ class Follower:
             if changes:
                 self.rate.append((time.monotonic(), len(changes)))
             self.changed.notify_all()
-        for key, old, new in events:
-            for callback in self.callbacks:
-                try:
-                    callback(key, old, new)
-                except Exception:
-                    log.exception("an on_change callback failed for key %r", key)
 
     def _see_ends(self, consumer: Consumer) -> None:
         """The partitions' ends as the consumer last heard them from the broker (no request)."""

@@ -110,6 +110,27 @@ def test_follows_reads_its_writes_and_reports_changes(
         assert store.error is None and store.applied == 3
 
 
+def test_wait_for_returns_after_the_change_callbacks_of_that_version_ran(
+    bootstrap_servers: str, kv_topic: Callable[[], str]
+) -> None:
+    """Read-your-writes covers what callbacks derive (a cache they invalidate, a count)."""
+    topic = kv_topic()
+    writer = KVWriter(topic, kafka=bootstrap_servers, partitions=1)
+    seen: list[object] = []
+
+    def slow(_key: str, _old: Versioned | None, new: Versioned | None) -> None:
+        time.sleep(0.3)
+        seen.append(new and new.value)
+
+    with KVStore(topic, kafka=bootstrap_servers) as store:
+        store.on_change(slow)
+        store.wait_ready(30)
+        store.wait_for(writer.put("price", 10), 10)
+        assert seen == [10]
+        store.wait_for(writer.delete("price"), 10)
+        assert seen == [10, None]
+
+
 def test_an_empty_topic_is_ready_at_once_and_then_follows(
     bootstrap_servers: str, kv_topic: Callable[[], str]
 ) -> None:
