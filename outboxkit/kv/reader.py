@@ -38,7 +38,7 @@ class KVStore:
         store: Store | None = None,
         values: ValueFormat = "auto",
         on_progress: ProgressCallback | None = None,
-        batch_size: int = 5000,
+        batch_size: int | None = None,
         poll_timeout: float = 0.05,
         load_timeout: float | None = 120.0,
         partition_check_seconds: float = 10.0,
@@ -47,6 +47,7 @@ class KVStore:
         """`store`: where the data lives (MemoryStore by default; a disk store keeps a checkpoint
         and reads only the tail on restart). `values`: "auto" decodes each value by its content-type
         header (JSON or bytes), "json" / "bytes" read every value so without looking at headers.
+        `batch_size`: records per consume and apply (default: the store's, `Store.batch_size`).
         `load_timeout`: fail when loading makes no progress for that long.
         `partition_check_seconds`: how often the topic's metadata is looked at while following
         (partitions added to the topic are followed from their beginning; a failed look reports
@@ -60,7 +61,7 @@ class KVStore:
             kafka,
             self.store,
             values=values,
-            batch_size=batch_size,
+            batch_size=batch_size or self.store.batch_size,
             poll_timeout=poll_timeout,
             load_timeout=load_timeout,
             partition_check_seconds=partition_check_seconds,

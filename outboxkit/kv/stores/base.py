@@ -81,6 +81,9 @@ class Changes:
 class Store(ABC):
     """A KV reader's keys and values (see the module's contract)."""
 
+    batch_size = 5000
+    """Records per `apply` the reader aims at (the most one consume hands over), unless told."""
+
     @abstractmethod
     def get(self, key: str) -> Versioned | None: ...
 

@@ -4,6 +4,7 @@ read-your-writes, change callbacks and snapshots."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -129,6 +130,25 @@ def test_wait_for_returns_after_the_change_callbacks_of_that_version_ran(
         assert seen == [10]
         store.wait_for(writer.delete("price"), 10)
         assert seen == [10, None]
+
+
+def test_a_memory_load_runs_almost_no_garbage_collection(
+    bootstrap_servers: str, kv_topic: Callable[[], str]
+) -> None:
+    """MemoryStore.batch_size: each batch's records are freed before the youngest generation fills."""
+    topic = kv_topic()
+    producer = clients.producer(bootstrap_servers, {"linger.ms": 20})
+    KVWriter(topic, kafka=bootstrap_servers, partitions=2)
+    for i in range(20_000):
+        producer.produce(topic, b"v" * 100, f"k{i}".encode())
+    assert producer.flush(30) == 0
+    gc.collect()
+    before = gc.get_stats()[0]["collections"]
+    with KVStore(topic, kafka=bootstrap_servers, values="bytes") as store:
+        store.wait_ready(60)
+        collections = gc.get_stats()[0]["collections"] - before
+        assert len(store) == 20_000
+    assert collections <= 10, f"{collections} collections of the youngest generation during the load"
 
 
 def test_an_empty_topic_is_ready_at_once_and_then_follows(
