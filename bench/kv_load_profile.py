@@ -34,7 +34,7 @@ def load_once(
         kafka,
         MemoryStore(),
         values=values,
-        batch_size=5000,
+        batch_size=MemoryStore.batch_size,
         poll_timeout=0.05,
         load_timeout=120.0,
         partition_check_seconds=10.0,
