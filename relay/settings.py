@@ -115,9 +115,10 @@ class RelaySettings(BaseSettings):
         return value
 
 
-SECTIONS = ("kafka", "relay", "cdc", "gateway")
+SECTIONS = ("kafka", "relay", "cdc", "gateway", "processor", "projector")
 """Tables of the config file besides the top level: `[kafka]` (outboxkit.kafka's KafkaSettings),
-`[relay]` (RelaySettings), `[cdc]` (CdcSettings), `[gateway]` (`outbox gateway run`'s options)."""
+`[relay]` (RelaySettings), `[cdc]` (CdcSettings), `[gateway]`, `[processor]` and `[projector]`
+(the options of `outbox gateway run`, `outbox processor run` and `outbox projector run`)."""
 
 
 def read_config_file(config_file: Path | None) -> dict[str, dict[str, Any]]:

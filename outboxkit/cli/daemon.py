@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -28,9 +29,11 @@ def stopped_by_signals() -> Iterator[threading.Event]:
 
 
 def endpoints(
-    host: str, port: int | None, *, registry: CollectorRegistry, health: Heartbeat, status: StatusSource
+    options: Mapping[str, Any], *, registry: CollectorRegistry, health: Heartbeat, status: StatusSource
 ) -> contextlib.AbstractContextManager[object]:
-    """/metrics, /healthz and /status.json on host:port for the block; nothing when `port` is unset or 0."""
+    """/metrics, /healthz and /status.json on the command's `metrics_host`:`metrics_port` options
+    for the block; nothing when the port is unset or 0."""
+    host, port = options["metrics_host"], options["metrics_port"]
     if not port:
         return contextlib.nullcontext()
     return serve(host, port, registry=registry, health=health, status=status)

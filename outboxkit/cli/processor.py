@@ -17,9 +17,19 @@ import orjson
 from outbox.errors import OutboxError
 from outboxkit.cli.daemon import endpoints, stopped_by_signals
 from outboxkit.cli.imports import APP_DIR, import_reference
-from outboxkit.cli.settings import CONFIG, JSON_OUTPUT, LOG_LEVEL, CommandGroup, CommandSettings
+from outboxkit.cli.settings import (
+    CONFIG,
+    JSON_OUTPUT,
+    LOG_LEVEL,
+    CommandGroup,
+    CommandSettings,
+    file_defaults,
+)
 
 log = logging.getLogger("outboxkit.processor")
+
+CONFIG_OPTIONS = ("instance_id", "transaction_ms", "transaction_records", "on_failure")
+"""The options of `run` that override the processor's own ProcessorConfig (unset: its value)."""
 
 
 def load(reference: str, **overrides: Any) -> Any:
@@ -60,22 +70,12 @@ def processor() -> None:
 )
 @LOG_LEVEL
 @click.pass_context
-def run(
-    ctx: click.Context,
-    reference: str,
-    *,
-    instance_id: str | None,
-    transaction_ms: int | None,
-    transaction_records: int | None,
-    on_failure: str | None,
-    metrics_host: str,
-    metrics_port: int | None,
-    stale_after: float,
-    log_level: str,
-) -> None:
+def run(ctx: click.Context, /, **flags: Any) -> None:
     """Run one instance of processor REFERENCE until SIGINT or SIGTERM.
 
     Logs are JSON lines on stderr; a processor that cannot go on logs why and exits with code 1.
+    Every option can also be set in the config file's `[processor]` table (`transaction_ms = 250`;
+    flags win over it).
     """
     from outboxkit.ops import logs
     from outboxkit.ops.health import Heartbeat
@@ -84,29 +84,26 @@ def run(
     from outboxkit.processors.status import ProcessorStatusSource
 
     loaded = CommandSettings(ctx)
-    definition = load(
-        reference,
-        instance_id=instance_id,
-        transaction_ms=transaction_ms,
-        transaction_records=transaction_records,
-        on_failure=on_failure,
-    )
+    options = file_defaults(ctx, loaded, "processor", flags)
+    definition = load(options["reference"], **{name: options[name] for name in CONFIG_OPTIONS})
     if definition.mode == "database":  # it writes there: no silent fall-back to the default URL
         loaded.database_url(changes=True, say=False)
-    logs.configure(log_level)
+    logs.configure(options["log_level"])
     if definition.mode == "database":
         loaded.log_database(log)
     metrics = ProcessorMetrics()
-    health = Heartbeat(max(stale_after, 3 * definition.config.transaction_ms / 1000))
+    health = Heartbeat(max(options["stale_after"], 3 * definition.config.transaction_ms / 1000))
+    config = definition.config
     fields = {"processor": definition.name, "mode": definition.mode, "group": definition.group_id}
+    started = {**fields, **{name: getattr(config, name) for name in CONFIG_OPTIONS}}
     status = ProcessorStatusSource(definition, loaded.kafka, database_url=loaded.outbox.database_url)
     try:
         with (
             stopped_by_signals() as stop,
             runner_for(definition, loaded.outbox, loaded.kafka, metrics=metrics, health=health) as runner,
-            endpoints(metrics_host, metrics_port, registry=metrics.registry, health=health, status=status),
+            endpoints(options, registry=metrics.registry, health=health, status=status),
         ):
-            log.info("processor starting", extra=fields)
+            log.info("processor starting", extra=started)
             runner.run(stop)
         log.info("processor stopped", extra=fields)
     except OutboxError as err:

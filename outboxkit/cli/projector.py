@@ -28,6 +28,7 @@ from outboxkit.cli.settings import (
     LOG_LEVEL,
     CommandGroup,
     CommandSettings,
+    file_defaults,
 )
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("outboxkit.projector")
+
+CONFIG_OPTIONS = ("batch_size", "instance_id", "on_failure")
+"""The options of `run` that override the projector's own ProjectorConfig (unset: its value)."""
 
 
 def load(name: str, **overrides: Any) -> Any:
@@ -84,21 +88,12 @@ def projector() -> None:
 )
 @LOG_LEVEL
 @click.pass_context
-def run(
-    ctx: click.Context,
-    name: str,
-    *,
-    batch_size: int | None,
-    instance_id: str | None,
-    on_failure: str | None,
-    metrics_host: str,
-    metrics_port: int | None,
-    stale_after: float,
-    log_level: str,
-) -> None:
+def run(ctx: click.Context, /, **flags: Any) -> None:
     """Run one instance of projector NAME until SIGINT or SIGTERM.
 
     Logs are JSON lines on stderr; a projector that cannot go on logs why and exits with code 1.
+    Every option can also be set in the config file's `[projector]` table (`batch_size = 200`;
+    flags win over it).
     """
     from outboxkit.ops import logs
     from outboxkit.ops.health import Heartbeat
@@ -107,22 +102,22 @@ def run(
     from projectors.status import ProjectorStatusSource
 
     loaded = CommandSettings(ctx)
+    options = file_defaults(ctx, loaded, "projector", flags)
     loaded.database_url(changes=True, say=False)
     settings, kafka = loaded.outbox, loaded.kafka
-    definition = load(name, batch_size=batch_size, instance_id=instance_id, on_failure=on_failure)
-    logs.configure(log_level)
+    definition = load(options["name"], **{option: options[option] for option in CONFIG_OPTIONS})
+    logs.configure(options["log_level"])
     loaded.log_database(log)
     metrics = ProjectorMetrics()
-    health = Heartbeat(max(stale_after, 3 * definition.config.batch_timeout))
+    health = Heartbeat(max(options["stale_after"], 3 * definition.config.batch_timeout))
+    config = definition.config
+    started = {"projector": definition.name, "group": definition.group_id}
+    started.update({option: getattr(config, option) for option in CONFIG_OPTIONS})
     try:
         with stopped_by_signals() as stop, database(settings) as engine:
             status = ProjectorStatusSource(definition, engine, kafka)
-            with endpoints(
-                metrics_host, metrics_port, registry=metrics.registry, health=health, status=status
-            ):
-                log.info(
-                    "projector starting", extra={"projector": definition.name, "group": definition.group_id}
-                )
+            with endpoints(options, registry=metrics.registry, health=health, status=status):
+                log.info("projector starting", extra=started)
                 ProjectorRunner(definition, engine, kafka, metrics=metrics, health=health).run(stop)
         log.info("projector stopped", extra={"projector": definition.name})
     except OutboxError as err:

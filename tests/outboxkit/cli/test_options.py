@@ -59,7 +59,9 @@ def test_a_config_file_given_to_the_command_itself_is_read(tmp_path: Path) -> No
     bad = tmp_path / "outbox.toml"
     bad.write_text('database_url = "mysql://shop:hunter2@db/shop"\n')
     name = "outboxkit.examples.sites.projection:projector"
-    result = CliRunner().invoke(main, ["projector", "status", name, "--config", str(bad)])
+    result = CliRunner().invoke(  # the file's URL, not one of the environment, is the one refused
+        main, ["projector", "status", name, "--config", str(bad)], env={"OUTBOX_DATABASE_URL": None}
+    )
     assert result.exit_code == 1, result.output
     assert "database_url (OUTBOX_DATABASE_URL)" in result.output and "hunter2" not in result.output
 
