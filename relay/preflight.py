@@ -104,6 +104,12 @@ class Preflight:
         cached = self.limits.get(topic)
         if cached and time.monotonic() - cached[1] < CACHE_SECONDS:
             return cached[0]
+        guess = min(self.producer_max, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+        if time.monotonic() < self.unreachable_until:
+            # Kafka did not answer a moment ago: asking would only wait out the time-out again
+            # (10 s a batch, before the relay could report the outage). The guess is not kept: a
+            # record it lets through that the topic refuses fails when produced and is isolated.
+            return guess
         topic_max = BROKER_DEFAULT_MAX_MESSAGE_BYTES
         try:
             resource = ConfigResource(ResourceType.TOPIC, topic)

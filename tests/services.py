@@ -140,11 +140,20 @@ def consume_all(
 
 
 def read_all(
-    bootstrap: str, topic: str, *, isolation: str = "read_committed", timeout: float = 60.0
+    bootstrap: str,
+    topic: str,
+    *,
+    isolation: str = "read_committed",
+    timeout: float = 60.0,
+    settled: bool = False,
 ) -> list[Message]:
     """Everything `topic` holds now, read to the end of every partition (for read_committed: its
     last stable offset). For counting duplicates, where consume_all's `expected` would only be a
-    guess: no time budget that a slow machine could run out of, and no waiting once at the end."""
+    guess: no time budget that a slow machine could run out of, and no waiting once at the end.
+
+    `settled`: first wait until no transaction is open on the topic (`wait_settled`), so that no
+    record, a duplicate least of all, hides behind one. For a topic whose producers have all
+    stopped: then nothing can arrive later that a longer wait would have seen."""
     consumer = reader(bootstrap, isolation, {"enable.partition.eof": True})
     records: list[Message] = []
     deadline = time.monotonic() + timeout
@@ -152,6 +161,8 @@ def read_all(
         partitions = wait_for_partitions(consumer, topic, deadline)
         if partitions is None:
             return records
+        if settled:
+            wait_settled(bootstrap, topic, partitions, deadline)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         at_end: set[int] = set()
         while len(at_end) < len(partitions):
@@ -168,6 +179,26 @@ def read_all(
     finally:
         consumer.close()
     return records
+
+
+def wait_settled(bootstrap: str, topic: str, partitions: list[int], deadline: float) -> None:
+    """Until no transaction is open on `topic`: on every partition the last stable offset (the end
+    a read_committed reader sees) has reached the high watermark. A transaction left open (a killed
+    or fenced producer) settles when its producer's successor or the broker's timeout aborts it."""
+    committed, everything = reader(bootstrap, "read_committed"), reader(bootstrap, "read_uncommitted")
+    try:
+        for partition in partitions:
+            tp = TopicPartition(topic, partition)
+            while True:
+                stable = committed.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+                high = everything.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+                if stable >= high:
+                    break
+                assert time.monotonic() < deadline, f"{topic}[{partition}]: a transaction stays open"
+                time.sleep(0.2)
+    finally:
+        committed.close()
+        everything.close()
 
 
 def wait_for_partitions(consumer: Consumer, topic: str, deadline: float) -> list[int] | None:

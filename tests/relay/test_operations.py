@@ -212,7 +212,11 @@ def test_librdkafkas_own_log_lines_are_json_too(
     daemon's one JSON stream (logger `librdkafka`), not as `%3|...|FAIL|...` lines on stderr."""
     write_numbered(engine_for(clean_outbox), outbox_for(unique("nobroker")), ["agg-0"], 3)
     relay = relay_factory(
-        env_extra={"OUTBOX_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}, max_backoff=0.5
+        env_extra={"OUTBOX_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
+        max_backoff=0.5,
+        # SIGTERM lets the batch in flight finish: with nobody to deliver to, that is the message
+        # time-out (10 s by default in these tests).
+        message_timeout_ms=2000,
     )
     relay.wait_ready()
     wait_for(lambda: b"librdkafka" in relay.log_path.read_bytes(), 30, "librdkafka to log")
