@@ -35,6 +35,7 @@ from outbox.urls import sqlalchemy_url
 from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
+from outboxkit.ops.collector import freeze_alive_objects
 from outboxkit.processors.dead_letters import DeadLetter, dead_letter
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
@@ -129,6 +130,8 @@ class DatabaseProcessorRunner:
         self._last_idle_store = 0.0
 
     def run(self, stop: threading.Event) -> None:
+        if self.config.freeze_objects:
+            freeze_alive_objects()
         try:
             self.group.run(
                 stop,
