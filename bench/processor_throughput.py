@@ -2,6 +2,7 @@
 
     python bench/processor_throughput.py [--bootstrap-servers HOST:PORT] [--database-url URL]
         [--events 20000] [--rounds 2] [--latency-seconds 10] [--rate 1000] [--peer-python PYTHON]
+        [--parts throughput,latency,database] [--no-freeze]
 
 1. Throughput, one instance, events preloaded on a 3-partition topic, in alternating rounds
    (medians): at-least-once (the same handler and encoding, an idempotent producer, offsets
@@ -277,7 +278,7 @@ def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None
         )
 
 
-def latency(bootstrap: str, seconds: float, rate: float) -> None:
+def latency(bootstrap: str, seconds: float, rate: float, *, freeze_objects: bool = True) -> None:
     print(
         f"\nend-to-end latency at {rate:,.0f} events/s for {seconds:.0f} s"
         " (send time to a read_committed read)"
@@ -287,7 +288,12 @@ def latency(bootstrap: str, seconds: float, rate: float) -> None:
     for size in (10, 100, 1000):
         source, output = new_topic(bootstrap, "lat-in"), new_topic(bootstrap, "lat-out")
         processor = transform(
-            f"bench-{uuid.uuid4().hex[:8]}", source, output, transaction_ms=size, transaction_records=100_000
+            f"bench-{uuid.uuid4().hex[:8]}",
+            source,
+            output,
+            transaction_ms=size,
+            transaction_records=100_000,
+            freeze_objects=freeze_objects,
         )
         stop = threading.Event()
         runner = threading.Thread(
@@ -398,6 +404,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--parts", default="throughput,latency,database", help="Which parts to run.")
     parser.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="latency: processors with freeze_objects=False (full collections scan the start-up objects)",
+    )
+    parser.add_argument(
         "--peer-python",
         help="Python of a virtualenv with quixstreams: also time bench/processor_peer_quix.py (exactly-once)",
     )
@@ -406,7 +417,7 @@ def main() -> None:
     if "throughput" in parts:
         throughput(args.bootstrap_servers, args.events, args.rounds, args.peer_python)
     if "latency" in parts:
-        latency(args.bootstrap_servers, args.latency_seconds, args.rate)
+        latency(args.bootstrap_servers, args.latency_seconds, args.rate, freeze_objects=not args.no_freeze)
     if args.database_url and "database" in parts:
         database_mode(args.bootstrap_servers, args.database_url, args.events, writes=False)
         database_mode(args.bootstrap_servers, args.database_url, args.events)
