@@ -3,6 +3,9 @@
     python bench/processor_latency_stages.py [--bootstrap-servers HOST:PORT] [--transaction-ms 100]
         [--seconds 10] [--rate 1000] [--no-freeze] [--reader-fetch-wait-ms 10]
 
+Like `outbox processor run`, it freezes the objects alive before the processor's loop starts
+(outboxkit.ops.collector); `--no-freeze` leaves the collector as it is.
+
 The workload of `processor_throughput.py --parts latency` (one instance, the same transform, one
 input producer made ready in a warm-up), on topics with `message.timestamp.type=LogAppendTime`, so
 each record carries the broker's append time. Per output, five stages:
@@ -37,6 +40,7 @@ from processor_throughput import PARTITIONS, input_producer, produce
 from outboxkit.kafka import clients, transactions
 from outboxkit.kafka.admin import ensure_topic
 from outboxkit.kafka.records import ReceivedEvent, decode_message
+from outboxkit.ops.collector import freeze_alive_objects
 from outboxkit.processors import Context, Processor, ProcessorConfig, kafka_mode
 from outboxkit.processors.kafka_mode import KafkaProcessorRunner
 
@@ -117,15 +121,13 @@ def main() -> None:
     parser.add_argument("--transaction-ms", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=1000)
-    parser.add_argument("--no-freeze", action="store_true", help="processor with freeze_objects=False")
+    parser.add_argument("--no-freeze", action="store_true", help="no gc.freeze() before the loop")
     parser.add_argument("--reader-fetch-wait-ms", type=int, default=10)
     args = parser.parse_args()
     bootstrap, rate = args.bootstrap_servers, args.rate
     commits, collections = Commits(), Collections()
     source, output = topic(bootstrap, "stages-in"), topic(bootstrap, "stages-out")
-    config = ProcessorConfig(
-        transaction_ms=args.transaction_ms, transaction_records=100_000, freeze_objects=not args.no_freeze
-    )
+    config = ProcessorConfig(transaction_ms=args.transaction_ms, transaction_records=100_000)
     processor = Processor(f"bench-{uuid.uuid4().hex[:8]}", [source], config=config)
 
     @processor.handles("bench.in")
@@ -135,6 +137,8 @@ def main() -> None:
         data["handled"] = time.time()
         context.emit("bench.out", data, aggregate_type="bench", topic=output)
 
+    if not args.no_freeze:  # as `outbox processor run` does before its loop
+        freeze_alive_objects()
     stop = threading.Event()
     runner = threading.Thread(
         target=KafkaProcessorRunner(processor, bootstrap).run, args=(stop,), daemon=True
@@ -199,7 +203,7 @@ def main() -> None:
     pauses = [ms for at, ms in collections.pauses if began <= at <= ended]
     print(
         f"\n{args.transaction_ms} ms transactions, {len(rows)} events at {rate:,.0f}/s,"
-        f" freeze_objects={not args.no_freeze}, load average {os.getloadavg()[0]:.2f}"
+        f" frozen={not args.no_freeze}, load average {os.getloadavg()[0]:.2f}"
     )
     print(f"| {'stage (ms)':<26} | {'p50':>7} | {'p90':>7} | {'p99':>7} | {'max':>7} |")
     print(f"|{'-' * 28}|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|")

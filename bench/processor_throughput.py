@@ -37,6 +37,7 @@ from outbox import Event, Outbox, TopicRouter, migrations
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import ensure_topic
 from outboxkit.kafka.records import ReceivedEvent
+from outboxkit.ops.collector import freeze_alive_objects
 from outboxkit.processors import Context, Processor, ProcessorConfig
 from outboxkit.processors.database_mode import DatabaseProcessorRunner, engine_for
 from outboxkit.processors.handling import InputHandler
@@ -293,8 +294,9 @@ def latency(bootstrap: str, seconds: float, rate: float, *, freeze_objects: bool
             output,
             transaction_ms=size,
             transaction_records=100_000,
-            freeze_objects=freeze_objects,
         )
+        if freeze_objects:  # as `outbox processor run` does before its loop (outboxkit.ops.collector)
+            freeze_alive_objects()
         stop = threading.Event()
         runner = threading.Thread(
             target=KafkaProcessorRunner(processor, bootstrap).run, args=(stop,), daemon=True
@@ -406,7 +408,7 @@ def main() -> None:
     parser.add_argument(
         "--no-freeze",
         action="store_true",
-        help="latency: processors with freeze_objects=False (full collections scan the start-up objects)",
+        help="latency: no gc.freeze() before the loop, which `outbox processor run` does",
     )
     parser.add_argument(
         "--peer-python",

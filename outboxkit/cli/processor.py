@@ -78,6 +78,7 @@ def run(
     Logs are JSON lines on stderr; a processor that cannot go on logs why and exits with code 1.
     """
     from outboxkit.ops import logs
+    from outboxkit.ops.collector import freeze_alive_objects
     from outboxkit.ops.health import Heartbeat
     from outboxkit.processors.metrics import ProcessorMetrics
     from outboxkit.processors.running import runner_for
@@ -107,6 +108,9 @@ def run(
             endpoints(metrics_host, metrics_port, registry=metrics.registry, health=health, status=status),
         ):
             log.info("processor starting", extra=fields)
+            # The daemon's process is its own: what its start-up made is frozen out of the cycle
+            # collector (an embedding service's collector is left alone).
+            freeze_alive_objects()
             runner.run(stop)
         log.info("processor stopped", extra=fields)
     except OutboxError as err:

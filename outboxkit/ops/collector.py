@@ -10,8 +10,9 @@ ones), so it was a fixed part of a processor's p99 latency.
 `gc.freeze()` moves every object alive at the loop's start into a permanent generation that no
 collection scans; those objects are still freed by reference counting when they are dropped. The
 cost: a reference cycle among them that becomes garbage later is never collected (a leak of what
-the start-up made, not of what the loop makes). Freezing is process-wide: a process that embeds
-a loop and does not want it turns it off in the component's settings.
+the start-up made, not of what the loop makes). Freezing is process-wide, so, as the relay's
+`tune_gc()`, it is done by the daemon's command (`outbox processor run`), not by the library: a
+service that embeds a runner keeps its own collector, and may call this itself before the loop.
 """
 
 from __future__ import annotations

@@ -47,11 +47,6 @@ class ProcessorConfig:
     """Stable name of this instance: its `transactional.id` (`<name>-<instance_id>`) and its Kafka
     static membership. A restarted instance with the same id fences its predecessor at once. None:
     a random id per process (a restart is then fenced through the consumer group generation)."""
-    freeze_objects: bool = True
-    """When the loop starts, collect garbage and freeze what is alive (gc.freeze; outboxkit.ops.collector):
-    full collections no longer scan the process's modules and set-up, which stopped every thread
-    ~50 ms every few seconds (docs/processors.md, "Latency"). Process-wide; False to leave the
-    collector as it is (a reference cycle among the frozen objects is never collected)."""
     consumer_settings: Mapping[str, str | int | bool] = field(default_factory=dict)
     """Extra librdkafka consumer settings (the guarantees' settings win)."""
     producer_settings: Mapping[str, str | int | bool] = field(default_factory=dict)

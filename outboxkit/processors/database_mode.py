@@ -35,7 +35,6 @@ from outbox.urls import sqlalchemy_url
 from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
-from outboxkit.ops.collector import freeze_alive_objects
 from outboxkit.processors.dead_letters import DeadLetter, dead_letter
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
@@ -132,8 +131,6 @@ class DatabaseProcessorRunner:
         """Dead letters written in the open PostgreSQL transaction (counted in metrics once it commits)."""
 
     def run(self, stop: threading.Event) -> None:
-        if self.config.freeze_objects:
-            freeze_alive_objects()
         try:
             self.group.run(
                 stop,

@@ -38,7 +38,6 @@ from outboxkit.kafka.group import GroupConsumer
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.kafka.transactions import ProducerFencedError, TransactionAbortedError
-from outboxkit.ops.collector import freeze_alive_objects
 from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
 from outboxkit.processors.metrics import ProcessorMetrics
@@ -132,8 +131,6 @@ class KafkaProcessorRunner:
         OutboxError of the Kafka layer) when the processor cannot go on."""
         config = self.config
         self.producer = self._new_producer()
-        if config.freeze_objects:
-            freeze_alive_objects()
         try:
             self.group.run(
                 stop,
