@@ -2,6 +2,7 @@
 
     python bench/processor_throughput.py [--bootstrap-servers HOST:PORT] [--database-url URL]
         [--events 20000] [--rounds 2] [--latency-seconds 10] [--rate 1000] [--peer-python PYTHON]
+        [--parts throughput,latency,database] [--no-freeze]
 
 1. Throughput, one instance, events preloaded on a 3-partition topic, in alternating rounds
    (medians): at-least-once (the same handler and encoding, an idempotent producer, offsets
@@ -30,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from outbox import Event, Outbox, TopicRouter, migrations
 from outboxkit.kafka import clients
 from outboxkit.kafka.admin import ensure_topic
 from outboxkit.kafka.records import ReceivedEvent
+from outboxkit.ops.collector import freeze_alive_objects
 from outboxkit.processors import Context, Processor, ProcessorConfig
 from outboxkit.processors.database_mode import DatabaseProcessorRunner, engine_for
 from outboxkit.processors.handling import InputHandler
@@ -56,10 +58,27 @@ def payload(n: int) -> dict[str, Any]:
     return {"n": n, "sent": time.time(), "customer": f"c-{n % 977}", "items": [n, n + 1], "note": FILLER}
 
 
-def produce(bootstrap: str, topic: str, count: int, *, rate: float | None = None, start: int = 0) -> None:
+def input_producer(bootstrap: str) -> Producer:
+    return clients.producer(bootstrap, {"linger.ms": 5})
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    rate: float | None = None,
+    start: int = 0,
+    producer: Producer | None = None,
+) -> None:
+    """`count` events on `topic`, at `rate` events/s if given. A timed part passes a `producer`
+    that has already produced (to the same topic): a new one holds its first records until it
+    has the topic's metadata and, being idempotent, its producer id, and those first records'
+    send times (taken before) counted that set-up, up to 500 ms, as the processor's latency."""
     outbox = Outbox(router=TopicRouter(topic), source="bench")
-    producer = clients.producer(bootstrap, {"linger.ms": 5})
-    producer.list_topics(topic, timeout=30)  # connected, before any event's send time is taken
+    if producer is None:
+        producer = input_producer(bootstrap)
+        producer.list_topics(topic, timeout=30)
     began = time.monotonic()
     for n in range(start, start + count):
         if rate is not None:
@@ -260,7 +279,7 @@ def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None
         )
 
 
-def latency(bootstrap: str, seconds: float, rate: float) -> None:
+def latency(bootstrap: str, seconds: float, rate: float, *, freeze_objects: bool = True) -> None:
     print(
         f"\nend-to-end latency at {rate:,.0f} events/s for {seconds:.0f} s"
         " (send time to a read_committed read)"
@@ -270,8 +289,14 @@ def latency(bootstrap: str, seconds: float, rate: float) -> None:
     for size in (10, 100, 1000):
         source, output = new_topic(bootstrap, "lat-in"), new_topic(bootstrap, "lat-out")
         processor = transform(
-            f"bench-{uuid.uuid4().hex[:8]}", source, output, transaction_ms=size, transaction_records=100_000
+            f"bench-{uuid.uuid4().hex[:8]}",
+            source,
+            output,
+            transaction_ms=size,
+            transaction_records=100_000,
         )
+        if freeze_objects:  # as `outbox processor run` does before its loop (outboxkit.ops.collector)
+            freeze_alive_objects()
         stop = threading.Event()
         runner = threading.Thread(
             target=KafkaProcessorRunner(processor, bootstrap).run, args=(stop,), daemon=True
@@ -285,7 +310,10 @@ def latency(bootstrap: str, seconds: float, rate: float) -> None:
         # Warm-up: the processor's group joins and the reader takes its partitions (a reader that
         # joins only when the timed part begins counts its own join as the processor's latency).
         warm_up = int(2 * rate)
-        warming = threading.Thread(target=produce, args=(bootstrap, source, warm_up), kwargs={"rate": rate})
+        feeder = input_producer(bootstrap)  # the same for both parts: ready when the timed part begins
+        warming = threading.Thread(
+            target=produce, args=(bootstrap, source, warm_up), kwargs={"rate": rate, "producer": feeder}
+        )
         warming.start()
         warmed, give_up = 0, time.monotonic() + 60
         while warmed < warm_up and time.monotonic() < give_up:
@@ -295,7 +323,7 @@ def latency(bootstrap: str, seconds: float, rate: float) -> None:
         feeding = threading.Thread(
             target=produce,
             args=(bootstrap, source, int(rate * seconds)),
-            kwargs={"rate": rate, "start": 10**7},
+            kwargs={"rate": rate, "start": 10**7, "producer": feeder},
         )
         feeding.start()
         deadline = time.monotonic() + seconds + 15
@@ -378,6 +406,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--parts", default="throughput,latency,database", help="Which parts to run.")
     parser.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="latency: no gc.freeze() before the loop, which `outbox processor run` does",
+    )
+    parser.add_argument(
         "--peer-python",
         help="Python of a virtualenv with quixstreams: also time bench/processor_peer_quix.py (exactly-once)",
     )
@@ -386,7 +419,7 @@ def main() -> None:
     if "throughput" in parts:
         throughput(args.bootstrap_servers, args.events, args.rounds, args.peer_python)
     if "latency" in parts:
-        latency(args.bootstrap_servers, args.latency_seconds, args.rate)
+        latency(args.bootstrap_servers, args.latency_seconds, args.rate, freeze_objects=not args.no_freeze)
     if args.database_url and "database" in parts:
         database_mode(args.bootstrap_servers, args.database_url, args.events, writes=False)
         database_mode(args.bootstrap_servers, args.database_url, args.events)

@@ -78,6 +78,7 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
     flags win over it).
     """
     from outboxkit.ops import logs
+    from outboxkit.ops.collector import freeze_alive_objects
     from outboxkit.ops.health import Heartbeat
     from outboxkit.processors.metrics import ProcessorMetrics
     from outboxkit.processors.running import runner_for
@@ -104,6 +105,9 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
             endpoints(options, registry=metrics.registry, health=health, status=status),
         ):
             log.info("processor starting", extra=started)
+            # The daemon's process is its own: what its start-up made is frozen out of the cycle
+            # collector (an embedding service's collector is left alone).
+            freeze_alive_objects()
             runner.run(stop)
         log.info("processor stopped", extra=fields)
     except OutboxError as err:

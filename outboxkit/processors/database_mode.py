@@ -127,6 +127,8 @@ class DatabaseProcessorRunner:
             ),
         )
         self._last_idle_store = 0.0
+        self._letters = 0
+        """Dead letters written in the open PostgreSQL transaction (counted in metrics once it commits)."""
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -228,6 +230,7 @@ class DatabaseProcessorRunner:
         careful: bool,
     ) -> dict[Partition, int]:
         positions = {**expected, **passed}
+        self._letters = 0
         with self.engine.begin() as conn:
             stored = load_offsets(conn, self.processor.name, expected, lock=True)
             moved = {tp: (n, stored.get(tp)) for tp, n in expected.items() if stored.get(tp) != n}
@@ -253,6 +256,10 @@ class DatabaseProcessorRunner:
                 .values(next_offset=sa.bindparam("b_next"), updated_at=sa.func.now()),
                 [{"b_topic": t, "b_partition": p, "b_next": n} for (t, p), n in sorted(positions.items())],
             )
+        # Counted once committed: a batch rolled back (a later record stopped the processor, the
+        # fast path failed, the offsets moved) leaves no dead letter, and its inputs come again.
+        if self._letters:
+            self.metrics.dead_lettered.labels(self.processor.name).inc(self._letters)
         return positions
 
     def _send(self, conn: Connection, message: Message, outcome: Outcome) -> None:
@@ -286,7 +293,7 @@ class DatabaseProcessorRunner:
                 raise
             log.info("dead letter %s was written before (an input handled again): not again", letter.event.id)
             return
-        self.metrics.dead_lettered.labels(self.processor.name).inc()
+        self._letters += 1
         log_dead_letter(message, topic, outcome)
 
     def _write(self, conn: Connection, letter: DeadLetter) -> None:

@@ -25,6 +25,7 @@ from outboxkit.processors import (
 )
 from outboxkit.processors.database_mode import DatabaseProcessorRunner, load_offsets
 from outboxkit.processors.errors import ProcessorError
+from outboxkit.processors.metrics import ProcessorMetrics
 from tests.processors.conftest import wait_for
 from tests.services import read_all
 
@@ -71,6 +72,15 @@ def dead_letter_rows(engine: sa.Engine, dlq: str) -> list[sa.Row[tuple[object, .
         return list(conn.execute(query, {"t": dlq}))
 
 
+def dead_lettered(metrics: ProcessorMetrics) -> float:
+    return sum(
+        sample.value
+        for metric in metrics.dead_lettered.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def test_a_batch_rolled_back_after_poison_leaves_no_dead_letter_and_a_committed_one_leaves_one_each(
     bootstrap_servers: str,
     new_topic: Callable[..., str],
@@ -86,9 +96,13 @@ def test_a_batch_rolled_back_after_poison_leaves_no_dead_letter_and_a_committed_
 
     # on_failure=stop: the last record stops the processor, and its whole batch is rolled back,
     # after three poison records were dead-lettered in it.
-    runner = DatabaseProcessorRunner(build(name, topic, dlq, on_failure="stop"), engine, bootstrap_servers)
+    metrics = ProcessorMetrics()
+    runner = DatabaseProcessorRunner(
+        build(name, topic, dlq, on_failure="stop"), engine, bootstrap_servers, metrics=metrics
+    )
     with pytest.raises(HandlerFailedError):
         runner.run(threading.Event())
+    assert dead_lettered(metrics) == 0, "dead letters of a rolled-back batch were counted"
     with engine.connect() as conn:
         assert load_offsets(conn, name) == {(topic, 0): 0}, "one batch, rolled back as a whole"
     assert dead_letter_rows(engine, dlq) == [], "a dead letter of the rolled-back batch is in the outbox"
@@ -97,7 +111,8 @@ def test_a_batch_rolled_back_after_poison_leaves_no_dead_letter_and_a_committed_
     # The same records with on_failure=dead-letter: one commit, one dead letter per poison record
     # (the last record is dead-lettered too now).
     stop = threading.Event()
-    runner = DatabaseProcessorRunner(build(name, topic, dlq), engine, bootstrap_servers)
+    metrics = ProcessorMetrics()
+    runner = DatabaseProcessorRunner(build(name, topic, dlq), engine, bootstrap_servers, metrics=metrics)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -115,6 +130,7 @@ def test_a_batch_rolled_back_after_poison_leaves_no_dead_letter_and_a_committed_
         stop.set()
         thread.join(30)
     assert errors == []
+    assert dead_lettered(metrics) == 4, "counted once each, after the commit"
     rows = dead_letter_rows(engine, dlq)
     assert [r.aggregate_id for r in rows] == ["o-1", "o-3", "o-4", "o-5"]
     assert rows[0].headers["dlq_exception"] == "outboxkit.processors.errors.PermanentError"

@@ -4,19 +4,16 @@ tuning (the garbage collector) belongs to the daemon's entry point, not to the l
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-
-import orjson
 
 from outbox import OutboxSettings
 from outboxkit.cli.relay import GC_THRESHOLD
 from relay.polling import PollingRelay
 from relay.settings import RelaySettings
+from tests.daemon_collector import collector_of_daemon
 from tests.isolated import free_port
-from tests.relay.conftest import REPO, outbox_count
+from tests.relay.conftest import outbox_count
 from tests.relay.events import engine_for, outbox_for, write_numbered
 
 
@@ -52,47 +49,16 @@ def test_an_embedded_relay_leaves_the_host_process_garbage_collector_alone(
     assert seen and set(seen) == {(host_threshold, frozen)}, "the relay changed the host's GC"
 
 
-# `outbox relay run` in a process of its own, with a thread that reads the garbage collector's
-# settings once the relay is healthy (it has run its first turn), then stops it like an operator.
-DAEMON = """
-import gc, os, signal, sys, threading, time, urllib.request
-import orjson
-from outboxkit.cli import main
-
-def watch(port):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        time.sleep(0.1)
-    state = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
-    print(orjson.dumps(state).decode(), flush=True)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-threading.Thread(target=watch, args=(int(sys.argv[1]),), daemon=True).start()
-main(["relay", "run", "--log-level", "WARNING"], standalone_mode=False)
-"""
-
-
 def test_the_relay_daemon_tunes_the_garbage_collector_of_its_own_process(
     clean_outbox: str, bootstrap_servers: str, unique: Callable[[str], str]
 ) -> None:
     port = free_port()
     env = {
-        "PATH": "/usr/bin:/bin",
         "OUTBOX_DATABASE_URL": clean_outbox,
         "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         "OUTBOX_RELAY_GROUP": unique("daemon-gc"),
         "OUTBOX_RELAY_METRICS_PORT": str(port),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", DAEMON, str(port)], env=env, cwd=REPO, capture_output=True, timeout=90
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    state = orjson.loads(done.stdout.splitlines()[-1])
+    state = collector_of_daemon(["relay", "run", "--log-level", "WARNING"], port, env)
     assert tuple(state["threshold"]) == GC_THRESHOLD
     assert state["frozen"] > 0, "the daemon's long-lived objects were not frozen out of the GC"
