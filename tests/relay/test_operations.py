@@ -99,6 +99,7 @@ def test_settings_precedence_is_flags_then_environment_then_file(
     )
     monkeypatch.setenv("OUTBOX_RELAY_BATCH_SIZE", "20")
     monkeypatch.setenv("OUTBOX_SOURCE", "from-env")
+    monkeypatch.delenv("OUTBOX_DATABASE_URL", raising=False)  # the file's URL is the one asserted
     outbox, relay = load_settings(config, relay_shards=8)
     assert relay.mode is RelayMode.TRANSACTIONAL  # file
     assert relay.batch_size == 20  # environment beats file
