@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import UTC
 
 import pytest
 
@@ -10,6 +12,7 @@ from outbox import Event, Outbox, TopicRouter
 from outbox.envelope import to_kafka
 from outboxkit.kafka.records import ReceivedEvent, decode
 from outboxkit.processors.lineage import NAMESPACE, derived_id, idempotency_key, linked
+from outboxkit.processors.processor import UNLINKED, Context
 
 NAMES = ["payments", "inventory.v2", "p_1-x", "zahlungen-äöü", "多语言", "p" * 100]
 CAUSES = [
@@ -58,3 +61,26 @@ def test_linked_ids_and_idempotency_keys_are_those_of_uuid5(ce_id: str) -> None:
         assert made.headers["causation_id"] == canonical == made.headers["correlation_id"]
     key = idempotency_key("payments", event)
     assert key == str(uuid.uuid5(NAMESPACE, f"payments/{canonical}/key"))
+
+
+def test_an_emitted_output_is_the_event_its_fields_make() -> None:
+    """emit() and linked() make their Event without __init__ (lineage.assembled): each field of
+    Event must be there, as Event(...) would set it."""
+    event = received(CAUSES[0], headers={"correlation_id": "flow-1"})
+    context = Context(event, "payments")
+    emitted = context.emit("payment.done", {"n": 1}, aggregate_type="payments", headers={"h": "v"})
+    fields = {field.name for field in dataclasses.fields(Event)}
+    assert set(vars(emitted)) == fields
+    assert emitted == Event(
+        type="payment.done",
+        aggregate_type="payments",
+        aggregate_id=event.subject,
+        payload={"n": 1},
+        headers={"h": "v"},
+        id=UNLINKED,
+        occurred_at=emitted.occurred_at,
+        traceparent=None,
+    )
+    assert emitted.occurred_at.tzinfo is UTC
+    made = linked("payments", event, emitted, 0)
+    assert set(vars(made)) == fields and made.headers["correlation_id"] == "flow-1"
