@@ -275,7 +275,8 @@ def throughput(bootstrap: str, events: int, rounds: int, peer_python: str | None
         ours = statistics.median(scenarios["exactly-once 100 ms"]) / statistics.median(scenarios[PEER])
         cpu = statistics.median(cpus[PEER]) / statistics.median(cpus["exactly-once 100 ms"])
         print(
-            f"exactly-once at 100 ms against {PEER}: {ours:.2f}x the events/s, {cpu:.2f}x less CPU an event"
+            f"exactly-once at 100 ms against {PEER}: {ours:.2f}x its events/s;"
+            f" {PEER} uses {cpu:.2f}x our CPU per event"
         )
 
 

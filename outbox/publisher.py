@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from outbox.config import KAFKA_DEFAULT_MAX_RECORD_BYTES, OutboxSettings, Retention
-from outbox.envelope import KafkaRecord, StoredEvent, to_kafka
+from outbox.envelope import KafkaRecord, StoredEvent, encode
 from outbox.errors import (
     EventTooLargeError,
     InvalidEventError,
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 SyncTarget = Session | Connection
 # Built once: SQLAlchemy then finds the compiled form in its cache instead of parsing the text.
 _TEXT = {query: text(query) for query in [*SQL.values(), DELETE_SQL]}
+
+Rendered = tuple[str, str, str, str, str, str, str, str, bytes | None, dict[str, str], str | None]
+"""The fields of a StoredEvent, in its order (outbox.envelope.encode takes them so)."""
 
 
 @dataclass(frozen=True)
@@ -75,15 +78,19 @@ class Outbox:
 
     def prepare(self, event: Event) -> StoredEvent:
         """Check `event` and render the row the relays read; raises an InvalidEventError subclass."""
-        return self._checked(event)[0]
+        rendered = self._rendered(event)
+        self._sized(encode(*rendered), rendered)
+        return StoredEvent(*rendered)
 
     def record(self, event: Event) -> KafkaRecord:
         """Check `event` as `prepare` does and return the Kafka record a relay would send for it
-        (`to_kafka(prepare(event))`, encoded once): for components that produce events themselves,
-        e.g. a Kafka-to-Kafka processor inside its Kafka transaction."""
-        return self._checked(event)[1]
+        (`to_kafka(prepare(event))`, encoded once, without the StoredEvent): for components that
+        produce events themselves, e.g. a Kafka-to-Kafka processor inside its Kafka transaction."""
+        rendered = self._rendered(event)
+        return self._sized(encode(*rendered), rendered)
 
-    def _checked(self, event: Event) -> tuple[StoredEvent, KafkaRecord]:
+    def _rendered(self, event: Event) -> Rendered:
+        """The checked fields of the StoredEvent of `event`, in its field order (encode's too)."""
         if not isinstance(event, Event):
             several = "; for several events, call publish_many()" if isinstance(event, list | tuple) else ""
             raise InvalidEventError(
@@ -99,29 +106,31 @@ class Outbox:
             content_type, payload = checked_content_type(self.serializer), None
         else:
             content_type, payload = serialized(self.serializer, event.payload)
-        stored = StoredEvent(
-            ce_id=checked_id(event.id),
-            ce_type=event_type,
-            ce_source=source,
-            ce_time=rendered_time(event.occurred_at),
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            topic=self.router.topic(aggregate_type, event_type, event.topic),
-            content_type=content_type,
-            payload=payload,
-            headers=checked_headers(event.headers),
-            traceparent=checked_traceparent(event.traceparent),
+        return (
+            checked_id(event.id),
+            event_type,
+            source,
+            rendered_time(event.occurred_at),
+            aggregate_type,
+            aggregate_id,
+            self.router.topic(aggregate_type, event_type, event.topic),
+            content_type,
+            payload,
+            checked_headers(event.headers),
+            checked_traceparent(event.traceparent),
         )
-        record = to_kafka(stored)
+
+    def _sized(self, record: KafkaRecord, rendered: Rendered) -> KafkaRecord:
         size = record.size()
         if size > self.max_record_bytes:
+            event_type, aggregate_type, aggregate_id = rendered[1], rendered[4], rendered[5]
             raise EventTooLargeError(
                 f"event {event_type!r} for {aggregate_type} {aggregate_id!r} would be a Kafka "
                 f"record of {size} bytes, over the limit of {self.max_record_bytes}: store large "
                 "data elsewhere and send a reference, or raise max_record_bytes together with "
                 "Kafka's message.max.bytes"
             )
-        return stored, record
+        return record
 
     @overload
     def publish_many(self, target: SyncTarget, events: Iterable[Event]) -> None: ...

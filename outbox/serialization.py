@@ -50,7 +50,8 @@ class JsonSerializer:
 
     def serialize(self, payload: Any) -> bytes:
         """Compact UTF-8 JSON; refuses what JSON cannot carry exactly (NaN, big ints, bad keys)."""
-        if hasattr(payload, "model_dump") and callable(payload.model_dump):
+        # A dict first: hasattr() of a missing attribute raises and catches an AttributeError.
+        if type(payload) is not dict and hasattr(payload, "model_dump") and callable(payload.model_dump):
             payload = payload.model_dump(mode="json")  # a pydantic model
         try:
             data = orjson.dumps(payload, default=self.default)

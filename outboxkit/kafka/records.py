@@ -15,7 +15,7 @@ import orjson
 from confluent_kafka import Message
 
 from outbox import envelope
-from outbox.envelope import decoded_fields
+from outbox.envelope import built, decoded_attributes
 from outbox.errors import EnvelopeError
 from outboxkit.kafka.errors import UndecodableRecordError
 
@@ -56,19 +56,20 @@ def decode(
     """Decode one record (with outbox.envelope, the one decoder of the toolkit) and parse a JSON
     payload; raises UndecodableRecordError saying what is wrong with it."""
     where = f"record {topic}[{partition}]@{offset}"
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = headers if type(headers) is list or not isinstance(headers, Mapping) else headers.items()
     try:
-        fields = decoded_fields(topic, key, value, pairs, where=where)
+        attributes = decoded_attributes(topic, key, value, pairs, where=where)
     except EnvelopeError as err:
         raise UndecodableRecordError(str(err)) from err
     payload: Any = None
-    content_type: str = fields["content_type"]
+    content_type: str = attributes["content_type"]
     if content_type == JSON or content_type.split(";", 1)[0].strip() == JSON:
         try:
-            payload = orjson.loads(fields["data"])
+            payload = orjson.loads(attributes["data"])
         except orjson.JSONDecodeError as err:
             raise UndecodableRecordError(f"{where} has a payload that is not JSON: {err}") from err
-    return ReceivedEvent(**fields, payload=payload, partition=partition, offset=offset)
+    attributes.update(payload=payload, partition=partition, offset=offset)
+    return built(ReceivedEvent, attributes)
 
 
 Partition = tuple[str, int]

@@ -104,7 +104,8 @@ class InputHandler:
         elif returned is not None:
             outputs.extend(_events(returned, self.processor.name))
         name = self.processor.name
-        return Outcome(tuple(linked(name, event, output, i) for i, output in enumerate(outputs)), attempts=1)
+        linked_outputs = tuple([linked(name, event, output, i) for i, output in enumerate(outputs)])
+        return Outcome(linked_outputs, attempts=1)
 
 
 def log_dead_letter(message: Message, topic: str, outcome: Outcome) -> None:

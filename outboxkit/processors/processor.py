@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection
@@ -17,7 +18,7 @@ from outboxkit.kafka.records import ReceivedEvent
 from outboxkit.ops.references import load_reference
 from outboxkit.processors.config import ProcessorConfig
 from outboxkit.processors.errors import ProcessorNotFoundError
-from outboxkit.processors.lineage import idempotency_key
+from outboxkit.processors.lineage import assembled, idempotency_key
 
 Mode = Literal["kafka", "database"]
 MODES: tuple[Mode, ...] = ("kafka", "database")
@@ -56,15 +57,19 @@ class Context:
     ) -> Event:
         """Add an output event (lineage, ids and trace are filled in when it is sent); its key is
         `aggregate_id`, by default the input's subject, so outputs keep the input key's order."""
-        output = Event(
-            type=type,
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id if aggregate_id is not None else self.event.subject,
-            payload=payload,
-            topic=topic,
-            headers=headers or {},
-            id=UNLINKED,
-            traceparent=None,
+        output = assembled(  # Event(...) of these fields, the others at their defaults
+            {
+                "type": type,
+                "aggregate_type": aggregate_type,
+                "aggregate_id": aggregate_id if aggregate_id is not None else self.event.subject,
+                "payload": payload,
+                "headers": headers or {},
+                "id": UNLINKED,
+                "occurred_at": datetime.now(UTC),
+                "source": None,
+                "traceparent": None,
+                "topic": topic,
+            }
         )
         self.outputs.append(output)
         return output
