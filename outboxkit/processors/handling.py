@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Message
 from sqlalchemy import Connection
@@ -18,11 +19,17 @@ from sqlalchemy import Connection
 from outbox import Event
 from outboxkit.kafka.errors import UndecodableRecordError
 from outboxkit.kafka.records import ReceivedEvent, decode_message
+from outboxkit.kafka.tracing import HandlerSpans, sdk_configured
 from outboxkit.processors.errors import HandlerFailedError, PermanentError
 from outboxkit.processors.lineage import linked
 from outboxkit.processors.processor import Context, Processor
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
 log = logging.getLogger(__name__)
+
+INSTRUMENTATION = "outboxkit.processors"
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,25 @@ def _bare(call: Callable[[], Outcome]) -> Outcome:
 class InputHandler:
     """Calls a processor's handlers for records, one at a time."""
 
-    def __init__(self, processor: Processor, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        sleep: Callable[[float], None] = time.sleep,
+        tracer: Tracer | None = None,
+    ) -> None:
+        """`tracer`: where handler spans go (default: OpenTelemetry's global provider, once an SDK
+        has set one; without, handlers run bare and outputs carry their input's traceparent)."""
         self.processor = processor
         self.config = processor.config
         self._sleep = sleep
+        self._spans = HandlerSpans(
+            processor.name,
+            processor.group_id,
+            tracer,
+            component="processor",
+            instrumentation=INSTRUMENTATION,
+        )
+        self._always_traced = tracer is not None
 
     def handle(
         self, message: Message, connection: Connection | None = None, attempt: Attempt = _bare
@@ -95,6 +117,15 @@ class InputHandler:
         return Outcome() if handler is None else self._call(handler, event, connection)
 
     def _call(self, handler: object, event: ReceivedEvent, connection: Connection | None) -> Outcome:
+        """The handler in a CONSUMER span continuing the input's trace (its outputs carry the
+        span's traceparent); bare while no SDK is configured, where a span would be a no-op and
+        cost a few µs an event."""
+        if self._always_traced or sdk_configured():
+            with self._spans.one(event):
+                return self._outcome(handler, event, connection)
+        return self._outcome(handler, event, connection)
+
+    def _outcome(self, handler: object, event: ReceivedEvent, connection: Connection | None) -> Outcome:
         assert callable(handler)
         context = Context(event, self.processor.name, connection)
         returned = handler(event, context)
