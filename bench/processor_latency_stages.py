@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer
-from processor_throughput import PARTITIONS, input_producer, produce
+from processor_throughput import PARTITIONS, WARM_UP_SECONDS, produce, warmed_up
 
 from outboxkit.kafka import clients, transactions
 from outboxkit.kafka.admin import ensure_topic
@@ -144,20 +144,7 @@ def main() -> None:
         target=KafkaProcessorRunner(processor, bootstrap).run, args=(stop,), daemon=True
     )
     runner.start()
-    reader = clients.consumer(
-        bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}", {"fetch.wait.max.ms": args.reader_fetch_wait_ms}
-    )
-    reader.subscribe([output])
-    feeder = input_producer(bootstrap)
-    warm_up = int(2 * rate)
-    warming = threading.Thread(
-        target=produce, args=(bootstrap, source, warm_up), kwargs={"rate": rate, "producer": feeder}
-    )
-    warming.start()
-    warmed, give_up = 0, time.monotonic() + 60
-    while warmed < warm_up and time.monotonic() < give_up:
-        warmed += sum(1 for m in reader.consume(500, 0.05) if m.error() is None)
-    warming.join()
+    reader, feeder = warmed_up(bootstrap, source, output, rate, fetch_wait_ms=args.reader_fetch_wait_ms)
     total = int(rate * args.seconds)
     rows: list[tuple[int, float, float, float, float]] = []  # n, sent, handled, out appended, read
     began = time.time()
@@ -181,7 +168,7 @@ def main() -> None:
     runner.join(60)
     reader.close()
 
-    appends = input_appends(bootstrap, source, total + warm_up)
+    appends = input_appends(bootstrap, source, total + int(WARM_UP_SECONDS * rate))
     returned = [r for _, r in commits.calls]
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     for n, sent, handled, out_appended, read in rows:

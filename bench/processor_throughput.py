@@ -62,6 +62,34 @@ def input_producer(bootstrap: str) -> Producer:
     return clients.producer(bootstrap, {"linger.ms": 5})
 
 
+WARM_UP_SECONDS = 2
+"""Inputs sent at the benchmark's rate before the timed part (`warmed_up`)."""
+
+
+def warmed_up(
+    bootstrap: str, source: str, output: str, rate: int, *, fetch_wait_ms: int
+) -> tuple[Consumer, Producer]:
+    """A reader of `output` and the input producer, after WARM_UP_SECONDS of inputs at `rate` went through the
+    running processor: its group has joined and the reader has its partitions (a reader that joins
+    only when the timed part begins counts its own join as the processor's latency), and the
+    producer has its metadata and producer id (a new one holds its first records until then)."""
+    reader = clients.consumer(
+        bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}", {"fetch.wait.max.ms": fetch_wait_ms}
+    )
+    reader.subscribe([output])
+    warm_up = int(WARM_UP_SECONDS * rate)
+    feeder = input_producer(bootstrap)
+    warming = threading.Thread(
+        target=produce, args=(bootstrap, source, warm_up), kwargs={"rate": rate, "producer": feeder}
+    )
+    warming.start()
+    warmed, give_up = 0, time.monotonic() + 60
+    while warmed < warm_up and time.monotonic() < give_up:
+        warmed += sum(1 for m in reader.consume(500, 0.05) if m.error() is None)
+    warming.join()
+    return reader, feeder
+
+
 def produce(
     bootstrap: str,
     topic: str,
@@ -304,22 +332,7 @@ def latency(bootstrap: str, seconds: float, rate: float, *, freeze_objects: bool
         )
         runner.start()
         # A short fetch wait, so the reader's own long poll is not counted as the processor's latency.
-        reader = clients.consumer(
-            bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}", {"fetch.wait.max.ms": 10}
-        )
-        reader.subscribe([output])
-        # Warm-up: the processor's group joins and the reader takes its partitions (a reader that
-        # joins only when the timed part begins counts its own join as the processor's latency).
-        warm_up = int(2 * rate)
-        feeder = input_producer(bootstrap)  # the same for both parts: ready when the timed part begins
-        warming = threading.Thread(
-            target=produce, args=(bootstrap, source, warm_up), kwargs={"rate": rate, "producer": feeder}
-        )
-        warming.start()
-        warmed, give_up = 0, time.monotonic() + 60
-        while warmed < warm_up and time.monotonic() < give_up:
-            warmed += sum(1 for m in reader.consume(500, 0.05) if m.error() is None)
-        warming.join()
+        reader, feeder = warmed_up(bootstrap, source, output, rate, fetch_wait_ms=10)
         delays: list[float] = []
         feeding = threading.Thread(
             target=produce,
