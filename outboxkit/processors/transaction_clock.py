@@ -7,10 +7,14 @@ moving estimate of the recent commits) before `transaction_ms` has passed.
 
 The loop is one thread: while it commits, nothing is handled, and what arrives meanwhile waits in
 the consumer. An input handled right after a commit, with no look for inputs that found none in
-between, may have waited since that commit began: its transaction's clock starts there. Under a
-backlog every transaction starts that way, so each one holds `transaction_ms` less a commit of
-handling, never less than half of `transaction_ms` less a commit (the estimate is capped there):
-the transactions do not shrink to one batch each when commits slow down.
+between, may have waited since that commit began: its transaction's clock starts there.
+
+Whatever the clock says, a transaction stays open at least half of `transaction_ms` after it
+began, and the commit estimate takes at most half of it: under a backlog (every transaction then
+starts right after a commit) or with commits as long as the transaction (10 ms transactions),
+transactions do not shrink to one batch each, and the loop is not committing all the time, which
+made inputs wait behind the commits and the next transaction's first outputs wait for the
+previous commit's markers (librdkafka retries the CONCURRENT_TRANSACTIONS answer after 20 ms).
 
 Times are `time.monotonic()` seconds, passed in (pure logic).
 """
@@ -33,6 +37,7 @@ class TransactionClock:
         self.commit_estimate = 0.0
         """Moving estimate of a commit's duration, seconds (0 until one committed)."""
         self._since: float | None = None
+        self._opened = 0.0
         self._busy_since: float | None = None
 
     def looked(self, now: float) -> None:
@@ -43,6 +48,7 @@ class TransactionClock:
     def opened(self, now: float) -> None:
         """A transaction began with inputs handled at `now`."""
         self._since = now if self._busy_since is None else self._busy_since
+        self._opened = now
 
     def committed(self, *, started: float, ended: float) -> None:
         """The open transaction's commit ran from `started` to `ended`, and succeeded."""
@@ -66,7 +72,8 @@ class TransactionClock:
         """When the open transaction is due to commit; None when none is open."""
         if self._since is None:
             return None
-        return self._since + self.length - min(self.commit_estimate, self.length / 2)
+        half = self.length / 2
+        return max(self._opened + half, self._since + self.length - min(self.commit_estimate, half))
 
     def due(self, now: float) -> bool:
         due = self.due_at()

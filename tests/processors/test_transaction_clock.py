@@ -58,6 +58,13 @@ def test_a_transaction_ended_without_commit_does_not_feed_the_estimate() -> None
     assert clock.due_at() is None
 
 
+def test_a_transaction_stays_open_half_its_size_when_commits_are_as_long_as_it() -> None:
+    clock = TransactionClock(transaction_ms=10)
+    clock.committed(started=0.0, ended=0.008)
+    clock.opened(0.0085)  # came during the commit: its clock started at 0.0
+    assert clock.due_at() == pytest.approx(0.0085 + 0.005)
+
+
 def test_wait_is_bounded_by_the_due_time_and_by_the_idle_wait() -> None:
     clock = TransactionClock(transaction_ms=100)
     assert clock.wait(now=0.0) == pytest.approx(0.1)  # idle: up to 100 ms per consume
