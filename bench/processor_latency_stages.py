@@ -2,7 +2,6 @@
 
     python bench/processor_latency_stages.py [--bootstrap-servers HOST:PORT] [--transaction-ms 100]
         [--seconds 10] [--rate 1000] [--no-freeze] [--reader-fetch-wait-ms 10]
-        [--producer-setting KEY=VALUE ...] [--consumer-setting KEY=VALUE ...]
 
 Like `outbox processor run`, it freezes the objects alive before the processor's loop starts
 (outboxkit.ops.collector); `--no-freeze` leaves the collector as it is.
@@ -17,9 +16,6 @@ each record carries the broker's append time. Per output, five stages:
 - output appended -> commit returned: the rest of the transaction and its commit (the commit
   calls are wrapped to take their return times);
 - commit returned -> read: commit markers, the last stable offset, the read_committed reader.
-
-`--producer-setting` / `--consumer-setting` pass librdkafka settings to the processor's clients
-(ProcessorConfig.producer_settings / consumer_settings), to try them against the defaults.
 
 Also: the commits' durations, and the cycle collector's pauses during the timed part (gc.callbacks),
 which stop every thread of the process.
@@ -127,24 +123,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--no-freeze", action="store_true", help="no gc.freeze() before the loop")
     parser.add_argument("--reader-fetch-wait-ms", type=int, default=10)
-    for kind in ("producer", "consumer"):
-        parser.add_argument(
-            f"--{kind}-setting",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help=f"a librdkafka setting of the processor's {kind} (repeatable)",
-        )
     args = parser.parse_args()
     bootstrap, rate = args.bootstrap_servers, args.rate
     commits, collections = Commits(), Collections()
     source, output = topic(bootstrap, "stages-in"), topic(bootstrap, "stages-out")
-    config = ProcessorConfig(
-        transaction_ms=args.transaction_ms,
-        transaction_records=100_000,
-        producer_settings=dict(s.split("=", 1) for s in args.producer_setting),
-        consumer_settings=dict(s.split("=", 1) for s in args.consumer_setting),
-    )
+    config = ProcessorConfig(transaction_ms=args.transaction_ms, transaction_records=100_000)
     processor = Processor(f"bench-{uuid.uuid4().hex[:8]}", [source], config=config)
 
     @processor.handles("bench.in")
@@ -208,7 +191,6 @@ def main() -> None:
     print(
         f"\n{args.transaction_ms} ms transactions, {len(rows)} events at {rate:,.0f}/s,"
         f" frozen={not args.no_freeze}, load average {os.getloadavg()[0]:.2f}"
-        + "".join(f", {s}" for s in args.producer_setting + args.consumer_setting)
     )
     print(f"| {'stage (ms)':<26} | {'p50':>7} | {'p90':>7} | {'p99':>7} | {'max':>7} |")
     print(f"|{'-' * 28}|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|")

@@ -19,13 +19,10 @@ class ProcessorConfig:
     group_id: str | None = None
     """Kafka consumer group; None means `outboxkit-processor-<name>`."""
     transaction_ms: int = 100
-    """Transaction size in time. Mode kafka: how long an input waits, at most, from when the
-    processor could first have received it until the commit that makes its outputs visible has
-    returned (the commit included, as a moving estimate of recent commits; an input that came while
-    the previous commit ran counts from that commit's start); a transaction stays open at least
-    half of it. Mode database: the database transaction commits this many milliseconds after it
-    began. Shorter transactions cost more commits per second (docs/processors.md, "Transaction
-    size")."""
+    """Transaction size in time: a transaction (mode kafka) or database transaction (mode database)
+    commits at most this many milliseconds after it began. Outputs become visible to read_committed
+    readers only at the commit, so this bounds the added latency; shorter transactions cost more
+    commits per second (docs/processors.md, "Transaction size")."""
     transaction_records: int = 1000
     """Transaction size in records: commit once this many input records are in the transaction,
     even before `transaction_ms`."""

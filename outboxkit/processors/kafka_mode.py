@@ -2,9 +2,8 @@
 
 One transactional producer per instance; a transaction holds the outputs (and dead letters) of
 the inputs handled in it and the input positions, sent with the consumer's group metadata. It
-commits when it holds `transaction_records` inputs, or when its first input would otherwise wait
-longer than `transaction_ms` for the commit (outboxkit.processors.transaction_clock). Readers of
-the outputs (read_committed) see all of a transaction or nothing.
+commits when it is `transaction_records` inputs or `transaction_ms` old. Readers of the outputs
+(read_committed) see all of a transaction or nothing.
 
 The committed offsets are the truth: a partition assigned to this instance starts at the group's
 committed offset (asked with require_stable, so a transaction still open elsewhere is waited for).
@@ -43,7 +42,6 @@ from outboxkit.processors.errors import ProcessorError
 from outboxkit.processors.handling import InputHandler, Outcome, log_dead_letter
 from outboxkit.processors.metrics import ProcessorMetrics
 from outboxkit.processors.processor import Processor
-from outboxkit.processors.transaction_clock import TransactionClock
 
 if TYPE_CHECKING:
     from outboxkit.ops.health import Heartbeat
@@ -123,7 +121,6 @@ class KafkaProcessorRunner:
         self._done: dict[Partition, int] = {}
         """Per partition: the offset after the last input handled in the open transaction."""
         self._open_since: float | None = None
-        self.clock = TransactionClock(self.config.transaction_ms)
         self._inputs = 0
         self._rewind = False
         self._rewound_at = float("-inf")
@@ -192,7 +189,6 @@ class KafkaProcessorRunner:
         if self._open_since is None:
             transactions.begin(producer)
             self._open_since = time.monotonic()
-            self.clock.opened(self._open_since)
         sent = 0
         try:
             for message in records:
@@ -272,15 +268,17 @@ class KafkaProcessorRunner:
             self._commit_passed_positions()
 
     def _wait(self) -> float:
-        """How long a consume may wait for records: not past the open transaction's due time.
-        The loop asks only when it found no record waiting (GroupConsumer.run), so what it
-        handles next arrives after now."""
-        now = time.monotonic()
-        self.clock.looked(now)
-        return self.clock.wait(now)
+        """How long a consume may wait for records: not past the open transaction's due time."""
+        wait = min(0.1, self.config.transaction_ms / 1000)
+        if self._open_since is None:
+            return wait
+        left = self._open_since + self.config.transaction_ms / 1000 - time.monotonic()
+        return max(0.0, min(wait, left))
 
     def _due(self) -> bool:
-        return self._open_since is not None and self.clock.due(time.monotonic())
+        return self._open_since is not None and (
+            (time.monotonic() - self._open_since) * 1000 >= self.config.transaction_ms
+        )
 
     def _positions(self) -> dict[Partition, int]:
         """Where the consumer stands on each owned partition: past every record it handed over
@@ -311,7 +309,7 @@ class KafkaProcessorRunner:
             offsets = {**self._done, **self._positions()}
             for tp, done in self._done.items():  # a position is never behind what was handled
                 offsets[tp] = max(offsets[tp], done)
-        started, committing = self._open_since, time.monotonic()
+        started = self._open_since
         try:
             # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
             timeout = self.config.transaction_timeout_ms / 1000
@@ -324,14 +322,11 @@ class KafkaProcessorRunner:
             self.metrics.transactions.labels(self.processor.name, "aborted").inc()
             log.warning("transaction aborted (%s); reading again from the committed offsets", err)
             self._closed()
-            self.clock.ended(committing)
             # Rewound by the loop (`_turn` follows every batch), never from inside a rebalance.
             self._rewind = not final
             return
-        ended = time.monotonic()
-        self.clock.committed(started=committing, ended=ended)
         self.metrics.transactions.labels(self.processor.name, "committed").inc()
-        self.metrics.transaction_seconds.labels(self.processor.name).observe(ended - started)
+        self.metrics.transaction_seconds.labels(self.processor.name).observe(time.monotonic() - started)
         owned = self.group.positions
         self.committed.update({tp: n for tp, n in offsets.items() if tp in owned})
         self.group.advance(offsets)
@@ -339,7 +334,6 @@ class KafkaProcessorRunner:
 
     def _closed(self) -> None:
         self._open_since = None
-        self.clock.ended()
         self._done.clear()
         self._inputs = 0
 
