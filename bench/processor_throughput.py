@@ -94,6 +94,16 @@ def warmed_up(
     return reader, feeder
 
 
+def queued(producer: Producer, topic: str, key: Any, value: Any, headers: Any) -> None:
+    """`producer.produce`, waiting for deliveries while its queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def produce(
     bootstrap: str,
     topic: str,
@@ -121,12 +131,7 @@ def produce(
             type="bench.in", aggregate_type="bench", aggregate_id=f"k-{n % 500}", payload=payload(n)
         )
         record = outbox.record(event)
-        while True:
-            try:
-                producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        queued(producer, record.topic, record.key, record.value, record.headers)
         producer.poll(0)
     producer.flush(60)
 
@@ -255,14 +260,7 @@ def at_least_once(bootstrap: str, processor: Processor, stop: threading.Event) -
                     continue
                 for output in handler.handle(message).outputs:
                     record = outbox.record(output)
-                    while True:
-                        try:
-                            producer.produce(
-                                record.topic, key=record.key, value=record.value, headers=record.headers
-                            )
-                            break
-                        except BufferError:
-                            producer.poll(0.05)
+                    queued(producer, record.topic, record.key, record.value, record.headers)
             if time.monotonic() - last > 0.1:
                 producer.flush(30)
                 at = [p for p in consumer.position(consumer.assignment()) if p.offset >= 0]
@@ -290,14 +288,7 @@ def floor(bootstrap: str, output: str, processor: Processor, stop: threading.Eve
                 if opened is None:
                     producer.begin_transaction()
                     opened = time.monotonic()
-                while True:
-                    try:
-                        producer.produce(
-                            output, key=message.key(), value=message.value(), headers=message.headers()
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                queued(producer, output, message.key(), message.value(), message.headers())
             if opened is not None and time.monotonic() - opened >= 0.1:
                 at = [p for p in consumer.position(consumer.assignment()) if p.offset >= 0]
                 producer.send_offsets_to_transaction(at, consumer.consumer_group_metadata())
