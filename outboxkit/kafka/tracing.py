@@ -12,7 +12,8 @@ handlers run bare; without an SDK configured the spans are the API's no-ops.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from outbox.tracing import parse_traceparent
@@ -48,9 +49,33 @@ def remote_context(traceparent: str | None) -> SpanContext | None:
     )
 
 
-def sdk_configured() -> bool:
-    """Whether a tracer provider was set (an SDK): without one every span is the API's no-op."""
-    return trace is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+SDK_LOOK_SECONDS = 1.0
+"""How often sdk_configured() asks OpenTelemetry again while no SDK is set: asking reads the
+environment (OTEL_PYTHON_TRACER_PROVIDER), 2-3 µs that a processor would pay on every event."""
+
+
+class _SdkProbe:
+    """Whether a tracer provider (an SDK) was set. OpenTelemetry sets the global one once, for
+    good: a yes is kept; a no is asked again after SDK_LOOK_SECONDS."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.found = False
+        self.asked_at = float("-inf")
+        self._clock = clock
+
+    def __call__(self) -> bool:
+        if self.found or trace is None:
+            return self.found
+        now = self._clock()
+        if now - self.asked_at >= SDK_LOOK_SECONDS:
+            self.asked_at = now
+            self.found = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        return self.found
+
+
+sdk_configured = _SdkProbe()
+"""`sdk_configured()`: whether a tracer provider was set (an SDK); without one every span is the
+API's no-op. An SDK set while a component runs is seen within SDK_LOOK_SECONDS."""
 
 
 class HandlerSpans:

@@ -17,6 +17,7 @@ from confluent_kafka import Message
 from sqlalchemy import Connection
 
 from outbox import Event
+from outbox.tracing import current_traceparent
 from outboxkit.kafka.errors import UndecodableRecordError
 from outboxkit.kafka.records import ReceivedEvent, decode_message
 from outboxkit.kafka.tracing import HandlerSpans, sdk_configured
@@ -122,21 +123,25 @@ class InputHandler:
         cost a few µs an event."""
         if self._always_traced or sdk_configured():
             with self._spans.one(event):
-                return self._outcome(handler, event, connection)
-        return self._outcome(handler, event, connection)
+                return self._outcome(
+                    handler, event, Context(event, self.processor.name, connection, current_traceparent())
+                )
+        return self._outcome(handler, event, Context(event, self.processor.name, connection))
 
-    def _outcome(self, handler: object, event: ReceivedEvent, connection: Connection | None) -> Outcome:
+    def _outcome(self, handler: object, event: ReceivedEvent, context: Context) -> Outcome:
+        """The handler's outputs: those it emitted (linked by `emit`), then those it returned,
+        linked here (an emitted output it also returns counts once)."""
         assert callable(handler)
-        context = Context(event, self.processor.name, connection)
         returned = handler(event, context)
-        outputs = list(context.outputs)
-        if isinstance(returned, Event):
-            outputs.append(returned)
-        elif returned is not None:
-            outputs.extend(_events(returned, self.processor.name))
-        name = self.processor.name
-        linked_outputs = tuple([linked(name, event, output, i) for i, output in enumerate(outputs)])
-        return Outcome(linked_outputs, attempts=1)
+        if returned is None:
+            return Outcome(tuple(context.outputs), attempts=1)
+        outputs = context.outputs
+        name, parent = self.processor.name, context.traceparent
+        emitted = {id(output) for output in outputs}
+        for output in [returned] if isinstance(returned, Event) else _events(returned, name):
+            if id(output) not in emitted:
+                outputs.append(linked(name, event, output, len(outputs), parent))
+        return Outcome(tuple(outputs), attempts=1)
 
 
 def log_dead_letter(message: Message, topic: str, outcome: Outcome) -> None:

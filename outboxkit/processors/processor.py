@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,14 +17,11 @@ from outboxkit.kafka.records import ReceivedEvent
 from outboxkit.ops.references import load_reference
 from outboxkit.processors.config import ProcessorConfig
 from outboxkit.processors.errors import ProcessorNotFoundError
-from outboxkit.processors.lineage import assembled, idempotency_key
+from outboxkit.processors.lineage import assembled, derived_id, idempotency_key, lineage_headers
 
 Mode = Literal["kafka", "database"]
 MODES: tuple[Mode, ...] = ("kafka", "database")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-UNLINKED = uuid.UUID(int=0)
-"""The id of an emitted output until its lineage gives it the id derived from its input (making
-a fresh UUIDv7 first would be work thrown away on every output)."""
 
 
 @dataclass
@@ -37,6 +33,9 @@ class Context:
     connection: Connection | None = None
     """Mode database: the transaction the handler's writes, its outputs and the input positions
     commit in (never commit it). Mode kafka: None."""
+    traceparent: str | None = None
+    """The span the handler runs in (its CONSUMER span, with tracing), which outputs continue;
+    None: they continue the input's trace."""
     outputs: list[Event] = field(default_factory=list)
 
     @property
@@ -55,19 +54,22 @@ class Context:
         topic: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Event:
-        """Add an output event (lineage, ids and trace are filled in when it is sent); its key is
-        `aggregate_id`, by default the input's subject, so outputs keep the input key's order."""
-        output = assembled(  # Event(...) of these fields, the others at their defaults
+        """Add an output event, with its lineage (outboxkit.processors.lineage: an id derived
+        from the input's and its place among the input's outputs, causation and correlation
+        headers, the trace continued); its key is `aggregate_id`, by default the input's subject,
+        so outputs keep the input key's order."""
+        event = self.event
+        output = assembled(  # lineage.linked(Event(...) of these fields): one Event, not two
             {
                 "type": type,
                 "aggregate_type": aggregate_type,
-                "aggregate_id": aggregate_id if aggregate_id is not None else self.event.subject,
+                "aggregate_id": aggregate_id if aggregate_id is not None else event.subject,
                 "payload": payload,
-                "headers": headers or {},
-                "id": UNLINKED,
+                "headers": lineage_headers(event, headers),
+                "id": derived_id(self.processor, event.id_text, len(self.outputs)),
                 "occurred_at": datetime.now(UTC),
-                "source": None,
-                "traceparent": None,
+                "source": self.processor,
+                "traceparent": self.traceparent or event.traceparent,
                 "topic": topic,
             }
         )

@@ -78,6 +78,8 @@ class Supervisor:
 
     def __init__(self, run: Processes, instance: ProcessorInstance) -> None:
         self.run, self.instance, self.restarts = run, instance, 0
+        self.found: dict[int, int] | str = "nothing yet"
+        """The committed positions of the last look (or why there were none), for the failure message."""
 
     def caught_up(self, positions: Callable[[], dict[int, int]], ends: dict[int, int]) -> Callable[[], bool]:
         def supervised() -> bool:
@@ -89,8 +91,10 @@ class Supervisor:
                 self.instance = self.run.start("restart-1", *ARGS)
             try:
                 found = positions()
-            except KafkaException:  # the broker is still loading its coordinators
+            except KafkaException as err:  # the broker is still loading its coordinators
+                self.found = f"none: {err}"
                 return False
+            self.found = found
             return all(found.get(p, 0) >= end for p, end in ends.items())
 
         return supervised
@@ -143,7 +147,13 @@ def test_a_processor_rides_out_a_broker_restart_under_load(
             time.sleep(3)  # and flows on after it
         supervisor = Supervisor(run, instance)
         ends = stable_ends(bootstrap, topic, PARTITIONS)
-        wait_for(supervisor.caught_up(positions, ends), "the instance to catch up", timeout=120)
+        try:
+            wait_for(supervisor.caught_up(positions, ends), "the instance to catch up", timeout=120)
+        except AssertionError as err:  # what it reached, and its own account of why not further
+            raise AssertionError(
+                f"{err}: committed {supervisor.found} of the ends {ends} after {supervisor.restarts} "
+                f"restart(s); the instance's log ends:\n{supervisor.instance.tail(6000)}"
+            ) from None
         supervisor.instance.stop()
     finally:
         run.close()

@@ -7,12 +7,14 @@ import uuid
 from datetime import UTC
 
 import pytest
+from confluent_kafka import Message
 
 from outbox import Event, Outbox, TopicRouter
 from outbox.envelope import to_kafka
 from outboxkit.kafka.records import ReceivedEvent, decode
+from outboxkit.processors.handling import InputHandler
 from outboxkit.processors.lineage import NAMESPACE, derived_id, idempotency_key, linked
-from outboxkit.processors.processor import UNLINKED, Context
+from outboxkit.processors.processor import Context, Processor
 
 NAMES = ["payments", "inventory.v2", "p_1-x", "zahlungen-äöü", "多语言", "p" * 100]
 CAUSES = [
@@ -35,8 +37,8 @@ def test_derived_ids_are_uuid5_of_processor_cause_and_index(processor: str) -> N
         assert derived_id(processor, cause, "key") == uuid.uuid5(NAMESPACE, f"{processor}/{cause}/key")
 
 
-def received(ce_id: str, headers: dict[str, str] | None = None) -> ReceivedEvent:
-    event = Event(
+def placed(ce_id: str, headers: dict[str, str] | None = None) -> Event:
+    return Event(
         type="order.placed",
         aggregate_type="orders",
         aggregate_id="o-1",
@@ -44,7 +46,10 @@ def received(ce_id: str, headers: dict[str, str] | None = None) -> ReceivedEvent
         id=uuid.UUID(ce_id),
         headers=headers or {},
     )
-    record = to_kafka(Outbox(router=TopicRouter()).prepare(event))
+
+
+def received(ce_id: str, headers: dict[str, str] | None = None) -> ReceivedEvent:
+    record = to_kafka(Outbox(router=TopicRouter()).prepare(placed(ce_id, headers)))
     # The header as another producer may write it: in upper case (uuid.UUID reads it).
     raw = [(n, v.upper() if n == "ce_id" and ce_id.isupper() else v) for n, v in record.headers]
     return decode("orders", 3, 41, key=record.key, value=record.value, headers=raw)
@@ -64,23 +69,46 @@ def test_linked_ids_and_idempotency_keys_are_those_of_uuid5(ce_id: str) -> None:
 
 
 def test_an_emitted_output_is_the_event_its_fields_make() -> None:
-    """emit() and linked() make their Event without __init__ (lineage.assembled): each field of
-    Event must be there, as Event(...) would set it."""
+    """emit() makes its Event without __init__ (lineage.assembled), linked at once: each field of
+    Event must be there, as Event(...) would set it, with the lineage linked() would give it."""
     event = received(CAUSES[0], headers={"correlation_id": "flow-1"})
     context = Context(event, "payments")
     emitted = context.emit("payment.done", {"n": 1}, aggregate_type="payments", headers={"h": "v"})
     fields = {field.name for field in dataclasses.fields(Event)}
     assert set(vars(emitted)) == fields
-    assert emitted == Event(
+    unlinked = Event(
         type="payment.done",
         aggregate_type="payments",
         aggregate_id=event.subject,
         payload={"n": 1},
         headers={"h": "v"},
-        id=UNLINKED,
         occurred_at=emitted.occurred_at,
         traceparent=None,
     )
-    assert emitted.occurred_at.tzinfo is UTC
-    made = linked("payments", event, emitted, 0)
-    assert set(vars(made)) == fields and made.headers["correlation_id"] == "flow-1"
+    assert emitted == linked("payments", event, unlinked, 0)
+    assert emitted.headers == {"causation_id": CAUSES[0], "correlation_id": "flow-1", "h": "v"}
+    assert emitted.occurred_at.tzinfo is UTC and emitted.source == "payments"
+    second = context.emit("payment.noted", {}, aggregate_type="payments")
+    assert second.id == uuid.uuid5(NAMESPACE, f"payments/{CAUSES[0]}/1")
+
+
+def test_emitted_then_returned_outputs_are_numbered_in_order_and_counted_once() -> None:
+    """Outputs a handler returns come after those it emitted (their index, so their derived id,
+    goes on from there); returning an emitted output does not send it twice."""
+    processor = Processor("payments", ["orders"])
+
+    @processor.handles("order.placed")
+    def handle(event: ReceivedEvent, context: Context) -> list[Event]:
+        kept = context.emit("payment.started", {}, aggregate_type="payments")
+        extra = Event(type="payment.noted", aggregate_type="payments", aggregate_id="p-1", payload={})
+        return [kept, extra]
+
+    record = to_kafka(Outbox(router=TopicRouter()).prepare(placed(CAUSES[1])))
+    message = Message(
+        topic=record.topic, partition=0, offset=0, key=record.key, value=record.value, headers=record.headers
+    )
+    outcome = InputHandler(processor).handle(message)
+    assert [o.type for o in outcome.outputs] == ["payment.started", "payment.noted"]
+    assert [o.id for o in outcome.outputs] == [
+        uuid.uuid5(NAMESPACE, f"payments/{CAUSES[1]}/{i}") for i in range(2)
+    ]

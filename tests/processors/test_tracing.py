@@ -7,14 +7,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import pytest
 from confluent_kafka import Message, TopicPartition
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from outbox.envelope import encode
-from outboxkit.kafka import clients
+from outboxkit.kafka import clients, tracing
 from outboxkit.processors import Context, PermanentError, Processor, ReceivedEvent
 from outboxkit.processors.handling import InputHandler
 
@@ -100,3 +102,25 @@ def test_without_an_sdk_a_handler_runs_bare_and_outputs_carry_the_inputs_tracepa
 
     (output,) = InputHandler(processor).handle(one_record(bootstrap_servers, topic, "order.placed")).outputs
     assert output.traceparent == f"00-{WRITER_TRACE}-{WRITER_SPAN}-01"
+
+
+def test_an_sdk_set_while_running_is_seen_and_a_yes_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sdk_configured() asks OpenTelemetry at most every SDK_LOOK_SECONDS while no SDK is set
+    (asking reads the environment), and keeps a yes: OpenTelemetry sets its provider once."""
+    clock = [100.0]
+    asked: list[object] = []
+    provider: list[object] = [trace.ProxyTracerProvider()]
+
+    def get_tracer_provider() -> object:
+        asked.append(provider[0])
+        return provider[0]
+
+    monkeypatch.setattr(tracing.trace, "get_tracer_provider", get_tracer_provider)
+    probe = tracing._SdkProbe(clock=lambda: clock[0])
+    assert not probe() and not probe() and len(asked) == 1
+    provider[0] = TracerProvider()  # an SDK set meanwhile
+    assert not probe()  # not asked again yet
+    clock[0] += tracing.SDK_LOOK_SECONDS
+    assert probe() and len(asked) == 2
+    clock[0] += 60
+    assert probe() and len(asked) == 2
