@@ -5,6 +5,14 @@ the inputs handled in it and the input positions, sent with the consumer's group
 commits when it is `transaction_records` inputs or `transaction_ms` old. Readers of the outputs
 (read_committed) see all of a transaction or nothing.
 
+A transaction found due when records have come commits on a thread of its own while the loop
+handles them (with the offsets after its own inputs); a producer has one transaction at a time, so
+their outputs are produced into the next transaction once the commit returned. A commit that fails
+drops them too: they are read again from the committed offsets, as the aborted transaction's inputs
+are. No consume runs during a commit: a rebalance callback then (taking partitions asks for the
+committed offsets, which waits for the group's open transaction) would wait for the commit, and the
+commit for the rebalance.
+
 The committed offsets are the truth: a partition assigned to this instance starts at the group's
 committed offset (asked with require_stable, so a transaction still open elsewhere is waited for).
 On a revocation the open transaction commits (the partitions' work so far is kept); when
@@ -26,6 +34,8 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -64,6 +74,17 @@ IDLE_COMMIT_SECONDS = 1.0
 records (an offsets-only transaction), so the group's lag reaches 0 when everything is handled."""
 
 
+@dataclass(frozen=True)
+class Committing:
+    """A transaction whose commit runs on the runner's committer thread."""
+
+    done: Future[float]
+    """The commit; its result is when it returned (time.monotonic)."""
+    offsets: Mapping[Partition, int]
+    opened: float
+    final: bool
+
+
 def consumer_settings(processor: Processor) -> dict[str, Any]:
     config = processor.config
     settings: dict[str, Any] = {
@@ -74,6 +95,14 @@ def consumer_settings(processor: Processor) -> dict[str, Any]:
         settings["group.instance.id"] = config.instance_id
     settings.update(config.consumer_settings)
     return settings
+
+
+def _committed_at(
+    producer: Producer, consumer: Consumer, offsets: Mapping[Partition, int], timeout: float
+) -> float:
+    """Commit the open transaction with `offsets` (on the committer thread); returns when it returned."""
+    transactions.commit(producer, consumer, offsets, timeout=timeout)
+    return time.monotonic()
 
 
 def transactional_id(processor: Processor) -> str:
@@ -121,7 +150,13 @@ class KafkaProcessorRunner:
         self._done: dict[Partition, int] = {}
         """Per partition: the offset after the last input handled in the open transaction."""
         self._open_since: float | None = None
+        """When the open transaction's first input was handled; None: no transaction open."""
+        self._begun = False
+        """Whether the producer began the open transaction (not while the previous commit ran)."""
+        self._committing: Committing | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transaction-commit")
         self._inputs = 0
+        self._handled_in_turn = False
         self._rewind = False
         self._rewound_at = float("-inf")
         self._last_idle_commit = 0.0
@@ -135,6 +170,7 @@ class KafkaProcessorRunner:
         OutboxError of the Kafka layer) when the processor cannot go on."""
         config = self.config
         self.producer = self._new_producer()
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transaction-commit")
         try:
             self.group.run(
                 stop,
@@ -150,6 +186,7 @@ class KafkaProcessorRunner:
             self._abort_quietly(going_on=False)
             raise
         finally:
+            self._committer.shutdown(wait=True)  # a commit that ran was waited for above
             try:
                 self.producer.flush(5)
             except KafkaException as err:  # fenced: what it holds is aborted by the broker anyway
@@ -186,32 +223,59 @@ class KafkaProcessorRunner:
             return  # these records were fetched before the rewind: read again from the committed offsets
         producer = self.producer
         assert producer is not None
+        if self.in_transaction and self._full():  # commit it while these are handled
+            self._committing = self._start_commit(dict(self._done), behind=True)
         if self._open_since is None:
-            transactions.begin(producer)
             self._open_since = time.monotonic()
+        self._handled_in_turn = True
+        held: list[tuple[Message, Outcome]] = []  # outcomes to produce once the commit returned
         sent = 0
         try:
+            if self._committing is None:
+                sent += self._begin(held)
             for message in records:
                 outcome = self.handler.handle(message)
-                sent += self._send(producer, message, outcome)
+                if self._committing is None:
+                    sent += self._send(producer, message, outcome)
+                else:
+                    held.append((message, outcome))
                 self._done[where(message)] = (message.offset() or 0) + 1
-        except TransactionAbortedError as err:
-            log.warning("%s; aborting, reading again from the committed offsets", err)
-            self._abort_quietly()
-            self._rewind = True
-            return
-        except ProducerFencedError as err:
-            if not err.replaceable:
-                raise
-            self._replace_producer(err)
-            self._rewind = True
+            if self._committing is not None:
+                if not self._settle():
+                    return  # aborted, these dropped too: read again from the committed offsets
+                sent += self._begin(held)
+        except (TransactionAbortedError, ProducerFencedError) as err:
+            self._not_sent(err)
             return
         finally:
             self._outputs.inc(sent)
         self._inputs += len(records)
         self._processed.inc(len(records))
-        if self._inputs >= self.config.transaction_records or self._due():
-            self._commit()
+
+    def _full(self) -> bool:
+        return self._inputs >= self.config.transaction_records or self._due()
+
+    def _begin(self, held: Sequence[tuple[Message, Outcome]]) -> int:
+        """Begin the open transaction, if not yet, with the outcomes `held` while the previous
+        commit ran; returns how many outputs that produced."""
+        producer = self.producer
+        assert producer is not None
+        if not self._begun:
+            transactions.begin(producer)
+            self._begun = True
+        return sum(self._send(producer, message, outcome) for message, outcome in held)
+
+    def _not_sent(self, err: TransactionAbortedError | ProducerFencedError) -> None:
+        """A produce failed: abort (or replace the failed producer) and read again from the
+        committed offsets; a producer fenced by another instance ends the run."""
+        if isinstance(err, ProducerFencedError):
+            if not err.replaceable:
+                raise err
+            self._replace_producer(err)
+        else:
+            log.warning("%s; aborting, reading again from the committed offsets", err)
+            self._abort_quietly()
+        self._rewind = True
 
     def _send(self, producer: Producer, message: Message, outcome: Outcome) -> int:
         """Produce the outcome of `message`: its outputs, or its dead letter; returns how many outputs."""
@@ -250,8 +314,14 @@ class KafkaProcessorRunner:
                 raise TransactionAbortedError(f"cannot produce to {topic!r}: {error.str()}") from err
 
     def _turn(self) -> None:
+        """After each consume. A due transaction commits here when the consume brought nothing;
+        after records it commits behind the next ones (`_handle`), or at the next empty consume,
+        which does not wait past the due time (`_wait`)."""
         self._rewind_if_asked()
-        if self.in_transaction and self._due():
+        handled, self._handled_in_turn = self._handled_in_turn, False
+        if handled:
+            pass
+        elif self.in_transaction and self._full():
             self._commit()
         elif not self.in_transaction and time.monotonic() - self._last_idle_commit > IDLE_COMMIT_SECONDS:
             self._last_idle_commit = time.monotonic()
@@ -297,23 +367,57 @@ class KafkaProcessorRunner:
         ahead = {tp: at for tp, at in self._positions().items() if at > self.committed.get(tp, -1)}
         if ahead and self.producer is not None:
             transactions.begin(self.producer)
-            self._open_since = time.monotonic()
+            self._open_since, self._begun = time.monotonic(), True
             self._commit(offsets=ahead)
 
     def _commit(self, *, offsets: Mapping[Partition, int] | None = None, final: bool = False) -> None:
         """Commit the open transaction with `offsets` (default: the handled inputs and the
-        consumer's positions); on failure abort it and rewind every owned partition."""
+        consumer's positions) and wait for it; on failure abort it and rewind every owned
+        partition (`_settle`)."""
+        if not self._settle():  # the commit behind the last records, if that one still runs
+            return
         if self._open_since is None or self.producer is None or self.group.consumer is None:
             return
         if offsets is None:
             offsets = {**self._done, **self._positions()}
             for tp, done in self._done.items():  # a position is never behind what was handled
                 offsets[tp] = max(offsets[tp], done)
-        started = self._open_since
+        self._committing = self._start_commit(offsets, final=final, behind=False)
+        self._settle()
+
+    def _start_commit(
+        self, offsets: Mapping[Partition, int], *, behind: bool, final: bool = False
+    ) -> Committing:
+        """Commit the open transaction: `behind` records to handle meanwhile, on the committer
+        thread, else on this one (as inside a rebalance callback: a commit on another thread then
+        blocks in send_offsets_to_transaction until the hang guard ends the process). The next
+        input opens another transaction (begun once this commit is settled)."""
+        producer, consumer = self.producer, self.group.consumer
+        assert producer is not None and consumer is not None and self._open_since is not None
+        if not self._begun:  # opened, never begun: its inputs produced nothing yet
+            transactions.begin(producer)
+        # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
+        timeout = self.config.transaction_timeout_ms / 1000
+        if behind:
+            done = self._committer.submit(_committed_at, producer, consumer, offsets, timeout)
+        else:
+            done = Future()
+            try:
+                done.set_result(_committed_at(producer, consumer, offsets, timeout))
+            except Exception as err:  # taken by _settle, as from the committer thread
+                done.set_exception(err)
+        committing = Committing(done, offsets, self._open_since, final)
+        self._closed()
+        return committing
+
+    def _settle(self) -> bool:
+        """Wait for the commit that runs; True when it committed. A failed one was aborted: what
+        was handled since is dropped too, and all is read again from the committed offsets."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return True
         try:
-            # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
-            timeout = self.config.transaction_timeout_ms / 1000
-            transactions.commit(self.producer, self.group.consumer, offsets, timeout=timeout)
+            ended = committing.done.result()
         except (TransactionAbortedError, KafkaUnavailableError, ProducerFencedError) as err:
             if isinstance(err, ProducerFencedError):
                 if not err.replaceable:
@@ -323,18 +427,20 @@ class KafkaProcessorRunner:
             log.warning("transaction aborted (%s); reading again from the committed offsets", err)
             self._closed()
             # Rewound by the loop (`_turn` follows every batch), never from inside a rebalance.
-            self._rewind = not final
-            return
+            self._rewind = not committing.final
+            return False
         self.metrics.transactions.labels(self.processor.name, "committed").inc()
-        self.metrics.transaction_seconds.labels(self.processor.name).observe(time.monotonic() - started)
+        self.metrics.transaction_seconds.labels(self.processor.name).observe(ended - committing.opened)
         owned = self.group.positions
-        self.committed.update({tp: n for tp, n in offsets.items() if tp in owned})
-        self.group.advance(offsets)
-        self._closed()
+        self.committed.update({tp: n for tp, n in committing.offsets.items() if tp in owned})
+        self.group.advance(committing.offsets)
+        return True
 
     def _closed(self) -> None:
+        """No transaction open: the next input opens one."""
         self._open_since = None
-        self._done.clear()
+        self._begun = False
+        self._done = {}
         self._inputs = 0
 
     def _rewind_if_asked(self) -> bool:
@@ -351,7 +457,14 @@ class KafkaProcessorRunner:
     def _abort_quietly(self, *, going_on: bool = True) -> None:
         """Abort the open transaction; `going_on` (the instance goes on): while Kafka does not
         answer, keep trying (no other transaction can begin before this one ended); stopping: 10 s."""
+        try:
+            self._settle()  # a commit that runs (a handler raised meanwhile) ends first, either way
+        except Exception as err:
+            log.warning("the transaction being committed failed: %s", err)
         if self._open_since is None or self.producer is None:
+            return
+        if not self._begun:  # only inputs handled while the commit ran: nothing was produced
+            self._closed()
             return
         try:
             transactions.abort(self.producer, timeout=10, patient=going_on)

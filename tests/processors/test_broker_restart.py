@@ -78,6 +78,8 @@ class Supervisor:
 
     def __init__(self, run: Processes, instance: ProcessorInstance) -> None:
         self.run, self.instance, self.restarts = run, instance, 0
+        self.ends_of_runs: list[str] = []
+        """How each instance that ended itself ended (the last lines of its log)."""
         self.found: dict[int, int] | str = "nothing yet"
         """The committed positions of the last look (or why there were none), for the failure message."""
 
@@ -87,6 +89,7 @@ class Supervisor:
             if status is not None:
                 tail = self.instance.tail()
                 assert status in RESTARTABLE and RESTARTABLE[status] in tail, f"exited {status}: {tail}"
+                self.ends_of_runs.append(f"exited {status}: {tail[-1500:]}")
                 self.restarts += 1
                 self.instance = self.run.start("restart-1", *ARGS)
             try:
@@ -152,7 +155,8 @@ def test_a_processor_rides_out_a_broker_restart_under_load(
         except AssertionError as err:  # what it reached, and its own account of why not further
             raise AssertionError(
                 f"{err}: committed {supervisor.found} of the ends {ends} after {supervisor.restarts} "
-                f"restart(s); the instance's log ends:\n{supervisor.instance.tail(6000)}"
+                f"restart(s); the instance's log ends:\n{supervisor.instance.tail(6000)}\nthe "
+                "earlier instances ended:\n" + "\n".join(supervisor.ends_of_runs[:3])
             ) from None
         supervisor.instance.stop()
     finally:
