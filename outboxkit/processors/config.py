@@ -19,8 +19,11 @@ class ProcessorConfig:
     group_id: str | None = None
     """Kafka consumer group; None means `outboxkit-processor-<name>`."""
     transaction_ms: int = 100
-    """Transaction size in time: a transaction (mode kafka) or database transaction (mode database)
-    commits at most this many milliseconds after it began. Outputs become visible to read_committed
+    """Transaction size in time. Mode kafka: how long the first input of a transaction waits,
+    about, from when it was handled until the commit that makes its outputs visible has returned
+    (the transaction commits this long after its first input less the recent commits' duration, a
+    moving estimate, and stays open at least half of it). Mode database: the database transaction
+    commits this many milliseconds after it began. Outputs become visible to read_committed
     readers only at the commit, so this bounds the added latency; shorter transactions cost more
     commits per second (docs/processors.md, "Transaction size")."""
     transaction_records: int = 1000

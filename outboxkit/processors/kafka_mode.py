@@ -69,6 +69,9 @@ broker is away or a transaction holding offsets of the group is open (it ends at
 the transaction timeout once the broker is back). 30 s was not enough for a partition taken while
 the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s)."""
 
+COMMIT_WEIGHT = 0.2
+"""Weight of the latest commit in the moving estimate of a commit's duration (about the last 5)."""
+
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
 records (an offsets-only transaction), so the group's lag reaches 0 when everything is handled."""
@@ -76,12 +79,14 @@ records (an offsets-only transaction), so the group's lag reaches 0 when everyth
 
 @dataclass(frozen=True)
 class Committing:
-    """A transaction whose commit runs on the runner's committer thread."""
+    """A transaction being committed (on the runner's committer thread, or done already)."""
 
     done: Future[float]
     """The commit; its result is when it returned (time.monotonic)."""
     offsets: Mapping[Partition, int]
     opened: float
+    started: float
+    """When its commit began."""
     final: bool
 
 
@@ -157,6 +162,8 @@ class KafkaProcessorRunner:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transaction-commit")
         self._inputs = 0
         self._handled_in_turn = False
+        self._commit_estimate = 0.0
+        """Moving estimate of a commit's duration, seconds (0 until one committed)."""
         self._rewind = False
         self._rewound_at = float("-inf")
         self._last_idle_commit = 0.0
@@ -342,13 +349,19 @@ class KafkaProcessorRunner:
         wait = min(0.1, self.config.transaction_ms / 1000)
         if self._open_since is None:
             return wait
-        left = self._open_since + self.config.transaction_ms / 1000 - time.monotonic()
+        left = self._open_since + self._open_for() - time.monotonic()
         return max(0.0, min(wait, left))
 
     def _due(self) -> bool:
-        return self._open_since is not None and (
-            (time.monotonic() - self._open_since) * 1000 >= self.config.transaction_ms
-        )
+        return self._open_since is not None and time.monotonic() - self._open_since >= self._open_for()
+
+    def _open_for(self) -> float:
+        """How long a transaction stays open, seconds: `transaction_ms` less the commit's recent
+        duration, so that its first input waits about `transaction_ms` for the commit that makes
+        its outputs visible; at least half of it (commits as long as 10 ms transactions would
+        otherwise follow each other with a batch each)."""
+        length = self.config.transaction_ms / 1000
+        return length - min(self._commit_estimate, length / 2)
 
     def _positions(self) -> dict[Partition, int]:
         """Where the consumer stands on each owned partition: past every record it handed over
@@ -398,6 +411,7 @@ class KafkaProcessorRunner:
             transactions.begin(producer)
         # Past the transaction timeout the broker aborts it anyway: no use waiting longer.
         timeout = self.config.transaction_timeout_ms / 1000
+        started = time.monotonic()
         if behind:
             done = self._committer.submit(_committed_at, producer, consumer, offsets, timeout)
         else:
@@ -406,7 +420,7 @@ class KafkaProcessorRunner:
                 done.set_result(_committed_at(producer, consumer, offsets, timeout))
             except Exception as err:  # taken by _settle, as from the committer thread
                 done.set_exception(err)
-        committing = Committing(done, offsets, self._open_since, final)
+        committing = Committing(done, offsets, self._open_since, started, final)
         self._closed()
         return committing
 
@@ -429,6 +443,9 @@ class KafkaProcessorRunner:
             # Rewound by the loop (`_turn` follows every batch), never from inside a rebalance.
             self._rewind = not committing.final
             return False
+        took = ended - committing.started
+        estimate = self._commit_estimate
+        self._commit_estimate = took if estimate == 0.0 else estimate + COMMIT_WEIGHT * (took - estimate)
         self.metrics.transactions.labels(self.processor.name, "committed").inc()
         self.metrics.transaction_seconds.labels(self.processor.name).observe(ended - committing.opened)
         owned = self.group.positions
