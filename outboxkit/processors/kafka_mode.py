@@ -5,8 +5,9 @@ the inputs handled in it and the input positions, sent with the consumer's group
 commits when it is `transaction_records` inputs or `transaction_ms` old. Readers of the outputs
 (read_committed) see all of a transaction or nothing.
 
-A transaction found due when records have come commits on a thread of its own while the loop
-handles them (with the offsets after its own inputs); a producer has one transaction at a time, so
+A transaction found due when records have come (`BEHIND_MIN_RECORDS` or more; before fewer it
+commits first) commits on a thread of its own while the loop handles them, with the offsets after
+its own inputs; a producer has one transaction at a time, so
 their outputs are produced into the next transaction once the commit returned. A commit that fails
 drops them too: they are read again from the committed offsets, as the aborted transaction's inputs
 are. No consume runs during a commit: a rebalance callback then (taking partitions asks for the
@@ -68,6 +69,12 @@ CLAIM_TIMEOUT_SECONDS = 120.0
 broker is away or a transaction holding offsets of the group is open (it ends at the latest at
 the transaction timeout once the broker is back). 30 s was not enough for a partition taken while
 the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s)."""
+
+BEHIND_MIN_RECORDS = 50
+"""A transaction due when at least this many records came commits on the committer thread while
+they are handled; before fewer (a trickle), it commits first on the loop's thread, as the overlap
+would save little and its outputs' first produce would follow the commit at once (the broker
+answers that CONCURRENT_TRANSACTIONS until its markers are written, retried after 10 ms and more)."""
 
 COMMIT_WEIGHT = 0.2
 """Weight of the latest commit in the moving estimate of a commit's duration (about the last 5)."""
@@ -230,8 +237,11 @@ class KafkaProcessorRunner:
             return  # these records were fetched before the rewind: read again from the committed offsets
         producer = self.producer
         assert producer is not None
-        if self.in_transaction and self._full():  # commit it while these are handled
-            self._committing = self._start_commit(dict(self._done), behind=True)
+        if self.in_transaction and self._full():  # commit it first, or while these are handled
+            behind = len(records) >= BEHIND_MIN_RECORDS
+            self._committing = self._start_commit(dict(self._done), behind=behind)
+            if not behind and not self._settle():
+                return  # aborted: read again from the committed offsets
         if self._open_since is None:
             self._open_since = time.monotonic()
         self._handled_in_turn = True
