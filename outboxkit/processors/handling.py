@@ -123,20 +123,22 @@ class InputHandler:
         cost a few µs an event."""
         if self._always_traced or sdk_configured():
             with self._spans.one(event):
-                return self._outcome(
-                    handler, event, Context(event, self.processor.name, connection, current_traceparent())
-                )
-        return self._outcome(handler, event, Context(event, self.processor.name, connection))
+                return self._outcome(handler, event, connection, current_traceparent())
+        return self._outcome(handler, event, connection, None)
 
-    def _outcome(self, handler: object, event: ReceivedEvent, context: Context) -> Outcome:
+    def _outcome(
+        self, handler: object, event: ReceivedEvent, connection: Connection | None, parent: str | None
+    ) -> Outcome:
         """The handler's outputs: those it emitted (linked by `emit`), then those it returned,
-        linked here (an emitted output it also returns counts once)."""
+        linked here (an emitted output it also returns counts once). `parent`: the traceparent of
+        the span the handler runs in, which the outputs continue."""
         assert callable(handler)
+        context = Context(event, self.processor.name, connection, parent)
         returned = handler(event, context)
         if returned is None:
             return Outcome(tuple(context.outputs), attempts=1)
         outputs = context.outputs
-        name, parent = self.processor.name, context.traceparent
+        name = self.processor.name
         emitted = {id(output) for output in outputs}
         for output in [returned] if isinstance(returned, Event) else _events(returned, name):
             if id(output) not in emitted:

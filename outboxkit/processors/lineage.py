@@ -54,8 +54,7 @@ def correlation_of(event: ReceivedEvent) -> str:
 def lineage_headers(source: ReceivedEvent, own: Mapping[str, str] | None) -> dict[str, str]:
     """The causation and correlation headers of an output of `source`, under the handler's own
     `own` headers (which may set either)."""
-    cause = source.id_text
-    headers = {CAUSATION_ID: cause, CORRELATION_ID: source.headers.get(CORRELATION_ID) or cause}
+    headers = {CAUSATION_ID: source.id_text, CORRELATION_ID: correlation_of(source)}
     if own:
         headers.update(own)
     return headers
