@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -120,12 +120,16 @@ def _require(field: str, value: Any, kind: type, hint: str) -> None:
 
 def checked_id(value: Any) -> str:
     """The event id as the text of a UUID (the `ce_id` column is a uuid)."""
+    if type(value) is UUID:  # what Event makes and a processor derives: no subclass to doubt
+        return str(value)
     _require("id", value, UUID, "leave it out to get a fresh UUIDv7, or pass UUID(text)")
     return str(value)
 
 
 def rendered_time(value: Any) -> str:
     """`occurred_at` as the RFC 3339 `ce_time`; it must be a timezone-aware datetime within years 1-9999."""
+    if type(value) is datetime and value.tzinfo is UTC:  # Event's default: nothing to convert
+        return render_time(value)
     _require("occurred_at", value, datetime, "pass a timezone-aware one (datetime.now(UTC)) or leave it out")
     # Python counts a datetime whose tzinfo gives no offset as naive too; astimezone() would then
     # take the machine's local zone: refuse it rather than guess.

@@ -55,21 +55,46 @@ def decode(
 ) -> ReceivedEvent:
     """Decode one record (with outbox.envelope, the one decoder of the toolkit) and parse a JSON
     payload; raises UndecodableRecordError saying what is wrong with it."""
-    where = f"record {topic}[{partition}]@{offset}"
     pairs = headers if type(headers) is list or not isinstance(headers, Mapping) else headers.items()
+    return _decoded(topic, partition, offset, key, value, pairs)
+
+
+def _decoded(  # noqa: PLR0917 - positional: called for every record consumed
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    pairs: Iterable[tuple[str, HeaderValue]] | None,
+) -> ReceivedEvent:
     try:
-        attributes = decoded_attributes(topic, key, value, pairs, where=where)
-    except EnvelopeError as err:
-        raise UndecodableRecordError(str(err)) from err
-    payload: Any = None
+        attributes = decoded_attributes(topic, key, value, pairs)
+    except EnvelopeError:
+        # Decoded again to name the record in the message: formatting its place up front cost
+        # every good record as much as this costs a bad one.
+        where = _where(topic, partition, offset)
+        try:
+            decoded_attributes(topic, key, value, pairs, where=where)
+        except EnvelopeError as err:
+            raise UndecodableRecordError(str(err)) from err
+        raise  # pragma: no cover - the same input decodes the same way
     content_type: str = attributes["content_type"]
     if content_type == JSON or content_type.split(";", 1)[0].strip() == JSON:
         try:
-            payload = orjson.loads(attributes["data"])
+            attributes["payload"] = orjson.loads(attributes["data"])
         except orjson.JSONDecodeError as err:
-            raise UndecodableRecordError(f"{where} has a payload that is not JSON: {err}") from err
-    attributes.update(payload=payload, partition=partition, offset=offset)
+            raise UndecodableRecordError(
+                f"{_where(topic, partition, offset)} has a payload that is not JSON: {err}"
+            ) from err
+    else:
+        attributes["payload"] = None
+    attributes["partition"] = partition
+    attributes["offset"] = offset
     return built(ReceivedEvent, attributes)
+
+
+def _where(topic: str, partition: int, offset: int) -> str:
+    return f"record {topic}[{partition}]@{offset}"
 
 
 Partition = tuple[str, int]
@@ -83,12 +108,12 @@ def where(message: Message) -> Partition:
 
 def decode_message(message: Message) -> ReceivedEvent:
     """`decode` of a record as confluent-kafka returns it."""
-    topic, partition = where(message)
-    return decode(
-        topic,
-        partition,
+    headers = message.headers()  # a list (or None); typed as a dict too
+    return _decoded(
+        message.topic() or "",
+        message.partition() or 0,
         message.offset() or 0,
-        key=message.key(),
-        value=message.value(),
-        headers=message.headers(),
+        message.key(),
+        message.value(),
+        headers.items() if isinstance(headers, dict) else headers,
     )

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outbox import EventTooLargeError, Outbox
-from outbox.envelope import StoredEvent, from_kafka, parse_time, render_time, to_kafka
+from outbox.envelope import KafkaRecord, StoredEvent, from_kafka, parse_time, render_time, to_kafka
 from outbox.errors import EnvelopeError
 from outbox.event import Event
 
@@ -87,6 +89,12 @@ def test_record_size_bounds_the_wire_size() -> None:
     assert exact < record.size() <= exact + 61 + 36 + 10 * len(record.headers)
 
 
+def test_record_size_counts_the_bytes_of_a_header_name_not_its_characters() -> None:
+    ascii_name = KafkaRecord("t", b"k", b"v", [("ab", b"1")])
+    wide_name = KafkaRecord("t", b"k", b"v", [("äb", b"1")])  # 2 characters, 3 bytes
+    assert wide_name.size() == ascii_name.size() + 1
+
+
 def test_prepare_renders_what_the_relays_send() -> None:
     event = Event(
         type="order.placed",
@@ -115,4 +123,23 @@ def test_default_limit_admits_a_kafka_sized_record_and_no_more() -> None:
 def test_time_is_rfc3339_with_a_four_digit_year(year: int) -> None:
     moment = datetime(year, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
     assert render_time(moment) == f"{year:04d}-03-04T05:06:07.000089Z"
+    assert parse_time(render_time(moment)) == moment
+
+
+ZERO = timezone(timedelta(0), "Z")
+"""UTC's offset in a tzinfo that is not datetime.UTC (render_time converts it)."""
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=-11, minutes=-30)), timezone(timedelta(0), "Z")]
+        ),
+    )
+)
+def test_time_renders_as_isoformat_in_utc_writes_it(moment: datetime) -> None:
+    expected = moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert render_time(moment) == expected
     assert parse_time(render_time(moment)) == moment

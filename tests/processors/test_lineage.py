@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 import uuid
 from datetime import UTC
 
@@ -34,6 +36,8 @@ def test_derived_ids_are_uuid5_of_processor_cause_and_index(processor: str) -> N
             made = derived_id(processor, cause, index)
             assert made == expected and made.version == 5 and made.variant == uuid.RFC_4122
             assert str(made) == str(expected) and made.bytes == expected.bytes
+            assert hash(made) == hash(expected) and made.is_safe == expected.is_safe
+            assert pickle.loads(pickle.dumps(made)) == expected and copy.copy(made) == expected
         assert derived_id(processor, cause, "key") == uuid.uuid5(NAMESPACE, f"{processor}/{cause}/key")
 
 
