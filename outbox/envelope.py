@@ -42,11 +42,11 @@ _SPECVERSION_HEADER = (CE_SPECVERSION, SPECVERSION_BYTES)
 
 def render_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, e.g. `2026-11-26T12:50:08.123456Z` (the stored `ce_time`)."""
-    # isoformat, not strftime("%Y"): glibc's %Y writes year 999 as "999", which RFC 3339 forbids.
     if type(moment) is not datetime or moment.tzinfo is not UTC:  # else astimezone is a copy
         moment = moment.astimezone(UTC)
     # isoformat()'s digits at 40 % of its cost (it asks the tzinfo for the offset it then writes);
-    # every event published, relayed or processed renders its time once.
+    # every event published, relayed or processed renders its time once. Not strftime("%Y"):
+    # glibc's %Y writes year 999 as "999", which RFC 3339 forbids; "%04d" pads it.
     return _RFC3339_UTC % (
         moment.year,
         moment.month,

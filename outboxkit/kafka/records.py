@@ -72,7 +72,7 @@ def _decoded(  # noqa: PLR0917 - positional: called for every record consumed
     except EnvelopeError:
         # Decoded again to name the record in the message: formatting its place up front cost
         # every good record as much as this costs a bad one.
-        where = _where(topic, partition, offset)
+        where = _place(topic, partition, offset)
         try:
             decoded_attributes(topic, key, value, pairs, where=where)
         except EnvelopeError as err:
@@ -84,7 +84,7 @@ def _decoded(  # noqa: PLR0917 - positional: called for every record consumed
             attributes["payload"] = orjson.loads(attributes["data"])
         except orjson.JSONDecodeError as err:
             raise UndecodableRecordError(
-                f"{_where(topic, partition, offset)} has a payload that is not JSON: {err}"
+                f"{_place(topic, partition, offset)} has a payload that is not JSON: {err}"
             ) from err
     else:
         attributes["payload"] = None
@@ -93,7 +93,7 @@ def _decoded(  # noqa: PLR0917 - positional: called for every record consumed
     return built(ReceivedEvent, attributes)
 
 
-def _where(topic: str, partition: int, offset: int) -> str:
+def _place(topic: str, partition: int, offset: int) -> str:
     return f"record {topic}[{partition}]@{offset}"
 
 

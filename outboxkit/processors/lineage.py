@@ -33,6 +33,8 @@ NAMESPACE = uuid.UUID("8f0b3c9e-6a35-4d1e-9a53-1f6f6b2c7d41")
 _NAMESPACE_BYTES = NAMESPACE.bytes
 _UUID5_KEEP = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _UUID5_BITS = (5 << 76) | (0x2 << 62)
+_new = object.__new__
+_set = object.__setattr__
 
 
 def derived_id(processor: str, cause: str, index: int | str) -> uuid.UUID:
@@ -45,10 +47,6 @@ def derived_id(processor: str, cause: str, index: int | str) -> uuid.UUID:
     _set(made, "int", (int.from_bytes(digest[:16]) & _UUID5_KEEP) | _UUID5_BITS)
     _set(made, "is_safe", uuid.SafeUUID.unknown)
     return made
-
-
-_new = object.__new__
-_set = object.__setattr__
 
 
 def idempotency_key(processor: str, event: ReceivedEvent) -> str:
