@@ -88,6 +88,7 @@ class GroupConsumer:
         self.consumer: Consumer | None = None
         self._positions: dict[Partition, int] = {}
         self._error: BaseException | None = None
+        self._closing = False
 
     @property
     def positions(self) -> dict[Partition, int]:
@@ -146,7 +147,11 @@ class GroupConsumer:
         finally:
             self._positions.clear()
             self.consumer = None
-            consumer.close()
+            self._closing = True
+            try:
+                consumer.close()
+            finally:
+                self._closing = False
 
     def advance(self, positions: Mapping[Partition, int]) -> None:
         """Records below `positions` are done (the component stored that where it keeps them)."""
@@ -190,8 +195,15 @@ class GroupConsumer:
         return records
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._closing:
+            # An assignment on its way when the member left is served inside close(): nothing of
+            # it will be read, and the store is not asked (a committed-offsets read blocks there
+            # until its timeout: a closing consumer's requests get no answer).
+            log.info("assigned while leaving the group, not claimed: %s", sorted(_names(partitions)))
+            consumer.incremental_assign(partitions)
+            return
         try:
-            claimed = self.store.claim(consumer, [(tp.topic, tp.partition) for tp in partitions])
+            claimed = self.store.claim(consumer, _names(partitions))
             for tp in partitions:
                 tp.offset = claimed[(tp.topic, tp.partition)]
                 self._positions[(tp.topic, tp.partition)] = tp.offset
@@ -217,7 +229,7 @@ class GroupConsumer:
         tell: Callable[[Consumer, Sequence[Partition]], None],
         how: str,
     ) -> None:
-        gone = [(tp.topic, tp.partition) for tp in partitions]
+        gone = _names(partitions)
         for tp in gone:
             self._positions.pop(tp, None)
         log.info("%s %s", how, sorted(gone))
@@ -225,3 +237,7 @@ class GroupConsumer:
             tell(consumer, gone)
         except Exception as err:
             self._error = err if isinstance(err, OutboxError) else self.failure(err)
+
+
+def _names(partitions: Sequence[TopicPartition]) -> list[Partition]:
+    return [(tp.topic, tp.partition) for tp in partitions]

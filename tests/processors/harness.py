@@ -26,6 +26,7 @@ from tests.services import read_all
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = "tests.processors.target:from_environment"
+STOP_SECONDS = 60
 
 
 @dataclass
@@ -47,9 +48,18 @@ class ProcessorInstance:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        """SIGTERM, and its exit with status 0 within STOP_SECONDS; one that hangs has every
+        thread's stack written to its log (faulthandler, on SIGABRT) for the failure's message."""
         self.wait_up()
         self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(60) == 0, f"{self.name} exited with {self.process.returncode}: {self.tail()}"
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(30)
+            raise AssertionError(f"{self.name} did not stop in {STOP_SECONDS} s: {self.tail(8000)}") from None
+        status = self.process.returncode
+        assert status == 0, f"{self.name} exited with {status}: {self.tail()}"
 
     def exited(self) -> int | None:
         return self.process.poll()
@@ -76,6 +86,7 @@ class Processes:
             **os.environ,
             "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "PYTHONPATH": str(REPO),
+            "PYTHONFAULTHANDLER": "1",
             **({"OUTBOX_DATABASE_URL": self.database_url} if self.database_url else {}),
             **self.env,
             "PROCESSOR_INSTANCE": name,
