@@ -231,3 +231,23 @@ def broker_paused() -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def offsets_held_open(bootstrap: str, group: str, offsets: Mapping[tuple[str, int], int]) -> Iterator[None]:
+    """An open transaction (of a producer outside the group) holds `offsets` for `group`: until it
+    ends, a read of the group's committed offsets with require_stable waits. Aborted afterwards."""
+    from outboxkit.kafka import clients
+
+    producer = clients.transactional_producer(
+        bootstrap, f"held-{uuid.uuid4().hex[:8]}", transaction_timeout_ms=120_000
+    )
+    outsider = Consumer({"bootstrap.servers": bootstrap, "group.id": group})  # never joins
+    try:
+        producer.begin_transaction()
+        listed = [TopicPartition(t, p, n) for (t, p), n in offsets.items()]
+        producer.send_offsets_to_transaction(listed, outsider.consumer_group_metadata(), 30)
+        yield
+    finally:
+        producer.abort_transaction(30)
+        outsider.close()

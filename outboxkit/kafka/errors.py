@@ -8,6 +8,11 @@ class KafkaUnavailableError(OutboxError):
     yet): transient, so a daemon backs off and tries again; nothing is lost."""
 
 
+class StopRequestedError(OutboxError):
+    """The component was asked to stop while it waited on Kafka: what it waited for is given up
+    (nothing was taken or changed), and the component goes on to stop."""
+
+
 class TopicNotFoundError(OutboxError):
     """A topic a component reads does not exist (or has no partitions): create it first."""
 

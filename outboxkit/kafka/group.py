@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from outbox.errors import OutboxError
 from outboxkit.kafka import clients
-from outboxkit.kafka.errors import KafkaUnavailableError
+from outboxkit.kafka.errors import KafkaUnavailableError, StopRequestedError
 from outboxkit.kafka.records import Partition, where
 from outboxkit.kafka.settings import KafkaSettings
 
@@ -42,6 +42,8 @@ class PositionStore(Protocol):
 
     Called on the consuming thread, from inside `consume()`. An exception refuses the assignment:
     the loop stops and raises it from `run()` (wrapped in `failure` when it is not an OutboxError).
+    A claim that may wait long should give up once the loop is `stopping`, raising
+    StopRequestedError: the partitions are then left unclaimed, and the loop stops as asked.
     """
 
     def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> Mapping[Partition, int]:
@@ -89,11 +91,17 @@ class GroupConsumer:
         self._positions: dict[Partition, int] = {}
         self._error: BaseException | None = None
         self._closing = False
+        self._stop: threading.Event | None = None
 
     @property
     def positions(self) -> dict[Partition, int]:
         """Next offset of every owned partition."""
         return dict(self._positions)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the running loop was asked to stop (a waiting claim gives up then)."""
+        return self._stop is not None and self._stop.is_set()
 
     def open(self) -> Consumer:
         """Make the consumer (before `run`, e.g. to read metadata); `run` makes it when not open."""
@@ -118,6 +126,7 @@ class GroupConsumer:
         `on_turn` runs after every consume; `on_stop` once `stop` is set, before the consumer
         leaves."""
         consumer = self.open()
+        self._stop = stop
         try:
             consumer.subscribe(
                 list(self.topics),
@@ -208,6 +217,9 @@ class GroupConsumer:
                 tp.offset = claimed[(tp.topic, tp.partition)]
                 self._positions[(tp.topic, tp.partition)] = tp.offset
             log.info("assigned %s", sorted(claimed.items()))
+            consumer.incremental_assign(partitions)
+        except StopRequestedError:  # the loop stops after this consume: nothing of them is read
+            log.info("stop asked while claiming, not claimed: %s", sorted(_names(partitions)))
             consumer.incremental_assign(partitions)
         except Exception as err:  # raised from consume() it would be lost: keep it for run()
             if not isinstance(err, OutboxError):

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from outbox.errors import OutboxError
-from outboxkit.kafka.errors import KafkaUnavailableError
+from outboxkit.kafka.errors import KafkaUnavailableError, StopRequestedError
 from outboxkit.kafka.records import Partition
 
 log = logging.getLogger(__name__)
@@ -106,24 +106,54 @@ def replaceable(error: KafkaError) -> bool:
     return error.code() not in FENCING_CODES
 
 
+WAIT_SLICE_SECONDS = 1.0
+"""A wait that a stop may end is made of requests this long: librdkafka's calls do not return
+before their timeout, and a signal handler runs only between them."""
+
+
 def committed_offsets(
-    consumer: Consumer, partitions: Sequence[Partition], timeout: float = 30.0
+    consumer: Consumer,
+    partitions: Sequence[Partition],
+    timeout: float = 30.0,
+    *,
+    cancelled: Callable[[], bool] | None = None,
 ) -> dict[Partition, int]:
     """The group's committed next offset of each partition (0 where none is committed). A
     read_committed consumer asks with `require_stable`: while a transaction holding offsets for
-    the group is open, the answer waits for it to end, so nothing in flight is read as committed."""
+    the group is open, the answer waits for it to end, so nothing in flight is read as committed.
+
+    `cancelled`: asked every WAIT_SLICE_SECONDS while the answer waits; once it says yes,
+    StopRequestedError is raised (a stop need not wait for an open transaction to end)."""
+    listed = [TopicPartition(t, p) for t, p in partitions]
     deadline = time.monotonic() + timeout
+    said = False
     while True:
+        left = deadline - time.monotonic()
+        wait = left if cancelled is None else min(left, WAIT_SLICE_SECONDS)
         try:
-            found = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
+            found = consumer.committed(listed, timeout=max(wait, 0.001))
             break
         except KafkaException as err:
             error: KafkaError = err.args[0]
-            if time.monotonic() >= deadline or not (error.retriable() or _unstable(error)):
+            sliced = cancelled is not None and error.code() == KafkaError._TIMED_OUT
+            if cancelled is not None and cancelled():
+                raise StopRequestedError(
+                    f"stop asked while waiting for the committed offsets of {list(partitions)}"
+                ) from err
+            if time.monotonic() >= deadline or not (error.retriable() or _unstable(error) or sliced):
                 raise KafkaUnavailableError(
                     f"cannot read the committed offsets of {partitions}: {err}"
                 ) from err
-            time.sleep(0.2)
+            if not said:
+                said = True
+                log.info(
+                    "waiting for the committed offsets of %s (%s): a transaction holding offsets "
+                    "of the group is open, or Kafka does not answer",
+                    sorted(partitions),
+                    error.str(),
+                )
+            if not sliced:
+                time.sleep(0.2)
     return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in found}
 
 

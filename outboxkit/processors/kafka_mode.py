@@ -57,7 +57,8 @@ CLAIM_TIMEOUT_SECONDS = 120.0
 """How long taking partitions waits for their committed offsets: the answer waits while the
 broker is away or a transaction holding offsets of the group is open (it ends at the latest at
 the transaction timeout once the broker is back). 30 s was not enough for a partition taken while
-the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s)."""
+the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s). A stop
+asked meanwhile ends the wait within a second (the partitions are left unclaimed)."""
 
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
@@ -158,7 +159,9 @@ class KafkaProcessorRunner:
     # -- the position port (called from inside consume) --------------------------------------
 
     def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
-        found = transactions.committed_offsets(consumer, partitions, timeout=CLAIM_TIMEOUT_SECONDS)
+        found = transactions.committed_offsets(
+            consumer, partitions, timeout=CLAIM_TIMEOUT_SECONDS, cancelled=lambda: self.group.stopping
+        )
         self.committed.update(found)
         return found
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,8 @@ from outboxkit.cli import main
 from tests.consumers.workload import Feed
 from tests.daemons import http_get, http_json, json_log
 from tests.processors.conftest import wait_for
-from tests.processors.harness import Processes
+from tests.processors.harness import Processes, processes
+from tests.services import offsets_held_open, read_all
 
 
 def free_port() -> int:
@@ -78,3 +82,35 @@ def test_a_database_mode_processor_refuses_the_default_database_url(
         main, ["processor", "run", "tests.processors.target:from_environment"], env=env
     )
     assert result.exit_code == 1 and "no database URL given" in result.output, result.output
+
+
+def test_sigterm_while_partitions_wait_behind_an_open_transaction_stops_at_once(
+    bootstrap_servers: str, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Taking partitions waits while a transaction holds the group's offsets (a paused zombie's,
+    until its transaction timeout; here one that stays open). A SIGTERM meanwhile ends the wait
+    within a second: the instance leaves with the partitions unclaimed and exits 0 (it waited
+    until the claim's timeout, 120 s, before)."""
+    topic, output = new_topic("claiming-in", partitions=2), new_topic("claiming-out", partitions=2)
+    Feed(bootstrap_servers, topic, keys=10, seed=47).write(20)
+    name = unique("claiming")
+    run = processes(bootstrap_servers, topic, output, f"{topic}.dlq", name, tmp_path)
+    try:
+        with offsets_held_open(bootstrap_servers, f"outboxkit-processor-{name}", {(topic, 0): 5}):
+            instance = run.start(None)
+            instance.wait_up()
+            waiting = "waiting for the committed offsets"
+            wait_for(lambda: waiting in instance.tail(100_000), "the claim to wait", timeout=60)
+            asked = time.monotonic()
+            instance.process.send_signal(signal.SIGTERM)
+            try:
+                instance.process.wait(30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"no exit 30 s after SIGTERM: {instance.tail()}") from None
+            took = time.monotonic() - asked
+        assert instance.exited() == 0, instance.tail()
+        assert took < 5, f"{took:.1f} s from SIGTERM to exit"
+        assert "stop asked while claiming, not claimed" in instance.tail(100_000)
+        assert read_all(bootstrap_servers, output) == [], "nothing was handled"
+    finally:
+        run.close()

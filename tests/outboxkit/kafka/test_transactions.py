@@ -11,8 +11,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from outboxkit.kafka import clients, transactions
+from outboxkit.kafka.errors import KafkaUnavailableError, StopRequestedError
 from outboxkit.kafka.transactions import TransactionAbortedError
-from tests.services import read_all
+from tests.services import offsets_held_open, read_all
 
 
 def member(bootstrap: str, group: str, topic: str, **settings: object) -> Consumer:
@@ -73,3 +74,34 @@ def test_a_member_the_group_went_on_without_cannot_commit(
         assert found[0].offset < 0, "the zombie's offsets were not committed"
     finally:
         heir.close()
+
+
+def test_a_wait_for_offsets_an_open_transaction_holds_ends_when_cancelled(
+    bootstrap_servers: str, new_topic: Callable[..., str]
+) -> None:
+    """require_stable waits while a transaction holds offsets of the group: until the timeout
+    without `cancelled`, within a slice of its saying yes with it (a stop does not wait for it)."""
+    source = new_topic("held-in")
+    group = f"held-{uuid.uuid4().hex[:8]}"
+    consumer = clients.consumer(bootstrap_servers, group)
+    try:
+        with offsets_held_open(bootstrap_servers, group, {(source, 0): 7}):
+            started = time.monotonic()
+            with pytest.raises(KafkaUnavailableError, match="committed offsets"):
+                transactions.committed_offsets(consumer, [(source, 0)], timeout=3)
+            assert time.monotonic() - started >= 2.9, "the read did not wait for the open transaction"
+
+            started = time.monotonic()
+            asked = started + 1.5
+            with pytest.raises(StopRequestedError, match="stop asked"):
+                transactions.committed_offsets(
+                    consumer, [(source, 0)], timeout=60, cancelled=lambda: time.monotonic() >= asked
+                )
+            gave_up = time.monotonic() - started
+            assert 1.5 <= gave_up <= 1.5 + transactions.WAIT_SLICE_SECONDS + 1, gave_up
+        # aborted: nothing of it was committed, and the read answers at once
+        assert transactions.committed_offsets(consumer, [(source, 0)], cancelled=lambda: False) == {
+            (source, 0): 0
+        }
+    finally:
+        consumer.close()
