@@ -110,6 +110,9 @@ WAIT_SLICE_SECONDS = 1.0
 """A wait that a stop may end is made of requests this long: librdkafka's calls do not return
 before their timeout, and a signal handler runs only between them."""
 
+WAIT_REPORT_SECONDS = 10.0
+"""How often a long wait for committed offsets is logged again."""
+
 
 def committed_offsets(
     consumer: Consumer,
@@ -125,8 +128,9 @@ def committed_offsets(
     `cancelled`: asked every WAIT_SLICE_SECONDS while the answer waits; once it says yes,
     StopRequestedError is raised (a stop need not wait for an open transaction to end)."""
     listed = [TopicPartition(t, p) for t, p in partitions]
-    deadline = time.monotonic() + timeout
-    said = False
+    started = time.monotonic()
+    deadline = started + timeout
+    told = 0.0
     while True:
         left = deadline - time.monotonic()
         wait = left if cancelled is None else min(left, WAIT_SLICE_SECONDS)
@@ -144,12 +148,14 @@ def committed_offsets(
                 raise KafkaUnavailableError(
                     f"cannot read the committed offsets of {partitions}: {err}"
                 ) from err
-            if not said:
-                said = True
+            waited = time.monotonic() - started
+            if waited >= told:  # once at first, then every WAIT_REPORT_SECONDS
+                told = waited + WAIT_REPORT_SECONDS
                 log.info(
-                    "waiting for the committed offsets of %s (%s): a transaction holding offsets "
-                    "of the group is open, or Kafka does not answer",
+                    "waiting for the committed offsets of %s for %.0f s (%s): a transaction "
+                    "holding offsets of the group is open, or Kafka does not answer",
                     sorted(partitions),
+                    waited,
                     error.str(),
                 )
             if not sliced:

@@ -64,8 +64,13 @@ class ProcessorInstance:
     def exited(self) -> int | None:
         return self.process.poll()
 
-    def tail(self, size: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-size:]
+    def tail(self, size: int = 3000, *, own: bool = False) -> str:
+        """The log's last `size` characters; `own`: without librdkafka's lines (a broker away
+        makes it write one every 50 ms, which would fill the tail)."""
+        text = self.log.read_text(errors="replace")
+        if own:
+            text = "".join(line for line in text.splitlines(True) if '"logger":"librdkafka"' not in line)
+        return text[-size:]
 
 
 @dataclass

@@ -153,9 +153,10 @@ def test_a_processor_rides_out_a_broker_restart_under_load(
         try:
             wait_for(supervisor.caught_up(positions, ends), "the instance to catch up", timeout=120)
         except AssertionError as err:  # what it reached, and its own account of why not further
+            own = supervisor.instance.tail(6000, own=True)
             raise AssertionError(
                 f"{err}: committed {supervisor.found} of the ends {ends} after {supervisor.restarts} "
-                f"restart(s); the instance's log ends:\n{supervisor.instance.tail(6000)}\nthe "
+                f"restart(s); the instance's own log lines end:\n{own}\nthe "
                 "earlier instances ended:\n" + "\n".join(supervisor.ends_of_runs[:3])
             ) from None
         supervisor.instance.stop()
