@@ -151,8 +151,13 @@ def scrape(port: int, path: str) -> tuple[int, bytes]:
 
 def outbox_count(url: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM outbox_events WHERE published_at IS NULL").fetchone()
-        return int(row[0]) if row else 0
+        return unpublished(conn)
+
+
+def unpublished(conn: psycopg.Connection[Any]) -> int:
+    """Events in the outbox not yet published, on an open connection."""
+    row = conn.execute("SELECT count(*) FROM outbox_events WHERE published_at IS NULL").fetchone()
+    return int(row[0]) if row else 0
 
 
 def new_id() -> str:

@@ -19,7 +19,7 @@ from relay.progress import ProgressLog
 from relay.publisher import BatchResult, TransactionalPublisher
 from relay.settings import RelaySettings
 from relay.store import OutboxStore
-from tests.relay.conftest import RelayProcess, outbox_count, wait_for
+from tests.relay.conftest import RelayProcess, outbox_count, unpublished, wait_for
 from tests.relay.events import (
     assert_complete_in_order,
     by_key,
@@ -38,8 +38,7 @@ def published_before_kill(url: str, waiting: int, share: float, timeout: float =
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            row = conn.execute("SELECT count(*) FROM outbox_events WHERE published_at IS NULL").fetchone()
-            if row is not None and row[0] <= waiting * (1 - share):
+            if unpublished(conn) <= waiting * (1 - share):
                 return
             assert time.monotonic() < deadline, f"the relay did not publish {share:.0%} of {waiting} events"
             time.sleep(0.002)
