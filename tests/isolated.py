@@ -95,6 +95,17 @@ class IsolatedStack:
     def down(self) -> subprocess.CompletedProcess[str]:
         return run_stack(self.env, "down")
 
+    def kafka_tool(self, name: str, *args: str) -> str:
+        """What one of Kafka's tools (`stack/stack kafka-tool`) prints about this broker."""
+        done = run_stack(self.env, "kafka-tool", name, *args, timeout=120)
+        return (done.stdout + done.stderr[-2000:]).strip()
+
+    def log_lines(self, part: str, *containing: str, last: int = 40) -> list[str]:
+        """The last `last` lines of a part's log that contain any of `containing`."""
+        path = self.state / "logs" / f"{part}.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return [line for line in lines if any(word in line for word in containing)][-last:]
+
     def remove(self) -> None:
         self.down()
         shutil.rmtree(self.state, ignore_errors=True)

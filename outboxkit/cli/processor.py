@@ -159,3 +159,11 @@ def status(ctx: click.Context, reference: str, as_json: bool, hanging_after: flo
                 "readers with read_committed wait; find the producer with kafka-transactions.sh "
                 "find-hanging and abort it"
             )
+        if row.offsets_held:
+            shown = "-" if row.position is None else row.position
+            click.echo(
+                f"{row.topic}[{row.partition}]: an open transaction holds the group's committed offset "
+                f"(shown: the last committed, {shown}): an instance taking the partition waits "
+                "until it ends; past its timeout, find it with kafka-transactions.sh describe-producers "
+                "on the group's __consumer_offsets partition and abort it (docs/processors.md)"
+            )

@@ -1,4 +1,5 @@
-"""Topics: create with settings and wait until usable, count partitions, read a topic's settings."""
+"""Topics: create with settings and wait until usable, count partitions, read a topic's settings;
+which committed offsets of a group an open transaction holds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -16,6 +24,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from outboxkit.kafka.errors import KafkaUnavailableError, TopicNotFoundError
+from outboxkit.kafka.records import Partition
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -132,6 +141,33 @@ def _topic_id(client: AdminClient, topic: str, timeout: float = 10.0) -> str:
     return str(described.topic_id)
 
 
+def _held_offsets(
+    client: AdminClient, group: str, partitions: Sequence[Partition], timeout: float = 10.0
+) -> list[Partition]:
+    """The partitions whose committed offsets in `group` an open transaction holds: it sent offsets
+    for them and has not ended (the group coordinator answers UNSTABLE_OFFSET_COMMIT; a
+    read_committed member's read of them waits until it ends). Asked once, not waited out."""
+    asked = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
+    try:
+        found = client.list_consumer_group_offsets([asked], require_stable=True, request_timeout=timeout)
+        answer = found[group].result(timeout=timeout)
+    except KafkaException as err:
+        raise KafkaUnavailableError(
+            f"cannot ask for the committed offsets of group {group!r}: {err}"
+        ) from err
+    held, failed = [], []
+    for tp in answer.topic_partitions or []:
+        if tp.error is None:
+            continue
+        if tp.error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT:
+            held.append((tp.topic, tp.partition))
+        else:
+            failed.append(f"{tp.topic}[{tp.partition}]: {tp.error.str()}")
+    if failed:
+        raise KafkaUnavailableError(f"cannot read the committed offsets of group {group!r}: {failed}")
+    return sorted(held)
+
+
 def _served(call: Callable[Concatenate[C, P], T]) -> Callable[Concatenate[C, P], T]:
     """`call`, then deliver what an admin client logged meanwhile (outboxkit.kafka.clients)."""
 
@@ -152,3 +188,4 @@ partition_counts = _served(_partition_counts)
 topic_config = _served(_topic_config)
 broker_config = _served(_broker_config)
 topic_id = _served(_topic_id)
+held_offsets = _served(_held_offsets)

@@ -120,17 +120,22 @@ def committed_offsets(
     timeout: float = 30.0,
     *,
     cancelled: Callable[[], bool] | None = None,
+    watch: Callable[[float], str] | None = None,
 ) -> dict[Partition, int]:
     """The group's committed next offset of each partition (0 where none is committed). A
     read_committed consumer asks with `require_stable`: while a transaction holding offsets for
     the group is open, the answer waits for it to end, so nothing in flight is read as committed.
 
     `cancelled`: asked every WAIT_SLICE_SECONDS while the answer waits; once it says yes,
-    StopRequestedError is raised (a stop need not wait for an open transaction to end)."""
+    StopRequestedError is raised (a stop need not wait for an open transaction to end).
+    `watch`: called with the seconds waited each time the wait is logged (after a second, then
+    every WAIT_REPORT_SECONDS); says why the answer waits (it may act on it), for the log and for
+    the error at the timeout."""
     listed = [TopicPartition(t, p) for t, p in partitions]
     started = time.monotonic()
     deadline = started + timeout
     told = 0.0
+    why = "a transaction holding offsets of the group is open, or Kafka does not answer"
     while True:
         left = deadline - time.monotonic()
         wait = left if cancelled is None else min(left, WAIT_SLICE_SECONDS)
@@ -145,18 +150,22 @@ def committed_offsets(
                     f"stop asked while waiting for the committed offsets of {list(partitions)}"
                 ) from err
             if time.monotonic() >= deadline or not (error.retriable() or _unstable(error) or sliced):
+                waited = time.monotonic() - started
                 raise KafkaUnavailableError(
-                    f"cannot read the committed offsets of {partitions}: {err}"
+                    f"cannot read the committed offsets of {list(partitions)} (waited {waited:.0f} s): "
+                    f"{err}" + (f"; {why}" if told else "")
                 ) from err
             waited = time.monotonic() - started
             if waited >= told:  # once at first, then every WAIT_REPORT_SECONDS
                 told = waited + WAIT_REPORT_SECONDS
+                if watch is not None:
+                    why = watch(waited)
                 log.info(
-                    "waiting for the committed offsets of %s for %.0f s (%s): a transaction "
-                    "holding offsets of the group is open, or Kafka does not answer",
+                    "waiting for the committed offsets of %s for %.0f s (%s): %s",
                     sorted(partitions),
                     waited,
                     error.str(),
+                    why,
                 )
             if not sliced:
                 time.sleep(0.2)

@@ -29,9 +29,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from outbox import Outbox, TopicRouter
-from outboxkit.kafka import clients, transactions
+from outboxkit.kafka import admin, clients, transactions
 from outboxkit.kafka.dead_letter import dead_letter_headers
 from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.kafka.group import GroupConsumer
@@ -59,6 +60,11 @@ broker is away or a transaction holding offsets of the group is open (it ends at
 the transaction timeout once the broker is back). 30 s was not enough for a partition taken while
 the broker restarted; it stays well inside the consumer's max.poll.interval.ms (300 s). A stop
 asked meanwhile ends the wait within a second (the partitions are left unclaimed)."""
+
+HELD_PAST_TIMEOUT_SECONDS = 15.0
+"""How long past the transaction timeout a transaction may hold offsets of the group before this
+instance re-initialises its producer: the broker aborts a timed-out transaction within its
+cleanup interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default)."""
 
 IDLE_COMMIT_SECONDS = 1.0
 """How often an idle instance commits positions that moved past commit markers or aborted
@@ -126,6 +132,9 @@ class KafkaProcessorRunner:
         self._rewind = False
         self._rewound_at = float("-inf")
         self._last_idle_commit = 0.0
+        self._admin: AdminClient | None = None
+        self._reinitialised = False
+        """Whether the running claim's long wait re-initialised the producer (once per claim)."""
 
     @property
     def in_transaction(self) -> bool:
@@ -159,11 +168,52 @@ class KafkaProcessorRunner:
     # -- the position port (called from inside consume) --------------------------------------
 
     def claim(self, consumer: Consumer, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        self._reinitialised = False
         found = transactions.committed_offsets(
-            consumer, partitions, timeout=CLAIM_TIMEOUT_SECONDS, cancelled=lambda: self.group.stopping
+            consumer,
+            partitions,
+            timeout=CLAIM_TIMEOUT_SECONDS,
+            cancelled=lambda: self.group.stopping,
+            watch=lambda waited: self._held(partitions, waited),
         )
         self.committed.update(found)
         return found
+
+    def _held(self, partitions: Sequence[Partition], waited: float) -> str:
+        """Why taking `partitions` waits (asked of the group coordinator). A transaction that holds
+        their offsets past the transaction timeout should have been aborted by the broker; when
+        it is one of this instance's own transactional.id (e.g. one the broker kept across a
+        restart), re-initialising the producer aborts it at once, so that is done once."""
+        if self._admin is None:
+            self._admin = clients.admin(self.kafka)
+        try:
+            held = admin.held_offsets(self._admin, self.processor.group_id, partitions, timeout=5)
+        except KafkaUnavailableError as err:
+            return f"Kafka does not say why ({err})"
+        if not held:
+            return "no transaction holds them now: the group coordinator has not answered this member yet"
+        why = f"an open transaction holds the committed offsets of {held}"
+        overdue = self.config.transaction_timeout_ms / 1000 + HELD_PAST_TIMEOUT_SECONDS
+        if waited < overdue:
+            return why
+        if self._reinitialised:
+            return (
+                f"{why}, past the transaction timeout and not of this instance: a hanging transaction "
+                "(docs/processors.md, 'A hanging transaction') or another instance's with a longer timeout"
+            )
+        self._reinitialised = True
+        log.warning(
+            "%s for %.0f s, past the transaction timeout: re-initialising the transactional "
+            "producer %r, which aborts a transaction of its id the broker still holds",
+            why,
+            waited,
+            self._transactional_id,
+        )
+        if self.in_transaction:  # its outputs would be aborted with it: read them again
+            self._abort_quietly()
+            self._rewind = True
+        self._replace_producer()
+        return f"{why}; the producer was re-initialised"
 
     def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
         """Revoked: commit the open transaction now, while this member still owns them. Only the
@@ -378,12 +428,13 @@ class KafkaProcessorRunner:
             settings=dict(self.config.producer_settings),
         )
 
-    def _replace_producer(self, failure: ProducerFencedError) -> None:
-        """The producer failed without anyone taking over (`failure.replaceable`): go on with a
-        new one of the same transactional.id. What the old one held is aborted by the new one's
-        init_transactions (or was aborted by the broker); the inputs are read again from the
-        committed offsets."""
-        log.warning("the transactional producer failed (%s): replacing it", failure)
+    def _replace_producer(self, failure: ProducerFencedError | None = None) -> None:
+        """Go on with a new producer of the same transactional.id: the old one failed without
+        anyone taking over (`failure`, replaceable), or a transaction of the id outlived its
+        timeout. What the old one held is aborted by the new one's init_transactions (or was
+        aborted by the broker); the inputs are read again from the committed offsets."""
+        if failure is not None:
+            log.warning("the transactional producer failed (%s): replacing it", failure)
         deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 * 3
         while True:
             try:

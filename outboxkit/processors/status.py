@@ -6,6 +6,9 @@ watermark. Lag is stable less position (offsets: commit markers after the positi
 running processor commits past them when idle). When stable < end a transaction is open on the
 partition; one whose first record is older than `hanging_after` is reported as hanging: it pins
 the LSO, and every read_committed reader of the partition (this processor too) waits for it.
+A transaction may also hold the group's committed offsets of a partition (it sent offsets and has
+not ended): the position shown is then the last committed one, `offsets_held` is set, and an
+instance taking the partition waits until that transaction ends.
 
 `ProcessorStatusSource` is the processors' outboxkit.ops StatusSource.
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from outboxkit.kafka import clients
-from outboxkit.kafka.admin import partition_counts
+from outboxkit.kafka.admin import held_offsets, partition_counts
 from outboxkit.kafka.records import Partition
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.ops.status import JSON, StatusUnavailableError
@@ -38,6 +41,8 @@ class PartitionStatus:
     open_seconds: float | None = None
     """Age of the open transaction at `stable` (its first record's timestamp), when there is one."""
     hanging: bool = False
+    offsets_held: bool = False
+    """An open transaction holds the group's committed offset of this partition (mode kafka)."""
 
     @property
     def lag(self) -> int:
@@ -54,6 +59,7 @@ class PartitionStatus:
             "lag": self.lag,
             "open_transaction_seconds": self.open_seconds,
             "hanging_transaction": self.hanging,
+            "offsets_held": self.offsets_held,
         }
 
 
@@ -75,6 +81,7 @@ class ProcessorStatus:
             "group": self.group,
             "total_lag": self.total_lag,
             "hanging_transactions": sum(p.hanging for p in self.partitions),
+            "offsets_held": sum(p.offsets_held for p in self.partitions),
             "partitions": [p.to_json() for p in self.partitions],
         }
 
@@ -105,14 +112,16 @@ class ProcessorStatusSource:
         try:
             counts = partition_counts(committed, self.processor.topics, self.timeout)
             partitions = [(t, p) for t, n in sorted(counts.items()) for p in range(n)]
-            positions = self._positions(committed, partitions)
+            positions = self._positions(uncommitted, partitions)
+            held = set(self._held(partitions))
             rows = []
             for tp in partitions:
                 low, stable = committed.get_watermark_offsets(TopicPartition(*tp), timeout=self.timeout)
                 _low, end = uncommitted.get_watermark_offsets(TopicPartition(*tp), timeout=self.timeout)
                 age = self._open_age(uncommitted, tp, stable) if stable < end else None
                 hanging = age is not None and age >= self.hanging_after
-                rows.append(PartitionStatus(*tp, positions.get(tp), low, stable, end, age, hanging))
+                row = PartitionStatus(*tp, positions.get(tp), low, stable, end, age, hanging, tp in held)
+                rows.append(row)
         except Exception as err:
             raise StatusUnavailableError(f"status of processor {self.processor.name!r}: {err}") from err
         finally:
@@ -129,8 +138,15 @@ class ProcessorStatusSource:
 
             assert self.database_url is not None, "mode database needs the database URL"
             return stored_positions(self.processor, self.database_url)
+        # Read uncommitted: no require_stable, so offsets an open transaction holds do not make
+        # the read wait; the answer is the last committed offsets.
         found = consumer.committed([TopicPartition(*tp) for tp in partitions], timeout=self.timeout)
         return {(f.topic, f.partition): f.offset for f in found if f.offset >= 0}
+
+    def _held(self, partitions: list[Partition]) -> list[Partition]:
+        if self.processor.mode == "database":  # its offsets are in the database
+            return []
+        return held_offsets(clients.admin(self.kafka), self.processor.group_id, partitions, self.timeout)
 
     def _open_age(self, consumer: Consumer, tp: Partition, stable: int) -> float | None:
         """Seconds since the first record of the transaction open at `stable` was written."""

@@ -29,6 +29,14 @@ logger.apache.level = {level}
 """
 
 
+TOOLS = {
+    "transactions": "org.apache.kafka.tools.TransactionsCommand",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "topics": "org.apache.kafka.tools.TopicCommand",
+}
+"""Kafka's command-line tools that `stack/stack kafka-tool` runs (bin/kafka-<name>.sh)."""
+
+
 def java_command(settings: Settings, libs: Path, main: str, *, heap: str, log_config: Path) -> list[str]:
     """The `java ...` line of Kafka's bin/kafka-run-class.sh, with our instance tag in it."""
     return [
@@ -191,3 +199,14 @@ class Kafka:
 
     def down(self) -> bool:
         return self.daemon.stop(timeout=60)
+
+    def tool(self, name: str, args: list[str]) -> int:
+        """Run one of Kafka's command-line tools (TOOLS) against this broker; its exit status."""
+        if name not in TOOLS:
+            raise StackError(f"unknown Kafka tool {name!r}; choose from {sorted(TOOLS)}")
+        log_config = write_log_config(
+            self.home / "tools-log4j2.properties", target="SYSTEM_ERR", level="WARN"
+        )
+        cmd = java_command(self.s, self.libs(), TOOLS[name], heap="256m", log_config=log_config)
+        bootstrap = ["--bootstrap-server", f"127.0.0.1:{self.s.kafka_port}"]
+        return subprocess.run([*cmd, *bootstrap, *args], stdin=subprocess.DEVNULL).returncode

@@ -103,6 +103,39 @@ class Supervisor:
         return supervised
 
 
+def offsets_partition(group: str, partitions: int = 10) -> int:
+    """The partition of __consumer_offsets that holds `group` (Kafka: abs(String.hashCode) % n)."""
+    code = 0
+    for char in group:
+        code = (31 * code + ord(char)) & 0xFFFFFFFF
+    return (code & 0x7FFFFFFF) % partitions
+
+
+def transactions_report(isolated: IsolatedStack, group: str, transactional_id: str) -> str:
+    """What the broker says of the processor's transactions and of the producers writing to the
+    group's offsets: whether a transaction holds them, and whose (for a failure message)."""
+    partition = offsets_partition(group)
+    tool = isolated.kafka_tool
+    logged = isolated.log_lines("kafka", transactional_id, f"__consumer_offsets-{partition} ", group)
+    return (
+        f"\nthe broker's transaction of {transactional_id}:\n"
+        + tool("transactions", "describe", "--transactional-id", transactional_id)
+        + f"\nproducers of __consumer_offsets-{partition} (the group's offsets):\n"
+        + tool(
+            "transactions",
+            "describe-producers",
+            "--topic",
+            "__consumer_offsets",
+            "--partition",
+            str(partition),
+        )
+        + "\nhanging transactions:\n"
+        + tool("transactions", "find-hanging", "--broker-id", "1")
+        + "\nthe broker's log lines of them:\n"
+        + "\n".join(logged)
+    )
+
+
 @pytest.mark.parametrize("mode", ["kafka", "database"])
 def test_a_processor_rides_out_a_broker_restart_under_load(
     mode: str,
@@ -154,10 +187,11 @@ def test_a_processor_rides_out_a_broker_restart_under_load(
             wait_for(supervisor.caught_up(positions, ends), "the instance to catch up", timeout=120)
         except AssertionError as err:  # what it reached, and its own account of why not further
             own = supervisor.instance.tail(6000, own=True)
+            broker = transactions_report(isolated, f"outboxkit-processor-{name}", f"{name}-restart-1")
             raise AssertionError(
                 f"{err}: committed {supervisor.found} of the ends {ends} after {supervisor.restarts} "
                 f"restart(s); the instance's own log lines end:\n{own}\nthe "
-                "earlier instances ended:\n" + "\n".join(supervisor.ends_of_runs[:3])
+                "earlier instances ended:\n" + "\n".join(supervisor.ends_of_runs[:3]) + broker
             ) from None
         supervisor.instance.stop()
     finally:

@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 
 from outboxkit.cli import main
 from tests.consumers.workload import Feed
+from tests.services import offsets_held_open
 
 REFERENCE = "tests.processors.target:from_environment"
 
@@ -57,6 +58,33 @@ def test_status_shows_lag_and_reports_a_hanging_transaction(
         assert f"{topic}[1]: a transaction open for" in text.stdout
     finally:
         hanging.abort_transaction(30)
+
+
+def test_status_reports_offsets_an_open_transaction_holds_without_waiting_for_it(
+    bootstrap_servers: str, new_topic: Callable[..., str], unique: Callable[[str], str]
+) -> None:
+    """A transaction that sent offsets for the group and has not ended: the status shows the last
+    committed position at once (it does not wait for the transaction) and says the offset is held."""
+    topic, name = new_topic("status-held", partitions=2), unique("held")
+    env = {
+        "PROCESSOR_NAME": name,
+        "PROCESSOR_TOPIC": topic,
+        "PROCESSOR_OUTPUT": "unused",
+        "PROCESSOR_DLQ": "unused-dlq",
+        "OUTBOX_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+    }
+    with offsets_held_open(bootstrap_servers, f"outboxkit-processor-{name}", {(topic, 0): 3}):
+        started = time.monotonic()
+        result = CliRunner().invoke(main, ["processor", "status", REFERENCE, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        assert time.monotonic() - started < 8, "the status waited for the open transaction"
+        status = orjson.loads(result.stdout)
+        rows = {p["partition"]: p for p in status["partitions"]}
+        assert rows[0]["offsets_held"] is True and rows[0]["position"] is None
+        assert rows[1]["offsets_held"] is False
+        assert status["offsets_held"] == 1
+        text = CliRunner().invoke(main, ["processor", "status", REFERENCE], env=env)
+        assert f"{topic}[0]: an open transaction holds the group's committed offset" in text.stdout
 
 
 SERVICE_MODULE = """

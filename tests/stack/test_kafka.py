@@ -1,14 +1,18 @@
 """The broker of stack/ does what the toolkit relies on: plain, idempotent and transactional produce,
-read_committed consumption, and log compaction."""
+read_committed consumption, and log compaction; `stack/stack kafka-tool` runs Kafka's own tools."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 
 from confluent_kafka import Producer
 
+from tests.conftest import REPO
 from tests.services import consume_all
 
 
@@ -108,3 +112,20 @@ def test_compacted_topic_keeps_latest_value_per_key(
     assert len(produced_for_keys) < 200, "the log cleaner never compacted the topic"
     for key in keys:
         assert latest[key.encode()] == f"{key}@39".encode()
+
+
+def test_kafka_tool_runs_kafkas_own_tools_against_the_broker(bootstrap_servers: str) -> None:
+    """`stack/stack kafka-tool transactions list` lists the broker's transactional ids (one is made
+    here first); an unknown tool is refused with the names there are."""
+    transactional_id = f"tool-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "transactional.id": transactional_id})
+    producer.init_transactions(30)
+    stack = [sys.executable, str(REPO / "stack" / "stack"), "kafka-tool"]
+    env = dict(os.environ)
+    listed = subprocess.run(
+        [*stack, "transactions", "list"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "TransactionalId" in listed.stdout and transactional_id in listed.stdout
+    unknown = subprocess.run([*stack, "nope"], capture_output=True, text=True, env=env, timeout=60)
+    assert unknown.returncode == 2 and "transactions" in unknown.stderr
