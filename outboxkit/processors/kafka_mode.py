@@ -212,7 +212,11 @@ class KafkaProcessorRunner:
         if self.in_transaction:  # its outputs would be aborted with it: read them again
             self._abort_quietly()
             self._rewind = True
-        self._replace_producer()
+        try:
+            self._replace_producer()
+        except ProducerFencedError as err:  # e.g. the holder is still completing: wait on
+            log.warning("could not re-initialise the transactional producer: %s", err)
+            return f"{why}; re-initialising the producer failed ({err})"
         return f"{why}; the producer was re-initialised"
 
     def release(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
