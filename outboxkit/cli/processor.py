@@ -165,5 +165,6 @@ def status(ctx: click.Context, reference: str, as_json: bool, hanging_after: flo
                 f"{row.topic}[{row.partition}]: an open transaction holds the group's committed offset "
                 f"(shown: the last committed, {shown}): an instance taking the partition waits "
                 "until it ends; past its timeout, find it with kafka-transactions.sh describe-producers "
-                "on the group's __consumer_offsets partition and abort it (docs/processors.md)"
+                f"--topic __consumer_offsets --partition {now.offsets_partition} and abort it "
+                "(docs/processors.md, 'A hanging transaction')"
             )

@@ -168,6 +168,22 @@ def _held_offsets(
     return sorted(held)
 
 
+def offsets_partition(group: str, partitions: int) -> int:
+    """The partition of `__consumer_offsets` (of `partitions`) that keeps `group`'s offsets and
+    its transactions' pending ones: Kafka's abs(group.hashCode()) % partitions."""
+    units = group.encode("utf-16-be")  # Java's String.hashCode runs over UTF-16 code units
+    code = 0
+    for i in range(0, len(units), 2):
+        code = (31 * code + int.from_bytes(units[i : i + 2], "big")) & 0xFFFFFFFF
+    return (code & 0x7FFFFFFF) % partitions
+
+
+def _offsets_partition_of(client: AdminClient | Consumer, group: str, timeout: float = 10.0) -> int:
+    """`offsets_partition` of `group` on this cluster (its `__consumer_offsets` partition count)."""
+    counts = _partition_counts(client, ["__consumer_offsets"], timeout)
+    return offsets_partition(group, counts["__consumer_offsets"])
+
+
 def _served(call: Callable[Concatenate[C, P], T]) -> Callable[Concatenate[C, P], T]:
     """`call`, then deliver what an admin client logged meanwhile (outboxkit.kafka.clients)."""
 
@@ -189,3 +205,4 @@ topic_config = _served(_topic_config)
 broker_config = _served(_broker_config)
 topic_id = _served(_topic_id)
 held_offsets = _served(_held_offsets)
+offsets_partition_of = _served(_offsets_partition_of)

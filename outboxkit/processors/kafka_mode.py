@@ -197,9 +197,14 @@ class KafkaProcessorRunner:
         if waited < overdue:
             return why
         if self._reinitialised:
+            try:
+                kept_in = admin.offsets_partition_of(self._admin, self.processor.group_id)
+            except KafkaUnavailableError:
+                kept_in = None
             return (
                 f"{why}, past the transaction timeout and not of this instance: a hanging transaction "
-                "(docs/processors.md, 'A hanging transaction') or another instance's with a longer timeout"
+                "or another instance's with a longer timeout; its producer is among those of "
+                f"__consumer_offsets partition {kept_in} (docs/processors.md, 'A hanging transaction')"
             )
         self._reinitialised = True
         log.warning(

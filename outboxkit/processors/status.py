@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from outboxkit.kafka import clients
-from outboxkit.kafka.admin import held_offsets, partition_counts
+from outboxkit.kafka.admin import held_offsets, offsets_partition_of, partition_counts
 from outboxkit.kafka.records import Partition
 from outboxkit.kafka.settings import KafkaSettings
 from outboxkit.ops.status import JSON, StatusUnavailableError
@@ -69,6 +69,9 @@ class ProcessorStatus:
     mode: str
     group: str
     partitions: tuple[PartitionStatus, ...]
+    offsets_partition: int | None = None
+    """The partition of __consumer_offsets that keeps the group's offsets (mode kafka): the
+    producers of a transaction that holds them are found there (kafka-transactions.sh)."""
 
     @property
     def total_lag(self) -> int:
@@ -82,6 +85,7 @@ class ProcessorStatus:
             "total_lag": self.total_lag,
             "hanging_transactions": sum(p.hanging for p in self.partitions),
             "offsets_held": sum(p.offsets_held for p in self.partitions),
+            "offsets_partition": self.offsets_partition,
             "partitions": [p.to_json() for p in self.partitions],
         }
 
@@ -105,15 +109,15 @@ class ProcessorStatusSource:
         self.timeout = timeout
 
     def read(self) -> ProcessorStatus:
-        committed = clients.consumer(self.kafka, self.processor.group_id)
-        uncommitted = clients.consumer(
-            self.kafka, self.processor.group_id, {"isolation.level": "read_uncommitted"}
-        )
+        group = self.processor.group_id
+        committed = clients.consumer(self.kafka, group)
+        uncommitted = clients.consumer(self.kafka, group, {"isolation.level": "read_uncommitted"})
         try:
             counts = partition_counts(committed, self.processor.topics, self.timeout)
             partitions = [(t, p) for t, n in sorted(counts.items()) for p in range(n)]
             positions = self._positions(uncommitted, partitions)
             held = set(self._held(partitions))
+            kept_in = None if self.processor.mode == "database" else offsets_partition_of(committed, group)
             rows = []
             for tp in partitions:
                 low, stable = committed.get_watermark_offsets(TopicPartition(*tp), timeout=self.timeout)
@@ -127,7 +131,7 @@ class ProcessorStatusSource:
         finally:
             committed.close()
             uncommitted.close()
-        return ProcessorStatus(self.processor.name, self.processor.mode, self.processor.group_id, tuple(rows))
+        return ProcessorStatus(self.processor.name, self.processor.mode, group, tuple(rows), kept_in)
 
     def snapshot(self) -> Mapping[str, JSON]:
         return self.read().to_json()

@@ -22,6 +22,7 @@ from confluent_kafka.admin import NewTopic
 from sqlalchemy import create_engine, pool
 
 from outbox import migrations
+from outboxkit.kafka.admin import offsets_partition
 from outboxkit.kafka.transactions import HUNG_EXIT_STATUS
 from tests.consumers.conformance import assert_clean
 from tests.consumers.workload import Feed, flowing, read_expected, tally
@@ -103,18 +104,10 @@ class Supervisor:
         return supervised
 
 
-def offsets_partition(group: str, partitions: int = 10) -> int:
-    """The partition of __consumer_offsets that holds `group` (Kafka: abs(String.hashCode) % n)."""
-    code = 0
-    for char in group:
-        code = (31 * code + ord(char)) & 0xFFFFFFFF
-    return (code & 0x7FFFFFFF) % partitions
-
-
 def transactions_report(isolated: IsolatedStack, group: str, transactional_id: str) -> str:
     """What the broker says of the processor's transactions and of the producers writing to the
     group's offsets: whether a transaction holds them, and whose (for a failure message)."""
-    partition = offsets_partition(group)
+    partition = offsets_partition(group, 10)  # offsets.topic.num.partitions of stack/
     tool = isolated.kafka_tool
     logged = isolated.log_lines("kafka", transactional_id, f"__consumer_offsets-{partition} ", group)
     return (

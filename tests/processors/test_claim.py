@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
 from outboxkit.kafka import admin, clients, transactions
+from outboxkit.kafka.errors import KafkaUnavailableError
 from outboxkit.processors import Processor, ProcessorConfig, kafka_mode
 from outboxkit.processors.kafka_mode import KafkaProcessorRunner
 from tests.services import offsets_held_open
@@ -28,6 +29,19 @@ def test_admin_names_the_partitions_whose_offsets_an_open_transaction_holds(
     assert admin.held_offsets(client, group, [(source, 0), (source, 1)]) == []
 
 
+def quick_runner(
+    bootstrap: str, source: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> KafkaProcessorRunner:
+    """A mode-kafka runner (transaction timeout 3 s) with its producer, as `run` makes it; a held
+    claim is reported every 2 s and counts as overdue 2 s past the timeout."""
+    monkeypatch.setattr(kafka_mode, "HELD_PAST_TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr(transactions, "WAIT_REPORT_SECONDS", 2.0)
+    config = ProcessorConfig(instance_id="one", transaction_timeout_ms=3000)
+    runner = KafkaProcessorRunner(Processor(name, [source], config=config), bootstrap)
+    runner.producer = runner._new_producer()
+    return runner
+
+
 def test_a_claim_ends_a_transaction_of_its_own_id_held_past_its_timeout(
     bootstrap_servers: str,
     new_topic: Callable[..., str],
@@ -38,12 +52,8 @@ def test_a_claim_ends_a_transaction_of_its_own_id_held_past_its_timeout(
     """A producer of the instance's transactional.id (made after the instance's own, as a
     transaction the broker kept would be) holds the group's offsets with a 120 s timeout, far past
     the instance's 3 s: without the re-initialisation the claim waits until its own timeout."""
-    monkeypatch.setattr(kafka_mode, "HELD_PAST_TIMEOUT_SECONDS", 2.0)
-    monkeypatch.setattr(transactions, "WAIT_REPORT_SECONDS", 2.0)
     source = new_topic("claim")
-    config = ProcessorConfig(instance_id="one", transaction_timeout_ms=3000)
-    runner = KafkaProcessorRunner(Processor(unique("claim"), [source], config=config), bootstrap_servers)
-    runner.producer = runner._new_producer()
+    runner = quick_runner(bootstrap_servers, source, unique("claim"), monkeypatch)
     held = clients.transactional_producer(
         bootstrap_servers, runner._transactional_id, transaction_timeout_ms=120_000
     )
@@ -69,3 +79,27 @@ def test_a_claim_ends_a_transaction_of_its_own_id_held_past_its_timeout(
     finally:
         member.close()
         outsider.close()
+
+
+def test_a_claim_held_past_the_timeout_by_another_id_says_where_to_look(
+    bootstrap_servers: str,
+    new_topic: Callable[..., str],
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The re-initialisation does not end another id's transaction: the claim's error at its
+    timeout says so, and names the __consumer_offsets partition whose producers to look at."""
+    monkeypatch.setattr(kafka_mode, "CLAIM_TIMEOUT_SECONDS", 12.0)
+    source = new_topic("claim-other")
+    runner = quick_runner(bootstrap_servers, source, unique("claim"), monkeypatch)
+    group = runner.processor.group_id
+    member = clients.consumer(bootstrap_servers, group)
+    try:
+        held = offsets_held_open(bootstrap_servers, group, {(source, 0): 9})
+        with held, pytest.raises(KafkaUnavailableError) as failed:
+            runner.claim(member, [(source, 0)])
+        said = str(failed.value)
+        assert "past the transaction timeout and not of this instance" in said
+        assert f"__consumer_offsets partition {admin.offsets_partition(group, 10)}" in said
+    finally:
+        member.close()

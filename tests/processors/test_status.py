@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from confluent_kafka import Producer
 
 from outboxkit.cli import main
+from outboxkit.kafka.admin import offsets_partition
 from tests.consumers.workload import Feed
 from tests.services import offsets_held_open
 
@@ -83,8 +84,10 @@ def test_status_reports_offsets_an_open_transaction_holds_without_waiting_for_it
         assert rows[0]["offsets_held"] is True and rows[0]["position"] is None
         assert rows[1]["offsets_held"] is False
         assert status["offsets_held"] == 1
+        assert status["offsets_partition"] == offsets_partition(f"outboxkit-processor-{name}", 10)
         text = CliRunner().invoke(main, ["processor", "status", REFERENCE], env=env)
         assert f"{topic}[0]: an open transaction holds the group's committed offset" in text.stdout
+        assert f"--partition {status['offsets_partition']} and abort it" in text.stdout
 
 
 SERVICE_MODULE = """
