@@ -37,14 +37,21 @@ TOOLS = {
 """Kafka's command-line tools that `stack/stack kafka-tool` runs (bin/kafka-<name>.sh)."""
 
 
-def java_command(settings: Settings, libs: Path, main: str, *, heap: str, log_config: Path) -> list[str]:
-    """The `java ...` line of Kafka's bin/kafka-run-class.sh, with our instance tag in it."""
+def java_command(
+    settings: Settings, libs: Path, main: str, *, heap: str, log_config: Path, gc_log: str | None = None
+) -> list[str]:
+    """The `java ...` line of Kafka's bin/kafka-run-class.sh, with our instance tag in it;
+    `gc_log`: a file name in the logs dir for the JVM's pauses (as kafka-server-start.sh keeps)."""
+    gc = (
+        [f"-Xlog:gc:file={settings.logs_dir / gc_log}:time,uptime:filecount=2,filesize=20M"] if gc_log else []
+    )
     return [
         maven.require_java(),
         f"-Xms{heap}",
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
+        *gc,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log_config}",
         f"-Dkafka.logs.dir={settings.logs_dir}",
@@ -184,7 +191,9 @@ class Kafka:
                 )
         self.daemon.start(
             [
-                *java_command(self.s, libs, "kafka.Kafka", heap="768m", log_config=log_config),
+                *java_command(
+                    self.s, libs, "kafka.Kafka", heap="768m", log_config=log_config, gc_log="kafka-gc.log"
+                ),
                 str(props),
             ]
         )

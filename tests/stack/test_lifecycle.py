@@ -58,6 +58,8 @@ def test_up_is_idempotent_and_down_leaves_nothing(isolated_env: dict[str, str]) 
     assert {p.name: p.read_text() for p in (state / "run").glob("*.pid")} == pids, "up restarted a part"
     env_file = dict(line.split("=", 1) for line in (state / "stack.env").read_text().splitlines())
     assert probe_postgres(env_file["OUTBOX_DATABASE_URL"]) is None
+    gc_log = state / "logs" / "kafka-gc.log"  # the broker's pauses, for latency tails
+    assert gc_log.exists() and "Using G1" in gc_log.read_text(), "the broker writes no GC log"
 
     assert len(our_processes(state)) >= 3
     down = run_stack(isolated_env, "down")
