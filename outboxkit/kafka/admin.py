@@ -26,6 +26,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from outboxkit.kafka.errors import KafkaUnavailableError, TopicNotFoundError
 from outboxkit.kafka.records import Partition
 
+# A future's result(timeout=) raises TimeoutError of its own, not a KafkaException: both mean
+# that Kafka did not answer in time.
+
 T = TypeVar("T")
 P = ParamSpec("P")
 C = TypeVar("C", bound=AdminClient | Consumer)
@@ -114,7 +117,7 @@ def _topic_config(client: AdminClient, topic: str, timeout: float = 10.0) -> dic
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
         entries = client.describe_configs([resource])[resource].result(timeout=timeout)
-    except KafkaException as err:
+    except (KafkaException, TimeoutError) as err:
         raise KafkaUnavailableError(f"cannot read the settings of topic {topic!r}: {err}") from err
     return {name: entry.value for name, entry in entries.items() if entry.value is not None}
 
@@ -124,7 +127,7 @@ def _broker_config(client: AdminClient, broker: int, timeout: float = 10.0) -> d
     resource = ConfigResource(ResourceType.BROKER, str(broker))
     try:
         entries = client.describe_configs([resource])[resource].result(timeout=timeout)
-    except KafkaException as err:
+    except (KafkaException, TimeoutError) as err:
         raise KafkaUnavailableError(f"cannot read the settings of broker {broker}: {err}") from err
     return {name: entry.value for name, entry in entries.items() if entry.value is not None}
 
@@ -134,7 +137,7 @@ def _topic_id(client: AdminClient, topic: str, timeout: float = 10.0) -> str:
     name has another id, so a local copy of the old one can tell it is stale."""
     try:
         described = client.describe_topics(TopicCollection([topic]))[topic].result(timeout=timeout)
-    except KafkaException as err:
+    except (KafkaException, TimeoutError) as err:
         if err.args and getattr(err.args[0], "code", lambda: None)() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             raise TopicNotFoundError(f"topic {topic!r} does not exist; create it first") from err
         raise KafkaUnavailableError(f"cannot describe the topic {topic!r}: {err}") from err
@@ -151,7 +154,7 @@ def _held_offsets(
     try:
         found = client.list_consumer_group_offsets([asked], require_stable=True, request_timeout=timeout)
         answer = found[group].result(timeout=timeout)
-    except KafkaException as err:
+    except (KafkaException, TimeoutError) as err:
         raise KafkaUnavailableError(
             f"cannot ask for the committed offsets of group {group!r}: {err}"
         ) from err

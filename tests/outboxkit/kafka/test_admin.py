@@ -1,10 +1,14 @@
-"""outboxkit.kafka.admin's pure parts: which __consumer_offsets partition keeps a group."""
+"""outboxkit.kafka.admin: which __consumer_offsets partition keeps a group (pure), and the
+held-offsets check's answer when no broker answers."""
 
 from __future__ import annotations
 
 import pytest
 
-from outboxkit.kafka.admin import offsets_partition
+from outboxkit.kafka import clients
+from outboxkit.kafka.admin import held_offsets, offsets_partition
+from outboxkit.kafka.errors import KafkaUnavailableError
+from tests.isolated import free_port
 
 
 @pytest.mark.parametrize(
@@ -18,3 +22,9 @@ from outboxkit.kafka.admin import offsets_partition
 )
 def test_the_offsets_partition_of_a_group_is_kafkas(group: str, partitions: int, expected: int) -> None:
     assert offsets_partition(group, partitions) == expected
+
+
+def test_the_held_offsets_check_says_kafka_does_not_answer_instead_of_raising_its_timeout() -> None:
+    nobody = clients.admin(f"127.0.0.1:{free_port()}")  # a loopback port nothing listens on
+    with pytest.raises(KafkaUnavailableError, match="cannot ask for the committed offsets of group 'g'"):
+        held_offsets(nobody, "g", [("t", 0)], timeout=1)
