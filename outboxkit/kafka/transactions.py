@@ -205,14 +205,25 @@ def commit(
         raise _failed(producer, err, "commit", timeout) from err
 
 
-def abort(producer: Producer, *, timeout: float = 30.0, patient: bool = False) -> None:
+def abort(
+    producer: Producer, *, timeout: float = 30.0, patient: bool = False, patience: float | None = None
+) -> None:
     """Abort the open transaction (what it produced is never visible to read_committed readers).
 
     `patient`: while Kafka does not answer (retriable errors, e.g. a broker restarting), try
-    again for as long as that takes instead of for `timeout` s: the producer can begin no other
-    transaction before this one ended, so giving up would only end the process."""
+    again for up to `patience` s (None: however long it takes) instead of for `timeout` s: the
+    producer can begin no other transaction before this one ended. Past `patience` the error is
+    a replaceable ProducerFencedError: a producer that keeps timing out after the broker is back
+    may hold a coordinator that went away (librdkafka #5456), and a new producer of its
+    transactional.id aborts the transaction through its init_transactions."""
     try:
-        _retrying("abort_transaction", lambda: producer.abort_transaction(timeout), timeout, patient=patient)
+        _retrying(
+            "abort_transaction",
+            lambda: producer.abort_transaction(timeout),
+            timeout,
+            patient=patient,
+            patience=patience,
+        )
     except KafkaException as err:
         raise ProducerFencedError(
             f"cannot abort the transaction: {err}", replaceable=replaceable(err.args[0])
@@ -228,11 +239,19 @@ def begin(producer: Producer) -> None:
         ) from err
 
 
-def _retrying(what: str, call: Callable[[], object], timeout: float, *, patient: bool = False) -> None:
+def _retrying(
+    what: str,
+    call: Callable[[], object],
+    timeout: float,
+    *,
+    patient: bool = False,
+    patience: float | None = None,
+) -> None:
     """Call until it does not fail with a retriable error, at most `timeout` seconds (`patient`:
-    however long it takes). Each call is given `timeout` too: one that blocks well past it ends
-    the process (`hang_guard`)."""
-    deadline = time.monotonic() + timeout
+    up to `patience` seconds, None: however long it takes). Each call is given `timeout` too: one
+    that blocks well past it ends the process (`hang_guard`)."""
+    started = time.monotonic()
+    deadline = started + timeout
     waited = False
     while True:
         try:
@@ -241,9 +260,15 @@ def _retrying(what: str, call: Callable[[], object], timeout: float, *, patient:
             return
         except KafkaException as err:
             error: KafkaError = err.args[0]
-            if not error.retriable() or (time.monotonic() >= deadline and not patient):
+            now = time.monotonic()
+            if not error.retriable() or (now >= deadline and not patient):
                 raise
-            if patient and not waited and time.monotonic() >= deadline:
+            if patient and patience is not None and now - started >= patience:
+                log.warning(
+                    "%s: Kafka did not answer for %.0f s (%s); giving up", what, now - started, error.str()
+                )
+                raise
+            if patient and not waited and now >= deadline:
                 waited = True
                 log.warning("%s: Kafka does not answer (%s); trying until it does", what, error.str())
             time.sleep(0.1)
@@ -252,7 +277,7 @@ def _retrying(what: str, call: Callable[[], object], timeout: float, *, patient:
 def _failed(producer: Producer, err: KafkaException, what: str, timeout: float) -> OutboxError:
     error: KafkaError = err.args[0]
     if error.txn_requires_abort() or error.retriable():
-        abort(producer, timeout=timeout, patient=True)
+        abort(producer, timeout=timeout, patient=True, patience=2 * timeout)
         kind = TransactionAbortedError if error.txn_requires_abort() else KafkaUnavailableError
         return kind(f"the transaction could not {what} and was aborted: {error.str()}")
     return ProducerFencedError(

@@ -192,7 +192,7 @@ class KafkaProcessorRunner:
         (librdkafka #5511; `hang_guard` ended the process in 9 of 10 broker restarts of the test)."""
         log.info("partitions were lost: a new transactional producer, its coordinators looked up afresh")
         try:
-            self._replace_producer()
+            self._replace_producer(bounded=True)
         except ProducerFencedError as err:  # the old one goes on; a hang ends the process as before
             log.warning("could not renew the transactional producer: %s", err)
 
@@ -235,7 +235,7 @@ class KafkaProcessorRunner:
             self._abort_quietly()
             self._rewind = True
         try:
-            self._replace_producer()
+            self._replace_producer(bounded=True)
         except ProducerFencedError as err:  # e.g. the holder is still completing: wait on
             log.warning("could not re-initialise the transactional producer: %s", err)
             return f"{why}; re-initialising the producer failed ({err})"
@@ -434,7 +434,8 @@ class KafkaProcessorRunner:
         if self._open_since is None or self.producer is None:
             return
         try:
-            transactions.abort(self.producer, timeout=10, patient=going_on)
+            patience = 2 * self.config.transaction_timeout_ms / 1000  # then a new producer aborts it
+            transactions.abort(self.producer, timeout=10, patient=going_on, patience=patience)
         except ProducerFencedError as err:
             if going_on and err.replaceable:
                 self._replace_producer(err)
@@ -455,21 +456,28 @@ class KafkaProcessorRunner:
             settings=dict(self.config.producer_settings),
         )
 
-    def _replace_producer(self, failure: ProducerFencedError | None = None) -> None:
+    def _replace_producer(self, failure: ProducerFencedError | None = None, *, bounded: bool = False) -> None:
         """Go on with a new producer of the same transactional.id: the old one failed without
         anyone taking over (`failure`, replaceable), or a transaction of the id outlived its
         timeout. What the old one held is aborted by the new one's init_transactions (or was
-        aborted by the broker); the inputs are read again from the committed offsets."""
+        aborted by the broker); the inputs are read again from the committed offsets. While
+        Kafka does not answer this is tried until it does; `bounded` (inside a claim, which has a
+        timeout of its own): for three transaction timeouts, then ProducerFencedError."""
         if failure is not None:
             log.warning("the transactional producer failed (%s): replacing it", failure)
-        deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 * 3
-        while True:
+        told = time.monotonic() + self.config.transaction_timeout_ms / 1000 * 3
+        while True:  # a new producer each time: one made while Kafka was away may keep its state
             try:
                 self.producer = self._new_producer()
                 break
             except KafkaException as err:
                 error = err.args[0]
-                if not error.retriable() or time.monotonic() >= deadline:
+                if not error.retriable() or (bounded and time.monotonic() >= told):
                     raise ProducerFencedError(f"cannot replace the transactional producer: {err}") from err
+                if time.monotonic() >= told:  # while Kafka is away: no other way on
+                    told = float("inf")
+                    log.warning(
+                        "cannot make a transactional producer yet (%s); trying until Kafka answers", err
+                    )
                 time.sleep(0.5)
         self._closed()

@@ -12,7 +12,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from outboxkit.kafka import clients, transactions
 from outboxkit.kafka.errors import KafkaUnavailableError, StopRequestedError
-from outboxkit.kafka.transactions import TransactionAbortedError
+from outboxkit.kafka.transactions import ProducerFencedError, TransactionAbortedError
+from tests.isolated import IsolatedStack
 from tests.services import offsets_held_open, read_all
 
 
@@ -105,3 +106,26 @@ def test_a_wait_for_offsets_an_open_transaction_holds_ends_when_cancelled(
         }
     finally:
         consumer.close()
+
+
+def test_a_patient_abort_gives_up_after_its_patience_with_a_replaceable_error(
+    unique: Callable[[str], str],
+) -> None:
+    """The broker is away: a patient abort tries for `patience` seconds, not for ever, then says
+    the producer may be replaced (a new one of its transactional.id aborts the transaction)."""
+    stack = IsolatedStack()
+    try:
+        assert stack.up("kafka").returncode == 0
+        bootstrap = stack.bootstrap_servers
+        producer = clients.transactional_producer(bootstrap, unique("patience"), transaction_timeout_ms=9000)
+        producer.begin_transaction()
+        producer.produce("patience", value=b"x")  # registers a partition with the coordinator
+        assert producer.flush(30) == 0
+        assert stack.down().returncode == 0
+        started = time.monotonic()
+        with pytest.raises(ProducerFencedError) as failed:
+            transactions.abort(producer, timeout=1, patient=True, patience=4)
+        assert failed.value.replaceable
+        assert 4 <= time.monotonic() - started <= 4 + 1 + transactions.HANG_MARGIN_SECONDS
+    finally:
+        stack.remove()
