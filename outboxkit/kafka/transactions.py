@@ -205,24 +205,18 @@ def commit(
         raise _failed(producer, err, "commit", timeout) from err
 
 
-def abort(
-    producer: Producer, *, timeout: float = 30.0, patient: bool = False, patience: float | None = None
-) -> None:
+def abort(producer: Producer, *, timeout: float = 30.0, patience: float | None = None) -> None:
     """Abort the open transaction (what it produced is never visible to read_committed readers).
 
-    `patient`: while Kafka does not answer (retriable errors, e.g. a broker restarting), try
-    again for up to `patience` s (None: however long it takes) instead of for `timeout` s: the
-    producer can begin no other transaction before this one ended. Past `patience` the error is
-    a replaceable ProducerFencedError: a producer that keeps timing out after the broker is back
-    may hold a coordinator that went away (librdkafka #5456), and a new producer of its
-    transactional.id aborts the transaction through its init_transactions."""
+    `patience`: while Kafka does not answer (retriable errors, e.g. a broker restarting), try
+    again for that many seconds instead of `timeout`: the producer can begin no other
+    transaction before this one ended. Past it the error is a replaceable ProducerFencedError: a
+    producer that keeps timing out after the broker is back may hold a coordinator that went
+    away (librdkafka #5456), and a new producer of its transactional.id aborts the transaction
+    through its init_transactions."""
     try:
         _retrying(
-            "abort_transaction",
-            lambda: producer.abort_transaction(timeout),
-            timeout,
-            patient=patient,
-            patience=patience,
+            "abort_transaction", lambda: producer.abort_transaction(timeout), timeout, patience=patience
         )
     except KafkaException as err:
         raise ProducerFencedError(
@@ -240,19 +234,15 @@ def begin(producer: Producer) -> None:
 
 
 def _retrying(
-    what: str,
-    call: Callable[[], object],
-    timeout: float,
-    *,
-    patient: bool = False,
-    patience: float | None = None,
+    what: str, call: Callable[[], object], timeout: float, *, patience: float | None = None
 ) -> None:
-    """Call until it does not fail with a retriable error, at most `timeout` seconds (`patient`:
-    up to `patience` seconds, None: however long it takes). Each call is given `timeout` too: one
-    that blocks well past it ends the process (`hang_guard`)."""
+    """Call until it does not fail with a retriable error, for at most `patience` seconds
+    (default: `timeout`). Each call is given `timeout`: one that blocks well past it ends the
+    process (`hang_guard`)."""
     started = time.monotonic()
-    deadline = started + timeout
-    waited = False
+    deadline = started + (timeout if patience is None else patience)
+    extended = patience is not None and patience > timeout  # its waits are logged
+    told = False
     while True:
         try:
             with hang_guard(what, timeout + HANG_MARGIN_SECONDS):
@@ -261,23 +251,22 @@ def _retrying(
         except KafkaException as err:
             error: KafkaError = err.args[0]
             now = time.monotonic()
-            if not error.retriable() or (now >= deadline and not patient):
+            if not error.retriable() or now >= deadline:
+                if extended and now - started > timeout:
+                    log.warning("%s: Kafka did not answer for %.0f s; giving up", what, now - started)
                 raise
-            if patient and patience is not None and now - started >= patience:
+            if extended and not told and now - started >= timeout:
+                told = True
                 log.warning(
-                    "%s: Kafka did not answer for %.0f s (%s); giving up", what, now - started, error.str()
+                    "%s: Kafka does not answer (%s); trying for up to %.0f s", what, error.str(), patience
                 )
-                raise
-            if patient and not waited and now >= deadline:
-                waited = True
-                log.warning("%s: Kafka does not answer (%s); trying until it does", what, error.str())
             time.sleep(0.1)
 
 
 def _failed(producer: Producer, err: KafkaException, what: str, timeout: float) -> OutboxError:
     error: KafkaError = err.args[0]
     if error.txn_requires_abort() or error.retriable():
-        abort(producer, timeout=timeout, patient=True, patience=2 * timeout)
+        abort(producer, timeout=timeout, patience=2 * timeout)
         kind = TransactionAbortedError if error.txn_requires_abort() else KafkaUnavailableError
         return kind(f"the transaction could not {what} and was aborted: {error.str()}")
     return ProducerFencedError(

@@ -14,7 +14,8 @@ doubled. A zombie (paused past its session timeout while another member took ove
 the coordinator refuses the offsets of a stale generation, and the broker aborts its transaction
 after `transaction_timeout_ms`.
 
-Across a broker outage an abort is tried until the broker answers; a producer that failed
+Across a broker outage an abort is tried for twice the transaction timeout, then a new producer
+of the same transactional.id (made until Kafka answers) ends the transaction; a producer that failed
 without being fenced (the broker aborted its timed-out transaction meanwhile) is replaced by a
 new one of the same transactional.id; a producer fenced by another is never replaced. After
 partitions were lost, the next claim renews the producer (its coordinators looked up afresh).
@@ -430,12 +431,13 @@ class KafkaProcessorRunner:
 
     def _abort_quietly(self, *, going_on: bool = True) -> None:
         """Abort the open transaction; `going_on` (the instance goes on): while Kafka does not
-        answer, keep trying (no other transaction can begin before this one ended); stopping: 10 s."""
+        answer, keep trying for twice the transaction timeout (no other transaction can begin
+        before this one ended), then go on with a new producer; stopping: 10 s."""
         if self._open_since is None or self.producer is None:
             return
         try:
             patience = 2 * self.config.transaction_timeout_ms / 1000  # then a new producer aborts it
-            transactions.abort(self.producer, timeout=10, patient=going_on, patience=patience)
+            transactions.abort(self.producer, timeout=10, patience=patience if going_on else None)
         except ProducerFencedError as err:
             if going_on and err.replaceable:
                 self._replace_producer(err)

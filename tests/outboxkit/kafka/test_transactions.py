@@ -124,7 +124,7 @@ def test_a_patient_abort_gives_up_after_its_patience_with_a_replaceable_error(
         assert stack.down().returncode == 0
         started = time.monotonic()
         with pytest.raises(ProducerFencedError) as failed:
-            transactions.abort(producer, timeout=1, patient=True, patience=4)
+            transactions.abort(producer, timeout=1, patience=4)
         assert failed.value.replaceable
         assert 4 <= time.monotonic() - started <= 4 + 1 + transactions.HANG_MARGIN_SECONDS
     finally:
